@@ -1,0 +1,73 @@
+"""textgym's Gymnasium environments and their registrations under the ``textgym/`` namespace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from textgym.envs.guess_number import GuessNumberEnv, GuessNumberVectorEnv
+from textgym.envs.guess_number_text import GuessNumberTextEnv, GuessNumberTextVectorEnv
+from textgym.envs.token_generation import TokenGenerationEnv, TokenGenerationVectorEnv
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """One registered env: its id, entry points, default kwargs and a one-line description."""
+
+    id: str
+    entry_point: str
+    vector_entry_point: str
+    description: str
+    default_reward: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_TOKEN = "textgym.envs.token_generation:TokenGenerationEnv"
+_TOKEN_VEC = "textgym.envs.token_generation:TokenGenerationVectorEnv"
+
+ENVS: tuple[EnvInfo, ...] = (
+    EnvInfo("textgym/GuessNumber-v0", "textgym.envs.guess_number:GuessNumberEnv",
+            "textgym.envs.guess_number:GuessNumberVectorEnv",
+            "guess a secret in 1..100 from higher/lower feedback", "+1 right, -0.1 per wrong guess"),
+    EnvInfo("textgym/GuessNumberText-v0", "textgym.envs.guess_number_text:GuessNumberTextEnv",
+            "textgym.envs.guess_number_text:GuessNumberTextVectorEnv",
+            "the guessing game in text: write digits, read feedback", "+1 right, -0.1 per wrong guess"),
+    EnvInfo("textgym/TokenGeneration-v0", _TOKEN, _TOKEN_VEC,
+            "any task (name, list, JSONL, HF dataset), tokenizer and reward", "exact_match",
+            {"task": "copy", "reward": "exact_match"}),
+    EnvInfo("textgym/Copy-v0", _TOKEN, _TOKEN_VEC, "copy a string over 'abcdef' of length 2-6: 'abc=' -> 'abc'",
+            "token_accuracy", {"task": "copy", "reward": "token_accuracy"}),
+    EnvInfo("textgym/Reverse-v0", _TOKEN, _TOKEN_VEC, "reverse a string over 'abcdef' of length 2-6: 'abc=' -> 'cba'",
+            "token_accuracy", {"task": "reverse", "reward": "token_accuracy"}),
+    EnvInfo("textgym/Sort-v0", _TOKEN, _TOKEN_VEC, "sort the characters of a string: 'cab=' -> 'abc'",
+            "token_accuracy", {"task": "sort", "reward": "token_accuracy"}),
+    EnvInfo("textgym/Addition-v0", _TOKEN, _TOKEN_VEC, "add two numbers of 1-3 digits: '12+7=' -> '19'",
+            "token_accuracy", {"task": "addition", "reward": "token_accuracy"}),
+)
+
+
+def register_envs() -> None:
+    """Register every textgym env with Gymnasium; safe to call again."""
+    for info in ENVS:
+        if info.id not in gym.registry:
+            gym.register(
+                id=info.id,
+                entry_point=info.entry_point,
+                vector_entry_point=info.vector_entry_point,
+                kwargs=dict(info.kwargs),
+            )
+
+
+__all__ = [
+    "ENVS",
+    "EnvInfo",
+    "GuessNumberEnv",
+    "GuessNumberTextEnv",
+    "GuessNumberTextVectorEnv",
+    "GuessNumberVectorEnv",
+    "TokenGenerationEnv",
+    "TokenGenerationVectorEnv",
+    "register_envs",
+]

@@ -1,0 +1,230 @@
+"""Guess the secret number: the plain form (actions are numbers, feedback is a number)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.error import ResetNeeded
+
+from textgym.envs.core import EpisodeKeys, TorchVectorEnv, check_action
+
+HIGHER, LOWER = 1.0, -1.0  # feedback: the secret is higher / lower than the guess
+
+
+def check_game(low: int, high: int, max_guesses: int, guess_penalty: float) -> None:
+    """Validate the game's arguments (shared by both forms of the game)."""
+    for name, v in (("low", low), ("high", high), ("max_guesses", max_guesses)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {v!r}")
+    if low >= high:
+        raise ValueError(f"low must be smaller than high, got low={low}, high={high}")
+    if max_guesses < 1:
+        raise ValueError(f"max_guesses must be at least 1, got {max_guesses}")
+    if not guess_penalty >= 0:
+        raise ValueError(f"guess_penalty must be >= 0, got {guess_penalty!r}")
+
+
+def guess_reward(correct: bool, guess_penalty: float) -> float:
+    return 1.0 if correct else -guess_penalty
+
+
+_DOC = """
+    ## Rewards
+
+    +1 for the right guess, `-guess_penalty` (default 0.1) for every wrong one. The return of a
+    game won in `k` guesses is `1 - guess_penalty * (k - 1)`, so fewer guesses is strictly better,
+    and any win beats any loss (`-guess_penalty * max_guesses`).
+
+    ## Episode End
+
+    * Termination: the guess is right, or `max_guesses` guesses were made.
+    * Truncation: none (the game always ends by its own rules).
+
+    `info` holds `guesses` (made so far) and `success`; at the end also `secret`.
+
+    ## Arguments
+
+    * `low`, `high`: the secret is drawn uniformly from `[low, high]` (default 1..100).
+    * `max_guesses`: guesses allowed (default 10; binary search never needs more than
+      `ceil(log2(high - low + 2))`, which is 7 for 1..100, and averages 5.80 guesses there).
+    * `guess_penalty`: the cost of a wrong guess (default 0.1).
+    * `render_mode`: `"ansi"` or `"human"`.
+"""
+
+
+class GuessNumberEnv(gym.Env):
+    """Guess a secret integer in `[low, high]`; after each guess you hear "higher", "lower" or "correct".
+
+    ## Description
+
+    The classic game, and the smallest sequential decision problem with a known optimal policy:
+    binary search. The observation carries the whole history of guesses and feedback, plus the
+    interval of secrets still possible, so a policy can play optimally.
+
+    ## Action Space
+
+    `Discrete(high - low + 1)`: action `a` guesses the number `low + a`.
+
+    ## Observation Space
+
+    `Box(-1, 1, (3 + 2 * max_guesses,), float32)`, where `n = high - low`:
+
+    | index | meaning |
+    |---|---|
+    | 0 | smallest secret still possible, `(lo - low) / n` |
+    | 1 | largest secret still possible, `(hi - low) / n` |
+    | 2 | fraction of the guesses left, `(max_guesses - guesses) / max_guesses` |
+    | 3 + 2k | guess number k, `(guess - low) / n`; -1 if not made yet |
+    | 4 + 2k | its feedback: +1 the secret is higher, -1 lower, 0 not made yet |
+    {doc}
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(
+        self, low: int = 1, high: int = 100, max_guesses: int = 10, guess_penalty: float = 0.1, render_mode: str | None = None
+    ) -> None:
+        check_game(low, high, max_guesses, guess_penalty)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
+        self.render_mode = render_mode
+        self.action_space = gym.spaces.Discrete(self.high - self.low + 1)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (3 + 2 * self.max_guesses,), dtype=np.float32)
+        self._keys = EpisodeKeys()
+        self._secret: int | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        key = self._keys.next(seed, self.np_random)
+        self._secret = self.low + key % (self.high - self.low + 1)
+        self._lo, self._hi = self.low, self.high
+        self._history: list[tuple[int, float]] = []
+        self._done = False
+        return self._obs(), {"guesses": 0, "success": False}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self._secret is None:
+            raise ResetNeeded("call reset() before step()")
+        if self._done:
+            raise ResetNeeded("the game has ended; call reset() to start the next one")
+        guess = self.low + check_action(action, self.action_space.n)
+        correct = guess == self._secret
+        if not correct:
+            feedback = HIGHER if self._secret > guess else LOWER
+            if feedback == HIGHER:
+                self._lo = max(self._lo, guess + 1)
+            else:
+                self._hi = min(self._hi, guess - 1)
+            self._history.append((guess, feedback))
+        else:
+            self._history.append((guess, 0.0))
+            self._lo = self._hi = guess
+        guesses = len(self._history)
+        self._done = correct or guesses >= self.max_guesses
+        info: dict[str, Any] = {"guesses": guesses, "success": correct}
+        if self._done:
+            info["secret"] = self._secret
+        if self.render_mode == "human":
+            print(self._render_text())
+        return self._obs(), guess_reward(correct, self.guess_penalty), self._done, False, info
+
+    def _obs(self) -> np.ndarray:
+        n = self.high - self.low
+        obs = np.zeros(3 + 2 * self.max_guesses, dtype=np.float32)
+        obs[0], obs[1] = (self._lo - self.low) / n, (self._hi - self.low) / n
+        obs[2] = (self.max_guesses - len(self._history)) / self.max_guesses
+        obs[3::2] = -1.0
+        for k, (guess, feedback) in enumerate(self._history):
+            obs[3 + 2 * k], obs[4 + 2 * k] = (guess - self.low) / n, feedback
+        return obs
+
+    def _render_text(self) -> str:
+        words = {HIGHER: "higher", LOWER: "lower", 0.0: "correct"}
+        lines = [f"guess a number from {self.low} to {self.high}"]
+        lines += [f"{g}: {words[f]}" for g, f in self._history]
+        if self._done:
+            lines.append(f"the secret was {self._secret}")
+        return "\n".join(lines)
+
+    def render(self) -> str | None:
+        if self._secret is None:
+            return None
+        text = self._render_text()
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+
+GuessNumberEnv.__doc__ = GuessNumberEnv.__doc__.replace("{doc}", _DOC)
+
+
+class GuessNumberVectorEnv(TorchVectorEnv):
+    """A batch of :class:`GuessNumberEnv` games as torch tensors on ``device``.
+
+    Same rules, arguments and spaces as :class:`GuessNumberEnv`, plus ``num_envs``, ``device`` and
+    ``max_episode_steps``. ``info`` holds tensors ``guesses`` and ``success``, and ``secret`` where
+    ``info["_secret"]`` is true (games that just ended).
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        low: int = 1,
+        high: int = 100,
+        max_guesses: int = 10,
+        guess_penalty: float = 0.1,
+        device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(num_envs, device, max_episode_steps)
+        check_game(low, high, max_guesses, guess_penalty)
+        self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
+        self.render_mode = render_mode
+        M, dev = self.max_guesses, self.device
+        self._set_spaces(gym.spaces.Box(-1.0, 1.0, (3 + 2 * M,), dtype=np.float32), gym.spaces.Discrete(self.high - self.low + 1))
+        z = torch.zeros(num_envs, dtype=torch.int64, device=dev)
+        self.secret, self.lo, self.hi, self.guesses = z.clone(), z.clone(), z.clone(), z.clone()
+        self.history = torch.zeros(num_envs, M, 2, device=dev)  # (B, M, [guess, feedback]) scaled as in the obs
+        self._slots = torch.arange(M, device=dev)
+
+    def _start(self, mask, keys):
+        self.secret = torch.where(mask, self.low + keys % (self.high - self.low + 1), self.secret)
+        self.lo = torch.where(mask, self.low, self.lo)
+        self.hi = torch.where(mask, self.high, self.hi)
+        self.guesses = torch.where(mask, 0, self.guesses)
+        empty = torch.tensor([-1.0, 0.0], device=self.device)
+        self.history = torch.where(mask[:, None, None], empty, self.history)
+
+    def _advance(self, actions, active):
+        guess = self.low + actions
+        correct = active & (guess == self.secret)
+        higher = self.secret > guess
+        wrong = active & ~correct
+        self.lo = torch.where(wrong & higher, torch.maximum(self.lo, guess + 1), self.lo)
+        self.hi = torch.where(wrong & ~higher, torch.minimum(self.hi, guess - 1), self.hi)
+        self.lo = torch.where(correct, guess, self.lo)
+        self.hi = torch.where(correct, guess, self.hi)
+        feedback = torch.where(correct, 0.0, torch.where(higher, HIGHER, LOWER))
+        entry = torch.stack([(guess - self.low) / (self.high - self.low), feedback], dim=-1)  # (B, 2)
+        write = active[:, None] & (self._slots == self.guesses[:, None])  # (B, M)
+        self.history = torch.where(write[..., None], entry[:, None, :], self.history)
+        self.guesses = self.guesses + active.long()
+        terminated = correct | (active & (self.guesses >= self.max_guesses))
+        reward = torch.where(correct, 1.0, torch.where(active, -self.guess_penalty, 0.0))
+        info = {"guesses": self.guesses.clone(), "success": correct, "secret": self.secret.clone(), "_secret": terminated}
+        return reward, terminated, torch.zeros_like(terminated), info
+
+    def _observe(self):
+        n = self.high - self.low
+        head = torch.stack([(self.lo - self.low) / n, (self.hi - self.low) / n,
+                            (self.max_guesses - self.guesses) / self.max_guesses], dim=-1)
+        return torch.cat([head, self.history.flatten(1)], dim=1).float()

@@ -1,0 +1,276 @@
+"""Guess the secret number in text: the agent writes digits, the env writes its feedback as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.error import ResetNeeded
+
+from textgym.envs.core import EpisodeKeys, TorchVectorEnv, check_action, pad_to, token_observation_space
+from textgym.envs.guess_number import check_game, guess_reward
+from textgym.tokenizers import CharTokenizer
+
+# Feedback codes and their text; NONE is "the guess is not finished yet".
+NONE, HIGHER, LOWER, CORRECT, INVALID = range(5)
+FEEDBACK = ("", ": higher\n", ": lower\n", ": correct\n", ": invalid\n")
+
+
+def rules_line(low: int, high: int) -> str:
+    return f"guess {low}-{high}\n"
+
+
+def game_tokenizer(low: int, high: int) -> CharTokenizer:
+    """The character tokenizer of the game: digits plus every character of the rules and feedback."""
+    chars = set("0123456789" + rules_line(low, high) + "".join(FEEDBACK))
+    return CharTokenizer("".join(sorted(chars)))
+
+
+class GameText:
+    """The text form of a game: token ids of the rules and feedback, and the transcript bound."""
+
+    def __init__(self, low: int, high: int, max_guesses: int) -> None:
+        self.tokenizer = tok = game_tokenizer(low, high)
+        self.rules = tok.encode(rules_line(low, high))
+        self.feedback = [tok.encode(f) for f in FEEDBACK]
+        self.max_digits = len(str(high))
+        self.digit_of = {tok.encode(str(d))[0]: d for d in range(10)}
+        # Longest turn: max_digits digits, then eos or a wrong token, then the longest feedback.
+        self.max_len = len(self.rules) + max_guesses * (self.max_digits + 1 + max(map(len, self.feedback)))
+
+
+class GuessNumberTextEnv(gym.Env):
+    """The number-guessing game played in text: read the transcript, write your guess as digits.
+
+    ## Description
+
+    The bridge between games and language. The transcript starts with the rules line, e.g.
+    `"guess 1-100\\n"`. The agent writes its guess one character at a time (`"5"`, `"0"`) and ends
+    it with the eos token; the env then writes the feedback `": higher\\n"`, `": lower\\n"`,
+    `": correct\\n"` or `": invalid\\n"`. A won game reads (eos not shown):
+
+        guess 1-100
+        50: higher
+        75: lower
+        62: correct
+
+    A guess is invalid, and costs a guess, when it is out of `[low, high]`, has no digit, has more
+    digits than `high`, or contains any token other than a digit before the eos (the guess ends at
+    that token).
+
+    ## Action Space
+
+    `Discrete(vocab_size)`: the next token of the game's `CharTokenizer` (digits, eos, and the
+    characters of the rules and feedback). `env.unwrapped.tokenizer` maps text to ids.
+
+    ## Observation Space
+
+    `Dict(input_ids=Box(0, vocab_size - 1, (max_len,), int64), attention_mask=Box(0, 1, (max_len,), int8))`:
+    the transcript's token ids so far (the agent's eos tokens included), right-padded; `max_len`
+    fits the longest possible game.
+
+    ## Rewards
+
+    +1 when a guess is right, `-guess_penalty` (default 0.1) when a guess is wrong or invalid, 0
+    for the tokens in between. A game won in `k` guesses returns `1 - guess_penalty * (k - 1)`.
+
+    ## Episode End
+
+    * Termination: a right guess, or `max_guesses` guesses made (invalid ones count).
+    * Truncation: none.
+
+    `info` holds `guesses`, `invalid` (how many were invalid) and `success`; at the end `secret`.
+
+    ## Arguments
+
+    * `low`, `high`: the secret is drawn uniformly from `[low, high]` (default 1..100; `low >= 0`).
+    * `max_guesses`: guesses allowed (default 10).
+    * `guess_penalty`: the cost of a wrong or invalid guess (default 0.1).
+    * `render_mode`: `"ansi"` (the transcript) or `"human"` (printed).
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(
+        self, low: int = 1, high: int = 100, max_guesses: int = 10, guess_penalty: float = 0.1, render_mode: str | None = None
+    ) -> None:
+        check_game(low, high, max_guesses, guess_penalty)
+        if low < 0:
+            raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
+        self.render_mode = render_mode
+        self.text = GameText(self.low, self.high, self.max_guesses)
+        self.tokenizer = self.text.tokenizer
+        self.action_space = gym.spaces.Discrete(self.tokenizer.vocab_size)
+        self.observation_space = token_observation_space(self.text.max_len, self.tokenizer.vocab_size)
+        self._keys = EpisodeKeys()
+        self._secret: int | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        key = self._keys.next(seed, self.np_random)
+        self._secret = self.low + key % (self.high - self.low + 1)
+        self._transcript = list(self.text.rules)
+        self._digits: list[int] = []
+        self._guesses = self._invalid = 0
+        self._done = False
+        return self._obs(), self._info(False)
+
+    def _info(self, success: bool) -> dict:
+        return {"guesses": self._guesses, "invalid": self._invalid, "success": success}
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        if self._secret is None:
+            raise ResetNeeded("call reset() before step()")
+        if self._done:
+            raise ResetNeeded("the game has ended; call reset() to start the next one")
+        token = check_action(action, self.action_space.n)
+        self._transcript.append(token)
+        digit = self.text.digit_of.get(token)
+        feedback = NONE
+        if digit is not None and len(self._digits) < self.text.max_digits:
+            self._digits.append(digit)
+        elif token == self.tokenizer.eos_id and self._digits:
+            guess = int("".join(map(str, self._digits)))
+            if not self.low <= guess <= self.high:
+                feedback = INVALID
+            elif guess == self._secret:
+                feedback = CORRECT
+            else:
+                feedback = HIGHER if self._secret > guess else LOWER
+        else:  # a digit too many, an eos with no digit, or any other token
+            feedback = INVALID
+        reward = 0.0
+        if feedback != NONE:
+            self._transcript += self.text.feedback[feedback]
+            self._digits = []
+            self._guesses += 1
+            self._invalid += feedback == INVALID
+            reward = guess_reward(feedback == CORRECT, self.guess_penalty)
+        success = feedback == CORRECT
+        self._done = success or self._guesses >= self.max_guesses
+        info = self._info(success)
+        if self._done:
+            info["secret"] = self._secret
+        if self.render_mode == "human":
+            print(self.tokenizer.decode(self._transcript))
+        return self._obs(), reward, self._done, False, info
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return pad_to(self._transcript, self.text.max_len, self.tokenizer.pad_id)
+
+    def render(self) -> str | None:
+        if self._secret is None:
+            return None
+        text = self.tokenizer.decode(self._transcript)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+
+class GuessNumberTextVectorEnv(TorchVectorEnv):
+    """A batch of :class:`GuessNumberTextEnv` games as torch tensors on ``device``.
+
+    Same rules, arguments and spaces as :class:`GuessNumberTextEnv`, plus ``num_envs``, ``device``
+    and ``max_episode_steps``. Parsing digits and writing feedback are tensor operations on the
+    whole batch. ``info`` holds tensors ``guesses``, ``invalid``, ``success``, and ``secret`` where
+    ``info["_secret"]`` is true.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        low: int = 1,
+        high: int = 100,
+        max_guesses: int = 10,
+        guess_penalty: float = 0.1,
+        device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(num_envs, device, max_episode_steps)
+        check_game(low, high, max_guesses, guess_penalty)
+        if low < 0:
+            raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
+        self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
+        self.render_mode = render_mode
+        self.text = text = GameText(self.low, self.high, self.max_guesses)
+        self.tokenizer = tok = text.tokenizer
+        self._set_spaces(token_observation_space(text.max_len, tok.vocab_size), gym.spaces.Discrete(tok.vocab_size))
+        B, dev = num_envs, self.device
+        width = max(map(len, text.feedback))
+        self._fb_ids = torch.full((len(FEEDBACK), width), tok.pad_id, dtype=torch.int64, device=dev)
+        for code, ids in enumerate(text.feedback):
+            self._fb_ids[code, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        self._fb_len = torch.tensor([len(ids) for ids in text.feedback], device=dev)
+        self._digit_value = torch.full((tok.vocab_size,), -1, dtype=torch.int64, device=dev)
+        for token, d in text.digit_of.items():
+            self._digit_value[token] = d
+        # The transcript buffer has `width` spare columns so feedback is written without clipping.
+        self.transcript = torch.full((B, text.max_len + width), tok.pad_id, dtype=torch.int64, device=dev)
+        self._rules = torch.tensor(text.rules, dtype=torch.int64, device=dev)
+        z = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.length, self.secret, self.value, self.digits, self.guesses, self.invalid = (z.clone() for _ in range(6))
+        self._cols = torch.arange(self.transcript.shape[1], device=dev)
+
+    def _start(self, mask, keys):
+        R = len(self._rules)
+        self.transcript = torch.where(mask[:, None], self.tokenizer.pad_id, self.transcript)
+        self.transcript[:, :R] = torch.where(mask[:, None], self._rules, self.transcript[:, :R])
+        self.length = torch.where(mask, R, self.length)
+        self.secret = torch.where(mask, self.low + keys % (self.high - self.low + 1), self.secret)
+        for name in ("value", "digits", "guesses", "invalid"):
+            setattr(self, name, torch.where(mask, 0, getattr(self, name)))
+
+    def _write(self, tokens: torch.Tensor, count: torch.Tensor) -> None:
+        """Append the first ``count`` of ``tokens`` (B, W) to each transcript."""
+        offset = torch.arange(tokens.shape[1], device=self.device)
+        pos = self.length[:, None] + offset  # (B, W)
+        keep = offset < count[:, None]
+        old = self.transcript.gather(1, pos)
+        self.transcript.scatter_(1, pos, torch.where(keep, tokens, old))
+        self.length = self.length + count
+
+    def _advance(self, actions, active):
+        self._write(actions[:, None], active.long())
+        d = self._digit_value[actions]
+        is_digit = active & (d >= 0) & (self.digits < self.text.max_digits)
+        self.value = torch.where(is_digit, self.value * 10 + d, self.value)
+        self.digits = self.digits + is_digit.long()
+        ends = active & ~is_digit  # anything but an accepted digit ends the guess
+        is_eos = actions == self.tokenizer.eos_id
+        valid = ends & is_eos & (self.digits > 0) & (self.value >= self.low) & (self.value <= self.high)
+        correct = valid & (self.value == self.secret)
+        feedback = torch.where(
+            ~ends, NONE,
+            torch.where(~valid, INVALID, torch.where(correct, CORRECT, torch.where(self.secret > self.value, HIGHER, LOWER))),
+        )
+        self._write(self._fb_ids[feedback], self._fb_len[feedback])
+        self.guesses = self.guesses + ends.long()
+        self.invalid = self.invalid + (feedback == INVALID).long()
+        self.value = torch.where(ends, 0, self.value)
+        self.digits = torch.where(ends, 0, self.digits)
+        terminated = correct | (ends & (self.guesses >= self.max_guesses))
+        reward = torch.where(correct, 1.0, torch.where(ends, -self.guess_penalty, 0.0))
+        info = {"guesses": self.guesses.clone(), "invalid": self.invalid.clone(), "success": correct,
+                "secret": self.secret.clone(), "_secret": terminated}
+        return reward, terminated, torch.zeros_like(terminated), info
+
+    def _observe(self):
+        L = self.text.max_len
+        inside = self._cols[:L] < self.length[:, None]
+        return {"input_ids": self.transcript[:, :L].clone(), "attention_mask": inside.to(torch.int8)}
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        return "\n---\n".join(self.tokenizer.decode(row[:n]) for row, n in zip(self.transcript.tolist(), self.length.tolist()))

@@ -1,0 +1,352 @@
+"""Token-level text generation: the agent writes a completion for a prompt, one token per step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.error import ResetNeeded
+
+from textgym import rewards
+from textgym.envs.core import EpisodeKeys, TorchVectorEnv, check_action, pad_to, token_observation_space
+from textgym.rewards import EpisodeBatch, Reward
+from textgym.tasks import EncodedExamples, Task, make_task
+from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
+
+
+@dataclass
+class TokenSetup:
+    """The resolved arguments shared by the single and the vector token env."""
+
+    task: Task
+    tokenizer: Tokenizer
+    reward: Reward
+    max_prompt_len: int
+    max_new_tokens: int
+    shaping: bool
+
+    @property
+    def max_len(self) -> int:
+        """Observation length: the longest prompt plus the longest completion (with its eos)."""
+        return self.max_prompt_len + self.max_new_tokens
+
+    @classmethod
+    def build(
+        cls,
+        task: Any = "copy",
+        tokenizer: Any = None,
+        reward: Any = "exact_match",
+        max_new_tokens: int | None = None,
+        max_prompt_len: int | None = None,
+        shaping: bool = False,
+        task_kwargs: dict | None = None,
+        reward_kwargs: dict | None = None,
+    ) -> TokenSetup:
+        task = make_task(task, **(task_kwargs or {}))
+        if tokenizer is None:
+            alphabet = task.alphabet()
+            if alphabet is None:
+                raise ValueError(f"task {task.name!r} has no fixed alphabet: pass a tokenizer")
+            tokenizer = CharTokenizer(alphabet)
+        tokenizer = as_tokenizer(tokenizer)
+        reward = rewards.make(reward, **(reward_kwargs or {}))
+        if max_prompt_len is None:
+            max_prompt_len = task.max_prompt_tokens(tokenizer)
+            if max_prompt_len is None:
+                raise ValueError(f"task {task.name!r} does not bound its prompt length: pass max_prompt_len")
+        if max_new_tokens is None:
+            longest = task.max_reference_tokens(tokenizer)
+            if longest is None:
+                raise ValueError(f"task {task.name!r} does not bound its reference length: pass max_new_tokens")
+            max_new_tokens = longest + 1  # room for the eos after the longest reference
+        for name, value in (("max_prompt_len", max_prompt_len), ("max_new_tokens", max_new_tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return cls(task, tokenizer, reward, max_prompt_len, max_new_tokens, bool(shaping))
+
+    def encode(self, keys: torch.Tensor) -> EncodedExamples:
+        return self.task.encode(keys, self.tokenizer, self.max_prompt_len, self.max_new_tokens)
+
+
+_DOC_ARGS = """
+    ## Arguments
+
+    * `task`: a name (`"copy"`, `"reverse"`, `"sort"`, `"addition"`), a path to a `.jsonl` file of
+      `{"prompt": ..., "references": [...]}` lines, a list of examples, or a `textgym.tasks.Task`
+      (e.g. `ListTask.from_hf_dataset(...)`). Default `"copy"`.
+    * `task_kwargs`: arguments of a named task (`alphabet`, `min_length`, `max_length`,
+      `min_digits`, `max_digits`).
+    * `tokenizer`: a `CharTokenizer`, a `transformers` tokenizer, or `None` for a `CharTokenizer`
+      over the task's characters.
+    * `reward`: anything `textgym.rewards.make` accepts: a name (`"exact_match"`, `"f1"`, `"bleu"`,
+      `"chrf"`, `"rouge_l"`, `"token_accuracy"`), a list of `(reward, weight)` pairs, a `Reward`,
+      or a function `(prompts, completions, references) -> list[float]`. `reward_kwargs` are
+      passed to a named reward.
+    * `max_new_tokens`: most tokens the agent may write, its eos included (default: the longest
+      reference plus one).
+    * `max_prompt_len`: most prompt tokens (default: the task's bound); a longer prompt is an error.
+    * `shaping`: pay the reward as it accrues: each step gets `score(prefix) - score(previous
+      prefix)` of the completion so far, so the rewards of an episode add up to the final score
+      minus the score of an empty completion. The reward is then computed every step.
+    * `render_mode`: `"ansi"` (the episode as text) or `"human"` (printed).
+"""
+
+
+class TokenGenerationEnv(gym.Env):
+    """Write a completion for a prompt, one token per step, scored by a reward at the end.
+
+    ## Description
+
+    Each episode draws an example `(prompt, references)` from a task. The agent reads the prompt
+    and the tokens it wrote so far, and writes the next token. Writing eos ends the completion;
+    the reward compares the completion (the tokens before eos) with the references.
+
+    ## Action Space
+
+    `Discrete(vocab_size)`: the id of the next token. The tokenizer's eos id ends the episode.
+
+    ## Observation Space
+
+    `Dict(input_ids=Box(0, vocab_size - 1, (max_len,), int64), attention_mask=Box(0, 1, (max_len,), int8))`
+    with `max_len = max_prompt_len + max_new_tokens`: the prompt's ids, then the ids written so
+    far, then padding (pad id); the mask is 1 on the prompt and written tokens.
+
+    ## Rewards
+
+    0 on every step but the last, which gets the reward's score of the completion (see the
+    reward's docstring for its range; `exact_match` is 0 or 1). With `shaping=True` the score is
+    paid as it accrues instead (see Arguments).
+
+    ## Episode End
+
+    * Termination: the agent writes eos.
+    * Truncation: `max_new_tokens` tokens were written without an eos.
+
+    `info` at the end holds `score` (the final score), `completion` and `references` (texts).
+    {args}
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(
+        self,
+        task: Any = "copy",
+        tokenizer: Any = None,
+        reward: Any = "exact_match",
+        max_new_tokens: int | None = None,
+        max_prompt_len: int | None = None,
+        shaping: bool = False,
+        render_mode: str | None = None,
+        task_kwargs: dict | None = None,
+        reward_kwargs: dict | None = None,
+    ) -> None:
+        self.setup = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs, reward_kwargs)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        tok = self.setup.tokenizer
+        self.action_space = gym.spaces.Discrete(tok.vocab_size)
+        self.observation_space = token_observation_space(self.setup.max_len, tok.vocab_size)
+        self._keys = EpisodeKeys()
+        self._example: EncodedExamples | None = None
+        self._done = True
+
+    @property
+    def task(self) -> Task:
+        return self.setup.task
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.setup.tokenizer
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        self._key = self._keys.next(seed, self.np_random)
+        self._example = self.setup.encode(torch.tensor([self._key]))
+        self._prompt = self._example.prompt_ids[0, : self._example.prompt_len[0]].tolist()
+        self._written: list[int] = []
+        self._done = False
+        self._return = 0.0
+        self._score = self._score_of([]) if self.setup.shaping else 0.0
+        return self._obs(), {}
+
+    def _score_of(self, completion: list[int]) -> float:
+        ex = self._example
+        ids = torch.tensor([completion + [self.tokenizer.pad_id]], dtype=torch.int64)
+        batch = EpisodeBatch(ex.prompt_ids, ex.prompt_len, ids, torch.tensor([len(completion)]),
+                             ex.reference_ids, ex.reference_len, self.tokenizer, lambda: [self.task.example(self._key)])
+        return float(self.setup.reward(batch)[0])
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        if self._example is None:
+            raise ResetNeeded("call reset() before step()")
+        if self._done:
+            raise ResetNeeded("the episode has ended; call reset() to start the next one")
+        token = check_action(action, self.action_space.n)
+        self._written.append(token)
+        terminated = token == self.tokenizer.eos_id
+        truncated = not terminated and len(self._written) >= self.setup.max_new_tokens
+        self._done = terminated or truncated
+        completion = self._written[:-1] if terminated else self._written
+        reward, info = 0.0, {}
+        if self.setup.shaping or self._done:
+            score = self._score_of(completion)
+            reward = score - self._score if self.setup.shaping else score
+            self._score = score
+        if self._done:
+            example = self.task.example(self._key)
+            info = {"score": self._score if self.setup.shaping else reward,
+                    "completion": self.tokenizer.decode(completion), "references": list(example.references)}
+        self._return += reward
+        if self.render_mode == "human":
+            print(self._render_text())
+        return self._obs(), reward, terminated, truncated, info
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return pad_to(self._prompt + self._written, self.setup.max_len, self.tokenizer.pad_id)
+
+    def _render_text(self) -> str:
+        example = self.task.example(self._key)
+        wrote = self.tokenizer.decode(self._written)
+        end = " <eos>" if self._written and self._written[-1] == self.tokenizer.eos_id else ""
+        lines = [f"prompt:     {example.prompt!r}", f"completion: {wrote!r}{end}"]
+        if self._done:
+            lines += [f"references: {list(example.references)!r}", f"return:     {self._return:.3f}"]
+        return "\n".join(lines)
+
+    def render(self) -> str | None:
+        if self._example is None:
+            return None
+        text = self._render_text()
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+
+TokenGenerationEnv.__doc__ = TokenGenerationEnv.__doc__.replace("{args}", _DOC_ARGS)
+
+
+class TokenGenerationVectorEnv(TorchVectorEnv):
+    """A batch of :class:`TokenGenerationEnv` episodes as torch tensors on ``device``.
+
+    Same rules, arguments and spaces as :class:`TokenGenerationEnv` (see its docstring), plus
+    ``num_envs``, ``device`` and ``max_episode_steps``. Observations are a dict of tensors
+    ``input_ids (B, max_len)`` int64 and ``attention_mask (B, max_len)`` int8 on ``device``.
+    New examples come from the task's tensor encoder, so resets stay on the device for the
+    built-in tasks. Rewards that run on ids (``token_accuracy``) are computed for the whole batch
+    on the device; text rewards decode only the episodes that just ended. ``info["score"]`` holds
+    the final scores where ``info["_score"]`` is true.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        task: Any = "copy",
+        tokenizer: Any = None,
+        reward: Any = "exact_match",
+        max_new_tokens: int | None = None,
+        max_prompt_len: int | None = None,
+        shaping: bool = False,
+        device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        task_kwargs: dict | None = None,
+        reward_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__(num_envs, device, max_episode_steps)
+        self.setup = s = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs, reward_kwargs)
+        if render_mode is not None and render_mode != "ansi":
+            raise ValueError(f"render_mode of the vector env must be 'ansi' or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self._set_spaces(token_observation_space(s.max_len, s.tokenizer.vocab_size), gym.spaces.Discrete(s.tokenizer.vocab_size))
+        B, T, dev = num_envs, s.max_new_tokens, self.device
+        self.example = s.encode(torch.zeros(B, dtype=torch.int64, device=dev))
+        self.keys = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.written = torch.full((B, T), s.tokenizer.pad_id, dtype=torch.int64, device=dev)  # (B, T)
+        self.written_len = torch.zeros(B, dtype=torch.int64, device=dev)  # (B,) eos included
+        self.ended_with_eos = torch.zeros(B, dtype=torch.bool, device=dev)  # (B,)
+        self.score = torch.zeros(B, device=dev)  # last score, for shaping
+        self._rows = torch.arange(B, device=dev)
+        self._cols = torch.arange(s.max_len, device=dev)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.setup.tokenizer
+
+    def _start(self, mask: torch.Tensor, keys: torch.Tensor) -> None:
+        new = self.setup.encode(keys)
+        m1, m2 = mask[:, None], mask[:, None, None]
+        ex = self.example
+        self.example = EncodedExamples(
+            torch.where(m1, new.prompt_ids, ex.prompt_ids), torch.where(mask, new.prompt_len, ex.prompt_len),
+            torch.where(m2, new.reference_ids, ex.reference_ids), torch.where(m1, new.reference_len, ex.reference_len),
+        )
+        self.keys = torch.where(mask, keys, self.keys)
+        self.written = torch.where(m1, self.tokenizer.pad_id, self.written)
+        self.written_len = torch.where(mask, 0, self.written_len)
+        self.ended_with_eos = self.ended_with_eos & ~mask
+        if self.setup.shaping:
+            self.score = torch.where(mask, self._scores(mask), self.score)
+
+    def _scores(self, which: torch.Tensor) -> torch.Tensor:
+        """The reward of the current completions where ``which`` (0 elsewhere)."""
+        ex = self.example
+        completion_len = self.written_len - self.ended_with_eos.long()  # the eos is not part of it
+        if self.setup.reward.on_device:  # the whole batch on the device, no sync
+            batch = EpisodeBatch(ex.prompt_ids, ex.prompt_len, self.written, completion_len,
+                                 ex.reference_ids, ex.reference_len, self.tokenizer)
+            return torch.where(which, self.setup.reward(batch), 0.0)
+        idx = which.nonzero().squeeze(1)
+        out = torch.zeros(self.num_envs, device=self.device)
+        if len(idx):
+            keys = self.keys[idx].tolist()
+            batch = EpisodeBatch(ex.prompt_ids[idx], ex.prompt_len[idx], self.written[idx], completion_len[idx],
+                                 ex.reference_ids[idx], ex.reference_len[idx], self.tokenizer,
+                                 lambda: [self.setup.task.example(k) for k in keys])
+            out[idx] = self.setup.reward(batch)
+        return out
+
+    def _advance(self, actions, active):
+        T = self.setup.max_new_tokens
+        slot = self.written_len.clamp(max=T - 1)[:, None]
+        token = torch.where(active, actions, self.written.gather(1, slot)[:, 0])
+        self.written.scatter_(1, slot, token[:, None])
+        self.written_len = self.written_len + active.long()
+        terminated = active & (actions == self.tokenizer.eos_id)
+        truncated = active & ~terminated & (self.written_len >= T)
+        done = terminated | truncated
+        self.ended_with_eos = self.ended_with_eos | terminated
+        if self.setup.shaping:
+            score = self._scores(active)
+            reward = torch.where(active, score - self.score, 0.0)
+            self.score = torch.where(active, score, self.score)
+        else:
+            reward = self._scores(done)
+            self.score = torch.where(done, reward, self.score)
+        return reward, terminated, truncated, {"score": torch.where(done, self.score, 0.0), "_score": done}
+
+    def _observe(self) -> dict[str, torch.Tensor]:
+        ex, P = self.example, self.setup.max_prompt_len
+        plen = ex.prompt_len[:, None]
+        both = torch.cat([ex.prompt_ids, self.written], dim=1)  # (B, P + T)
+        src = torch.where(self._cols < plen, self._cols, P + self._cols - plen).clamp(max=both.shape[1] - 1)
+        inside = self._cols < plen + self.written_len[:, None]
+        input_ids = torch.where(inside, both.gather(1, src), self.tokenizer.pad_id)
+        return {"input_ids": input_ids, "attention_mask": inside.to(torch.int8)}
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        lines = []
+        for i in range(self.num_envs):
+            ex = self.setup.task.example(int(self.keys[i]))
+            wrote = self.tokenizer.decode(self.written[i, : self.written_len[i]].tolist(), skip_special_tokens=False)
+            lines.append(f"[{i}] {ex.prompt!r} -> {wrote!r}")
+        return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""Rewards: score a batch of finished episodes, return a float tensor ``(B,)``.
+
+Build one with :func:`make` from a name (``"exact_match"``, ``"f1"``, ``"bleu"``, ``"chrf"``,
+``"rouge_l"``, ``"token_accuracy"``), a list of ``(reward, weight)`` pairs, a :class:`Reward`, or
+your own function ``(prompts, completions, references) -> list[float]``. The text metrics in
+:mod:`textgym.rewards.metrics` score one prediction against its references.
+"""
+
+from textgym.rewards.core import (
+    REWARDS,
+    EpisodeBatch,
+    FunctionReward,
+    Reward,
+    TextReward,
+    TokenAccuracy,
+    WeightedSum,
+    make,
+)
+from textgym.rewards.metrics import (
+    bleu_score,
+    chrf_score,
+    exact_match_score,
+    f1_score,
+    normalize_answer,
+    rouge_l_score,
+)
+
+__all__ = [
+    "REWARDS",
+    "EpisodeBatch",
+    "FunctionReward",
+    "Reward",
+    "TextReward",
+    "TokenAccuracy",
+    "WeightedSum",
+    "make",
+    "bleu_score",
+    "chrf_score",
+    "exact_match_score",
+    "f1_score",
+    "normalize_answer",
+    "rouge_l_score",
+]

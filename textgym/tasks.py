@@ -1,0 +1,547 @@
+"""Tasks: sources of ``(prompt, references)`` examples.
+
+A task maps an integer *key* (see :mod:`textgym.seeding`) to an :class:`Example`; the env draws
+one key per episode from its seed, so the same seed gives the same examples.
+
+Built in:
+
+* procedural character tasks, generated from the key: :class:`CopyTask`, :class:`ReverseTask`,
+  :class:`SortTask`, :class:`AdditionTask` (``"12+7="`` → ``"19"``);
+* :class:`ListTask`: examples from a Python list, a JSONL file (:meth:`ListTask.from_jsonl`) or a
+  Hugging Face ``datasets`` split (:meth:`ListTask.from_hf_dataset`).
+
+A task of your own subclasses :class:`Task` and implements :meth:`Task.example`. Envs call
+:meth:`Task.encode` to turn a batch of keys into padded token-id tensors; the built-in tasks do
+that as tensor operations (no Python loop over the batch), the default loops over
+:meth:`Task.example`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from textgym.seeding import draws
+from textgym.tokenizers import CharTokenizer, Tokenizer, alphabet_of
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example: the prompt the agent reads and the completions that count as right."""
+
+    prompt: str
+    references: tuple[str, ...]
+
+
+@dataclass
+class EncodedExamples:
+    """A batch of examples as right-padded token ids.
+
+    Attributes:
+        prompt_ids: ``(n, P)`` int64, padded with the tokenizer's pad id.
+        prompt_len: ``(n,)`` number of prompt tokens.
+        reference_ids: ``(n, R, L)`` int64: up to ``R`` references per example, each cut to ``L``
+            tokens (a completion longer than ``L`` cannot be produced by the env anyway).
+        reference_len: ``(n, R)`` the *full* token length of each reference; ``-1`` where an
+            example has fewer than ``R`` references.
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_len: torch.Tensor
+    reference_ids: torch.Tensor
+    reference_len: torch.Tensor
+
+
+class Task:
+    """Base class of tasks. Subclasses implement :meth:`example`.
+
+    Attributes:
+        name: short name, shown by ``textgym list`` and in errors.
+        max_references: the most references any example has.
+    """
+
+    name: str = "task"
+    max_references: int = 1
+
+    def example(self, key: int) -> Example:
+        """The example for ``key`` (an int in ``[0, 2**32)``); the same key gives the same example."""
+        raise NotImplementedError
+
+    def alphabet(self) -> str | None:
+        """Every character the task's prompts and references use, or ``None`` if open-ended.
+
+        Envs build their default :class:`~textgym.tokenizers.CharTokenizer` from it.
+        """
+        return None
+
+    def max_prompt_tokens(self, tokenizer: Tokenizer) -> int | None:
+        """An upper bound on the prompt length in tokens, or ``None`` if unknown."""
+        return None
+
+    def max_reference_tokens(self, tokenizer: Tokenizer) -> int | None:
+        """An upper bound on the reference length in tokens, or ``None`` if unknown."""
+        return None
+
+    def encode(
+        self, keys: torch.Tensor, tokenizer: Tokenizer, prompt_capacity: int, reference_capacity: int
+    ) -> EncodedExamples:
+        """Encode the examples of ``keys`` (int64 ``(n,)``) into tensors on ``keys.device``.
+
+        Raises:
+            ValueError: a prompt longer than ``prompt_capacity`` tokens.
+        """
+        examples = [self.example(int(k)) for k in keys.tolist()]
+        return _encode_examples(
+            examples, tokenizer, prompt_capacity, reference_capacity, self.max_references, keys.device, self.name
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _encode_examples(
+    examples: Sequence[Example],
+    tokenizer: Tokenizer,
+    prompt_capacity: int,
+    reference_capacity: int,
+    max_references: int,
+    device: torch.device,
+    task_name: str,
+) -> EncodedExamples:
+    n, pad = len(examples), tokenizer.pad_id
+    prompt_ids = torch.full((n, prompt_capacity), pad, dtype=torch.int64)
+    prompt_len = torch.zeros(n, dtype=torch.int64)
+    ref_ids = torch.full((n, max_references, reference_capacity), pad, dtype=torch.int64)
+    ref_len = torch.full((n, max_references), -1, dtype=torch.int64)
+    for i, ex in enumerate(examples):
+        ids = tokenizer.encode(ex.prompt)
+        if len(ids) > prompt_capacity:
+            raise ValueError(
+                f"task {task_name!r}: prompt {ex.prompt!r} is {len(ids)} tokens long, longer than "
+                f"max_prompt_len={prompt_capacity}; raise max_prompt_len or shorten the prompt"
+            )
+        prompt_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        prompt_len[i] = len(ids)
+        if len(ex.references) > max_references:
+            raise ValueError(
+                f"task {task_name!r}: an example has {len(ex.references)} references, more than "
+                f"max_references={max_references}"
+            )
+        for r, ref in enumerate(ex.references):
+            rids = tokenizer.encode(ref)
+            ref_len[i, r] = len(rids)
+            rids = rids[:reference_capacity]
+            ref_ids[i, r, : len(rids)] = torch.tensor(rids, dtype=torch.int64)
+    return EncodedExamples(prompt_ids.to(device), prompt_len.to(device), ref_ids.to(device), ref_len.to(device))
+
+
+# --------------------------------------------------------------------------------------------
+# Procedural character tasks
+# --------------------------------------------------------------------------------------------
+
+_PAD_SYMBOL = -1
+
+
+class _SymbolTask(Task):
+    """A task generated as tensors of indices into ``self.symbols`` (``-1`` pads).
+
+    Subclasses implement :meth:`generate`; :meth:`example` and :meth:`encode` follow from it, so
+    the text form and the tensor form cannot disagree.
+    """
+
+    symbols: str
+
+    def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symbol indices ``(prompt (n, P), reference (n, L))`` for the keys, padded with -1."""
+        raise NotImplementedError
+
+    def alphabet(self) -> str:
+        return self.symbols
+
+    def example(self, key: int) -> Example:
+        prompt, ref = self.generate(torch.tensor([key], dtype=torch.int64))
+        return Example(self._text(prompt[0]), (self._text(ref[0]),))
+
+    def _text(self, idx: torch.Tensor) -> str:
+        return "".join(self.symbols[i] for i in idx.tolist() if i != _PAD_SYMBOL)
+
+    def encode(
+        self, keys: torch.Tensor, tokenizer: Tokenizer, prompt_capacity: int, reference_capacity: int
+    ) -> EncodedExamples:
+        if not (isinstance(tokenizer, CharTokenizer) and set(self.symbols) <= set(tokenizer.alphabet)):
+            return super().encode(keys, tokenizer, prompt_capacity, reference_capacity)
+        # One token per symbol: a lookup table turns symbol indices into token ids (pad -> pad_id).
+        lookup = torch.tensor(tokenizer.encode(self.symbols) + [tokenizer.pad_id], device=keys.device)
+        prompt, ref = self.generate(keys)
+        prompt_len = (prompt != _PAD_SYMBOL).sum(-1)
+        ref_len = (ref != _PAD_SYMBOL).sum(-1)
+        if prompt.shape[1] > prompt_capacity:
+            too_long = prompt_len > prompt_capacity
+            if bool(too_long.any()):
+                raise ValueError(
+                    f"task {self.name!r}: a prompt is {int(prompt_len.max())} tokens long, longer "
+                    f"than max_prompt_len={prompt_capacity}"
+                )
+            prompt = prompt[:, :prompt_capacity]
+        prompt_ids = torch.full((len(keys), prompt_capacity), tokenizer.pad_id, device=keys.device)
+        prompt_ids[:, : prompt.shape[1]] = lookup[prompt]
+        ref = ref[:, :reference_capacity]
+        ref_ids = torch.full((len(keys), 1, reference_capacity), tokenizer.pad_id, device=keys.device)
+        ref_ids[:, 0, : ref.shape[1]] = lookup[ref]
+        return EncodedExamples(prompt_ids, prompt_len, ref_ids, ref_len.unsqueeze(1))
+
+    def max_prompt_tokens(self, tokenizer: Tokenizer) -> int:
+        # Every symbol is one character, and a tokenizer never needs more tokens than characters
+        # for the ASCII symbols used here (a char tokenizer needs exactly one per character).
+        return self._max_prompt_chars
+
+    def max_reference_tokens(self, tokenizer: Tokenizer) -> int:
+        return self._max_reference_chars
+
+    _max_prompt_chars: int
+    _max_reference_chars: int
+
+
+def _check_range(name: str, lo: int, hi: int, least: int) -> None:
+    if not (isinstance(lo, int) and isinstance(hi, int)) or not least <= lo <= hi:
+        raise ValueError(
+            f"{name}: expected integers with {least} <= min <= max, got min={lo!r}, max={hi!r}"
+        )
+
+
+class _StringTask(_SymbolTask):
+    """A random string over ``alphabet`` of length in ``[min_length, max_length]``, then ``=``."""
+
+    def __init__(self, alphabet: str = "abcdef", min_length: int = 2, max_length: int = 6) -> None:
+        _check_range(f"{type(self).__name__} length", min_length, max_length, 1)
+        CharTokenizer(alphabet)  # validates: non-empty, no repeated character
+        if "=" in alphabet:
+            raise ValueError("alphabet must not contain '=', which ends every prompt")
+        self.letters = alphabet
+        self.min_length, self.max_length = min_length, max_length
+        self.symbols = alphabet + "="
+        self._max_prompt_chars = max_length + 1
+        self._max_reference_chars = max_length
+
+    def _random_string(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symbol indices ``(n, max_length)`` (-1 past each length) and the lengths ``(n,)``."""
+        r = draws(keys, self.max_length + 1)
+        span = self.max_length - self.min_length + 1
+        length = self.min_length + r[:, 0] % span
+        chars = r[:, 1:] % len(self.letters)
+        pos = torch.arange(self.max_length, device=keys.device)
+        return torch.where(pos < length[:, None], chars, _PAD_SYMBOL), length
+
+    def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s, length = self._random_string(keys)
+        prompt = torch.cat([s, torch.full_like(s[:, :1], _PAD_SYMBOL)], dim=1)
+        prompt.scatter_(1, length[:, None], len(self.letters))  # "=" right after the string
+        return prompt, self.transform(s, length)
+
+    def transform(self, s: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """The reference from the string ``s`` (symbol indices, -1 padded) and its length."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(alphabet={self.letters!r}, min_length={self.min_length}, "
+            f"max_length={self.max_length})"
+        )
+
+
+class CopyTask(_StringTask):
+    """Copy the string: ``"abc="`` → ``"abc"``.
+
+    Args:
+        alphabet: the characters strings are drawn from.
+        min_length: shortest string.
+        max_length: longest string.
+    """
+
+    name = "copy"
+
+    def transform(self, s: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        return s.clone()
+
+
+class ReverseTask(_StringTask):
+    """Reverse the string: ``"abc="`` → ``"cba"``. Arguments as :class:`CopyTask`."""
+
+    name = "reverse"
+
+    def transform(self, s: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(s.shape[1], device=s.device)
+        src = (length[:, None] - 1 - pos).clamp(min=0)
+        return torch.where(pos < length[:, None], s.gather(1, src), _PAD_SYMBOL)
+
+
+class SortTask(_StringTask):
+    """Sort the characters in the order of ``alphabet``: ``"cab="`` → ``"abc"``. Arguments as :class:`CopyTask`."""
+
+    name = "sort"
+
+    def transform(self, s: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        big = len(self.letters)  # padding sorts last, then is put back to -1
+        ordered = torch.where(s == _PAD_SYMBOL, big, s).sort(dim=1).values
+        return torch.where(ordered == big, _PAD_SYMBOL, ordered)
+
+
+class AdditionTask(_SymbolTask):
+    """Add two non-negative integers: ``"12+7="`` → ``"19"``.
+
+    Each operand has between ``min_digits`` and ``max_digits`` digits (no leading zeros), the digit
+    count drawn uniformly first, then the number.
+
+    Args:
+        min_digits: fewest digits of an operand.
+        max_digits: most digits of an operand (at most 9).
+    """
+
+    name = "addition"
+
+    def __init__(self, min_digits: int = 1, max_digits: int = 3) -> None:
+        _check_range("AdditionTask digits", min_digits, max_digits, 1)
+        if max_digits > 9:
+            raise ValueError(f"AdditionTask: max_digits must be at most 9, got {max_digits}")
+        self.min_digits, self.max_digits = min_digits, max_digits
+        self.symbols = "0123456789+="
+        self._max_prompt_chars = 2 * max_digits + 2
+        self._max_reference_chars = max_digits + 1
+
+    def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = draws(keys, 4)
+        span = self.max_digits - self.min_digits + 1
+        pow10 = 10 ** torch.arange(11, device=keys.device)
+        nd = self.min_digits + r[:, :2] % span  # (n, 2) digit counts
+        lo = torch.where(nd == 1, 0, pow10[nd - 1])
+        a_b = lo + r[:, 2:] % (pow10[nd] - lo)  # (n, 2) the operands
+        a, b = a_b[:, 0], a_b[:, 1]
+        width = self._max_prompt_chars
+        pos = torch.arange(width, device=keys.device)[None, :]
+        na, nb = nd[:, :1], nd[:, 1:]
+        prompt = torch.full((len(keys), width), _PAD_SYMBOL, device=keys.device)
+        prompt = _write_digits(prompt, pos, a[:, None], 0, na, pow10)
+        prompt = torch.where(pos == na, 10, prompt)  # "+"
+        prompt = _write_digits(prompt, pos, b[:, None], na + 1, nb, pow10)
+        prompt = torch.where(pos == na + nb + 1, 11, prompt)  # "="
+        total = (a + b)[:, None]
+        nt = 1 + (total >= pow10[1:11]).sum(-1, keepdim=True)  # digits of the sum
+        rpos = pos[:, : self._max_reference_chars]
+        ref = torch.full((len(keys), self._max_reference_chars), _PAD_SYMBOL, device=keys.device)
+        ref = _write_digits(ref, rpos, total, 0, nt, pow10)
+        return prompt, ref
+
+    def __repr__(self) -> str:
+        return f"AdditionTask(min_digits={self.min_digits}, max_digits={self.max_digits})"
+
+
+def _write_digits(
+    buf: torch.Tensor, pos: torch.Tensor, x: torch.Tensor, start: torch.Tensor | int, nd: torch.Tensor, pow10: torch.Tensor
+) -> torch.Tensor:
+    """Write the ``nd`` decimal digits of ``x`` into ``buf`` from column ``start`` (all per row)."""
+    rel = pos - start
+    inside = (rel >= 0) & (rel < nd)
+    digit = (x // pow10[(nd - 1 - rel).clamp(min=0, max=10)]) % 10
+    return torch.where(inside, digit, buf)
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks from data
+# --------------------------------------------------------------------------------------------
+
+
+def _as_example(item: Any, where: str) -> Example:
+    """An :class:`Example` from an Example, a ``(prompt, references)`` pair or a dict."""
+    if isinstance(item, Example):
+        return item
+    if isinstance(item, dict):
+        if "prompt" not in item or ("references" not in item and "reference" not in item):
+            raise ValueError(
+                f"{where}: expected an object with keys 'prompt' and 'references', got keys {sorted(item)}"
+            )
+        prompt, refs = item["prompt"], item.get("references", item.get("reference"))
+    elif isinstance(item, (tuple, list)) and len(item) == 2:
+        prompt, refs = item
+    else:
+        raise ValueError(f"{where}: expected a dict, an Example or a (prompt, references) pair, got {item!r}")
+    if isinstance(refs, str):
+        refs = [refs]
+    if not isinstance(prompt, str):
+        raise ValueError(f"{where}: 'prompt' must be a string, got {type(prompt).__name__}")
+    if not isinstance(refs, (list, tuple)) or not refs or not all(isinstance(r, str) for r in refs):
+        raise ValueError(f"{where}: 'references' must be a non-empty list of strings, got {refs!r}")
+    return Example(prompt, tuple(refs))
+
+
+class ListTask(Task):
+    """Examples from a list; each episode draws one uniformly at random (with replacement).
+
+    Args:
+        examples: :class:`Example` objects, ``(prompt, references)`` pairs, or dicts with keys
+            ``"prompt"`` and ``"references"`` (a list of strings, or one string).
+        name: shown in ``textgym list`` and in errors.
+
+    Example:
+        >>> task = ListTask([("2+2=", ["4"]), {"prompt": "hi", "references": ["hello", "hey"]}])
+        >>> task.example(1)
+        Example(prompt='hi', references=('hello', 'hey'))
+    """
+
+    name = "list"
+
+    def __init__(self, examples: Iterable[Any], name: str = "list") -> None:
+        self.examples = [_as_example(ex, f"example {i}") for i, ex in enumerate(examples)]
+        if not self.examples:
+            raise ValueError("ListTask needs at least one example, got none")
+        self.name = name
+        self.max_references = max(len(ex.references) for ex in self.examples)
+        self._encoded: tuple[Tokenizer, EncodedExamples] | None = None
+
+    @classmethod
+    def from_jsonl(cls, path: str | os.PathLike) -> ListTask:
+        """Read one ``{"prompt": ..., "references": [...]}`` object per line (blank lines skipped).
+
+        Raises:
+            ValueError: a line that is not valid JSON or lacks a field, naming the file and line.
+        """
+        examples = []
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}, line {lineno}"
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+                examples.append(_as_example(item, where))
+        if not examples:
+            raise ValueError(f"{path}: no examples (the file is empty)")
+        return cls(examples, name=os.path.basename(str(path)))
+
+    @classmethod
+    def from_hf_dataset(
+        cls,
+        dataset: Any,
+        prompt_column: str = "prompt",
+        references_column: str = "references",
+        split: str = "train",
+        **load_kwargs: Any,
+    ) -> ListTask:
+        """Examples from a Hugging Face ``datasets`` split.
+
+        Args:
+            dataset: a ``datasets.Dataset``, or a name/path for ``datasets.load_dataset`` (which may
+                read local files such as ``"json"`` with ``data_files=...``).
+            prompt_column: column holding the prompt text.
+            references_column: column holding a reference string or a list of them.
+            split: the split to load when ``dataset`` is a name.
+            **load_kwargs: passed to ``datasets.load_dataset``.
+        """
+        if isinstance(dataset, str):
+            try:
+                import datasets
+            except ImportError:
+                raise ImportError(
+                    "ListTask.from_hf_dataset needs the 'datasets' package: pip install 'textgym[hf]'"
+                ) from None
+            dataset = datasets.load_dataset(dataset, split=split, **load_kwargs)
+        columns = list(dataset.column_names)
+        for col in (prompt_column, references_column):
+            if col not in columns:
+                raise ValueError(f"dataset has no column {col!r}; its columns are {columns}")
+        prompts, refs = dataset[prompt_column], dataset[references_column]
+        return cls(list(zip(prompts, refs)), name=getattr(dataset, "builder_name", None) or "hf_dataset")
+
+    def example(self, key: int) -> Example:
+        return self.examples[key % len(self.examples)]
+
+    def alphabet(self) -> str:
+        return alphabet_of([ex.prompt for ex in self.examples] + [r for ex in self.examples for r in ex.references])
+
+    def _encode_all(self, tokenizer: Tokenizer) -> EncodedExamples:
+        # Every example is encoded once per tokenizer; batches are then gathered rows.
+        if self._encoded is None or self._encoded[0] is not tokenizer:
+            prompts = [tokenizer.encode(ex.prompt) for ex in self.examples]
+            refs = [tokenizer.encode(r) for ex in self.examples for r in ex.references]
+            width_p = max(len(p) for p in prompts)
+            width_r = max(1, max(len(r) for r in refs))
+            enc = _encode_examples(self.examples, tokenizer, width_p, width_r, self.max_references, torch.device("cpu"), self.name)
+            self._encoded = (tokenizer, enc)
+        return self._encoded[1]
+
+    def max_prompt_tokens(self, tokenizer: Tokenizer) -> int:
+        return self._encode_all(tokenizer).prompt_ids.shape[1]
+
+    def max_reference_tokens(self, tokenizer: Tokenizer) -> int:
+        return int(self._encode_all(tokenizer).reference_len.max())
+
+    def encode(
+        self, keys: torch.Tensor, tokenizer: Tokenizer, prompt_capacity: int, reference_capacity: int
+    ) -> EncodedExamples:
+        full = self._encode_all(tokenizer)
+        if full.prompt_ids.shape[1] > prompt_capacity:
+            longest = int(full.prompt_len.argmax())
+            raise ValueError(
+                f"task {self.name!r}: prompt {self.examples[longest].prompt!r} is "
+                f"{int(full.prompt_len[longest])} tokens long, longer than max_prompt_len={prompt_capacity}"
+            )
+        if full.prompt_ids.device != keys.device:  # keep one copy on the device the env uses
+            full = EncodedExamples(*(t.to(keys.device) for t in vars(full).values()))
+            self._encoded = (tokenizer, full)
+        idx = keys % len(self.examples)
+        pad = tokenizer.pad_id
+        prompt_ids = _fit(full.prompt_ids[idx], prompt_capacity, pad)
+        ref_ids = _fit(full.reference_ids[idx], reference_capacity, pad)
+        return EncodedExamples(prompt_ids, full.prompt_len[idx], ref_ids, full.reference_len[idx])
+
+    def __repr__(self) -> str:
+        return f"ListTask({len(self.examples)} examples, name={self.name!r})"
+
+
+def _fit(ids: torch.Tensor, width: int, pad: int) -> torch.Tensor:
+    """Cut or right-pad the last dimension of ``ids`` to ``width``."""
+    if ids.shape[-1] >= width:
+        return ids[..., :width]
+    extra = ids.new_full((*ids.shape[:-1], width - ids.shape[-1]), pad)
+    return torch.cat([ids, extra], dim=-1)
+
+
+TASKS: dict[str, type[Task]] = {
+    "copy": CopyTask,
+    "reverse": ReverseTask,
+    "sort": SortTask,
+    "addition": AdditionTask,
+}
+
+
+def make_task(spec: Any, **kwargs: Any) -> Task:
+    """Build a task from a name, a ``.jsonl`` path, a list of examples, or a :class:`Task`.
+
+    Args:
+        spec: ``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``; a path to a JSONL file; a list
+            of examples (see :class:`ListTask`); or a :class:`Task` (returned as is).
+        **kwargs: the procedural task's arguments (``alphabet``, ``min_length``, ...).
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    if isinstance(spec, Task):
+        if kwargs:
+            raise ValueError(f"task_kwargs {sorted(kwargs)} given with a Task object; set them on the object")
+        return spec
+    if isinstance(spec, (str, os.PathLike)):
+        s = str(spec)
+        if s in TASKS:
+            return TASKS[s](**kwargs)
+        if s.endswith(".jsonl") or os.path.isfile(s):
+            return ListTask.from_jsonl(s)
+        raise ValueError(f"unknown task {s!r}: expected one of {sorted(TASKS)} or a path to a .jsonl file")
+    if isinstance(spec, (list, tuple)):
+        return ListTask(spec)
+    raise TypeError(f"cannot make a task from {type(spec).__name__}: expected a name, a .jsonl path, a list or a Task")
