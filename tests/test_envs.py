@@ -6,7 +6,12 @@ from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 
 import textgym
-from textgym.envs import GuessNumberEnv, GuessNumberTextEnv, GuessNumberTextVectorEnv, TokenGenerationEnv
+from textgym.envs import (
+    GuessNumberEnv,
+    GuessNumberTextEnv,
+    GuessNumberTextVectorEnv,
+    TokenGenerationEnv,
+)
 
 IDS = [info.id for info in textgym.ENVS]
 
@@ -150,7 +155,7 @@ def test_text_game_transcript_and_feedback():
                                             ("0", True, False), ("1000", False, False), ("", True, False),
                                             ("5h", False, False)])
 def test_text_game_valid_and_invalid_guesses_in_both_forms(text, eos, valid):
-    single = GuessNumberTextEnv(max_guesses=5)
+    single = GuessNumberTextEnv(max_guesses=5, render_mode="ansi")
     vec = GuessNumberTextVectorEnv(num_envs=2, max_guesses=5)
     single.reset(seed=11)
     vec.reset(seed=11)

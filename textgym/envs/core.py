@@ -70,6 +70,32 @@ class EpisodeKeys:
         return int(key)
 
 
+RENDER_MODES = ["ansi", "human"]
+
+
+def check_render_mode(render_mode: str | None) -> None:
+    """Warn about a render mode textgym does not draw, as ``gym.make`` does.
+
+    Stable-Baselines3's ``make_vec_env`` asks every env for ``"rgb_array"``; the env must still be
+    made, and only :func:`render_text` refuses to draw in that mode.
+    """
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        gym.logger.warn(f"render_mode={render_mode!r} is not supported by textgym envs ({RENDER_MODES}); render() will fail")
+
+
+def render_text(render_mode: str | None, text: str) -> str | None:
+    """What ``render()`` returns for ``text``: the text (``"ansi"``), or None after printing it (``"human"``)."""
+    if render_mode == "ansi":
+        return text
+    if render_mode == "human":
+        print(text)
+        return None
+    if render_mode is None:
+        gym.logger.warn("render() called without a render_mode: make the env with render_mode='ansi' or 'human'")
+        return None
+    raise ValueError(f"render_mode {render_mode!r} is not supported: use one of {RENDER_MODES}")
+
+
 def token_observation_space(length: int, vocab_size: int) -> gym.spaces.Dict:
     """``{"input_ids": Box(int64), "attention_mask": Box(int8)}`` of ``length`` positions."""
     return gym.spaces.Dict(

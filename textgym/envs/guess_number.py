@@ -9,7 +9,13 @@ import numpy as np
 import torch
 from gymnasium.error import ResetNeeded
 
-from textgym.envs.core import EpisodeKeys, TorchVectorEnv, check_action
+from textgym.envs.core import (
+    EpisodeKeys,
+    TorchVectorEnv,
+    check_action,
+    check_render_mode,
+    render_text,
+)
 
 HIGHER, LOWER = 1.0, -1.0  # feedback: the secret is higher / lower than the guess
 
@@ -91,8 +97,7 @@ class GuessNumberEnv(gym.Env):
         self, low: int = 1, high: int = 100, max_guesses: int = 10, guess_penalty: float = 0.1, render_mode: str | None = None
     ) -> None:
         check_game(low, high, max_guesses, guess_penalty)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        check_render_mode(render_mode)
         self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(self.high - self.low + 1)
@@ -132,7 +137,7 @@ class GuessNumberEnv(gym.Env):
         if self._done:
             info["secret"] = self._secret
         if self.render_mode == "human":
-            print(self._render_text())
+            self.render()
         return self._obs(), guess_reward(correct, self.guess_penalty), self._done, False, info
 
     def _obs(self) -> np.ndarray:
@@ -154,13 +159,8 @@ class GuessNumberEnv(gym.Env):
         return "\n".join(lines)
 
     def render(self) -> str | None:
-        if self._secret is None:
-            return None
-        text = self._render_text()
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        """The game so far as text: each guess and its feedback."""
+        return render_text(self.render_mode, self._render_text() if self._secret is not None else "")
 
 
 GuessNumberEnv.__doc__ = GuessNumberEnv.__doc__.replace("{doc}", _DOC)

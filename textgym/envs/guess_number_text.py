@@ -9,7 +9,15 @@ import numpy as np
 import torch
 from gymnasium.error import ResetNeeded
 
-from textgym.envs.core import EpisodeKeys, TorchVectorEnv, check_action, pad_to, token_observation_space
+from textgym.envs.core import (
+    EpisodeKeys,
+    TorchVectorEnv,
+    check_action,
+    check_render_mode,
+    pad_to,
+    render_text,
+    token_observation_space,
+)
 from textgym.envs.guess_number import check_game, guess_reward
 from textgym.tokenizers import CharTokenizer
 
@@ -103,8 +111,7 @@ class GuessNumberTextEnv(gym.Env):
         check_game(low, high, max_guesses, guess_penalty)
         if low < 0:
             raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        check_render_mode(render_mode)
         self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
         self.render_mode = render_mode
         self.text = GameText(self.low, self.high, self.max_guesses)
@@ -161,20 +168,15 @@ class GuessNumberTextEnv(gym.Env):
         if self._done:
             info["secret"] = self._secret
         if self.render_mode == "human":
-            print(self.tokenizer.decode(self._transcript))
+            self.render()
         return self._obs(), reward, self._done, False, info
 
     def _obs(self) -> dict[str, np.ndarray]:
         return pad_to(self._transcript, self.text.max_len, self.tokenizer.pad_id)
 
     def render(self) -> str | None:
-        if self._secret is None:
-            return None
-        text = self.tokenizer.decode(self._transcript)
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        """The transcript so far (eos tokens not shown)."""
+        return render_text(self.render_mode, self.tokenizer.decode(self._transcript) if self._secret is not None else "")
 
 
 class GuessNumberTextVectorEnv(TorchVectorEnv):

@@ -11,7 +11,15 @@ import torch
 from gymnasium.error import ResetNeeded
 
 from textgym import rewards
-from textgym.envs.core import EpisodeKeys, TorchVectorEnv, check_action, pad_to, token_observation_space
+from textgym.envs.core import (
+    EpisodeKeys,
+    TorchVectorEnv,
+    check_action,
+    check_render_mode,
+    pad_to,
+    render_text,
+    token_observation_space,
+)
 from textgym.rewards import EpisodeBatch, Reward
 from textgym.tasks import EncodedExamples, Task, make_task
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
@@ -147,8 +155,7 @@ class TokenGenerationEnv(gym.Env):
         reward_kwargs: dict | None = None,
     ) -> None:
         self.setup = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs, reward_kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        check_render_mode(render_mode)
         self.render_mode = render_mode
         tok = self.setup.tokenizer
         self.action_space = gym.spaces.Discrete(tok.vocab_size)
@@ -205,7 +212,7 @@ class TokenGenerationEnv(gym.Env):
                     "completion": self.tokenizer.decode(completion), "references": list(example.references)}
         self._return += reward
         if self.render_mode == "human":
-            print(self._render_text())
+            self.render()
         return self._obs(), reward, terminated, truncated, info
 
     def _obs(self) -> dict[str, np.ndarray]:
@@ -221,13 +228,8 @@ class TokenGenerationEnv(gym.Env):
         return "\n".join(lines)
 
     def render(self) -> str | None:
-        if self._example is None:
-            return None
-        text = self._render_text()
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+        """The episode so far as text: prompt, completion, and at the end references and return."""
+        return render_text(self.render_mode, self._render_text() if self._example is not None else "")
 
 
 TokenGenerationEnv.__doc__ = TokenGenerationEnv.__doc__.replace("{args}", _DOC_ARGS)

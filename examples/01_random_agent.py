@@ -1,0 +1,56 @@
+"""Lesson 1: an env is a loop of observations, actions and rewards.
+
+Make every textgym env with `gym.make`, play one episode with a random agent, and look at what
+the agent sees (`obs`), what it does (`action`) and what it gets (`reward`). Then play the
+guessing game with a scripted agent, binary search, to see what a perfect return looks like.
+
+    python examples/01_random_agent.py
+"""
+
+import argparse
+
+import gymnasium as gym
+
+import textgym
+
+
+def play(env, policy, seed):
+    """One episode; returns (return, number of steps, last info)."""
+    obs, info = env.reset(seed=seed)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        total, steps, done = total + reward, steps + 1, terminated or truncated
+    return total, steps, info
+
+
+def binary_search(env):
+    """A policy for GuessNumber-v0 that reads the still-possible interval from the observation."""
+    low, high = env.unwrapped.low, env.unwrapped.high
+
+    def policy(obs):
+        lo = low + round(float(obs[0]) * (high - low))  # obs[0], obs[1]: the interval still possible
+        hi = low + round(float(obs[1]) * (high - low))
+        return (lo + hi) // 2 - low  # action a guesses low + a
+
+    return policy
+
+
+def main(episodes: int = 3) -> None:
+    for info in textgym.ENVS:
+        env = gym.make(info.id, render_mode="ansi")
+        total, steps, _ = play(env, lambda obs, env=env: env.action_space.sample(), seed=0)
+        print(f"== {info.id}: random agent, return {total:.2f} in {steps} steps")
+        print(env.render(), "\n")
+
+    env = gym.make("textgym/GuessNumber-v0")
+    results = [play(env, binary_search(env), seed) for seed in range(episodes)]
+    mean_guesses = sum(info["guesses"] for *_, info in results) / episodes
+    print(f"binary search on GuessNumber-v0: {episodes} games, mean {mean_guesses:.2f} guesses, "
+          f"all won: {all(info['success'] for *_, info in results)}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=200)
+    main(parser.parse_args().episodes)

@@ -1,0 +1,73 @@
+"""Lesson 2: a standard RL library on textgym, with no glue code.
+
+Stable-Baselines3 PPO with its default MLP policy learns GuessNumber-v0 from `make_vec_env`.
+Then SB3 PPO learns Reverse-v0 with textgym's transformer features extractor, running on
+textgym's torch vector env through the `SB3VecEnv` adapter (SB3 cannot use Gymnasium vector
+envs directly).
+
+    python examples/02_sb3_agents.py            # about 5 minutes on a laptop CPU
+    python examples/02_sb3_agents.py --steps 2000  # a quick look
+"""
+
+import argparse
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecMonitor
+
+import textgym  # noqa: F401  (registers the envs)
+from textgym.envs.sb3 import SB3VecEnv, TokenTransformerExtractor
+
+
+def evaluate(model, env_id, episodes, **env_kwargs):
+    """Greedy play: mean return, success rate (return > 0.99 or info['success']) and mean length."""
+    env = gym.make(env_id, **env_kwargs)
+    returns, wins, lengths = [], [], []
+    for seed in range(episodes):
+        obs, info = env.reset(seed=10_000 + seed)
+        total, steps, done = 0.0, 0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, info = env.step(int(action))
+            total, steps, done = total + reward, steps + 1, terminated or truncated
+        returns.append(total)
+        wins.append(info.get("success", info.get("score", 0.0) > 0.99))
+        lengths.append(steps)
+    return float(np.mean(returns)), float(np.mean(wins)), float(np.mean(lengths))
+
+
+def main(steps: int = 150_000, reverse_steps: int = 30_000, episodes: int = 200, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    results = {}
+
+    # 1. GuessNumber with SB3's defaults: an MLP on the 23-number observation.
+    venv = make_vec_env("textgym:textgym/GuessNumber-v0", n_envs=8, seed=seed)
+    model = PPO("MlpPolicy", venv, n_steps=128, batch_size=256, ent_coef=0.01, seed=seed, verbose=0)
+    model.learn(total_timesteps=steps)
+    results["GuessNumber-v0"] = evaluate(model, "textgym/GuessNumber-v0", episodes)
+
+    # 2. Reverse with a transformer over the tokens, on the torch vector env.
+    venv = VecMonitor(SB3VecEnv("textgym/Reverse-v0", num_envs=16))
+    venv.seed(seed)
+    policy_kwargs = dict(features_extractor_class=TokenTransformerExtractor,
+                         features_extractor_kwargs=dict(d_model=64, n_layers=2, n_heads=4))
+    model = PPO("MultiInputPolicy", venv, n_steps=64, batch_size=256, policy_kwargs=policy_kwargs, seed=seed, verbose=0)
+    model.learn(total_timesteps=reverse_steps)
+    results["Reverse-v0"] = evaluate(model, "textgym/Reverse-v0", episodes)
+
+    print(f"{'env':<16} {'mean return':>12} {'success':>8} {'mean length':>12}")
+    for env_id, (ret, win, length) in results.items():
+        print(f"{env_id:<16} {ret:>12.3f} {win:>8.1%} {length:>12.2f}")
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150_000, help="PPO steps on GuessNumber-v0")
+    parser.add_argument("--reverse-steps", type=int, default=30_000, help="PPO steps on Reverse-v0")
+    parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes")
+    args = parser.parse_args()
+    main(args.steps, args.reverse_steps, args.episodes)
