@@ -278,6 +278,22 @@ def test_vector_env_on_cuda(env_id):
     assert r.device.type == "cuda"
 
 
+def test_unsupported_render_mode_warns_at_make_and_fails_at_render():
+    # gym.make warns and still makes the env, which SB3's make_vec_env relies on ("rgb_array").
+    with pytest.warns(UserWarning, match="not in the possible render_modes"):
+        env = gym.make("textgym/GuessNumber-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"render_mode 'rgb_array' is not supported: use one of \['ansi', 'human'\]"):
+        env.render()
+
+
+def test_human_render_prints(capsys):
+    env = gym.make("textgym/GuessNumberText-v0", render_mode="human")
+    env.reset(seed=0)
+    write(env, "50")
+    assert capsys.readouterr().out.startswith("guess 1-100\n50: ")
+
+
 # -- Bad input -----------------------------------------------------------------------------------
 
 

@@ -73,16 +73,6 @@ class EpisodeKeys:
 RENDER_MODES = ["ansi", "human"]
 
 
-def check_render_mode(render_mode: str | None) -> None:
-    """Warn about a render mode textgym does not draw, as ``gym.make`` does.
-
-    Stable-Baselines3's ``make_vec_env`` asks every env for ``"rgb_array"``; the env must still be
-    made, and only :func:`render_text` refuses to draw in that mode.
-    """
-    if render_mode is not None and render_mode not in RENDER_MODES:
-        gym.logger.warn(f"render_mode={render_mode!r} is not supported by textgym envs ({RENDER_MODES}); render() will fail")
-
-
 def render_text(render_mode: str | None, text: str) -> str | None:
     """What ``render()`` returns for ``text``: the text (``"ansi"``), or None after printing it (``"human"``)."""
     if render_mode == "ansi":

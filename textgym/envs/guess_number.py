@@ -13,7 +13,6 @@ from textgym.envs.core import (
     EpisodeKeys,
     TorchVectorEnv,
     check_action,
-    check_render_mode,
     render_text,
 )
 
@@ -97,7 +96,6 @@ class GuessNumberEnv(gym.Env):
         self, low: int = 1, high: int = 100, max_guesses: int = 10, guess_penalty: float = 0.1, render_mode: str | None = None
     ) -> None:
         check_game(low, high, max_guesses, guess_penalty)
-        check_render_mode(render_mode)
         self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(self.high - self.low + 1)

@@ -13,7 +13,6 @@ from textgym.envs.core import (
     EpisodeKeys,
     TorchVectorEnv,
     check_action,
-    check_render_mode,
     pad_to,
     render_text,
     token_observation_space,
@@ -111,7 +110,6 @@ class GuessNumberTextEnv(gym.Env):
         check_game(low, high, max_guesses, guess_penalty)
         if low < 0:
             raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
-        check_render_mode(render_mode)
         self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
         self.render_mode = render_mode
         self.text = GameText(self.low, self.high, self.max_guesses)

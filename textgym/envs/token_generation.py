@@ -15,7 +15,6 @@ from textgym.envs.core import (
     EpisodeKeys,
     TorchVectorEnv,
     check_action,
-    check_render_mode,
     pad_to,
     render_text,
     token_observation_space,
@@ -155,7 +154,6 @@ class TokenGenerationEnv(gym.Env):
         reward_kwargs: dict | None = None,
     ) -> None:
         self.setup = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs, reward_kwargs)
-        check_render_mode(render_mode)
         self.render_mode = render_mode
         tok = self.setup.tokenizer
         self.action_space = gym.spaces.Discrete(tok.vocab_size)
@@ -171,6 +169,18 @@ class TokenGenerationEnv(gym.Env):
     @property
     def tokenizer(self) -> Tokenizer:
         return self.setup.tokenizer
+
+    @property
+    def current_example(self):
+        """The example of the current episode (prompt and reference texts)."""
+        if self._example is None:
+            raise ResetNeeded("call reset() first")
+        return self.task.example(self._key)
+
+    @property
+    def current_prompt_len(self) -> int:
+        """Number of prompt tokens at the start of the observation."""
+        return len(self._prompt)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
