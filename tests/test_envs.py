@@ -284,7 +284,7 @@ def test_unsupported_render_mode_warns_at_make_and_fails_at_render():
         env = gym.make("textgym/GuessNumber-v0", render_mode="rgb_array")
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"render_mode 'rgb_array' is not supported: use one of \['ansi', 'human'\]"):
-        env.render()
+        env.unwrapped.render()
 
 
 def test_human_render_prints(capsys):
