@@ -291,7 +291,8 @@ def test_human_render_prints(capsys):
     env = gym.make("textgym/GuessNumberText-v0", render_mode="human")
     env.reset(seed=0)
     write(env, "50")
-    assert capsys.readouterr().out.startswith("guess 1-100\n50: ")
+    out = capsys.readouterr().out  # the transcript is printed after every step
+    assert out.startswith("guess 1-100\n5\n") and "guess 1-100\n50: " in out
 
 
 # -- Bad input -----------------------------------------------------------------------------------
