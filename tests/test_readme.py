@@ -1,0 +1,30 @@
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).parent.parent
+
+
+def _commands(text):
+    return re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    test_cmd = next(c for c in _commands(readme) if c.rstrip().endswith("pytest"))
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_cmd in ci_lines
+
+
+def test_readme_install_command_runs_the_demo():
+    readme = (ROOT / "README.md").read_text()
+    assert any(c.startswith("python3 -m venv .venv") and c.endswith("textgym demo") for c in _commands(readme))
+
+
+def test_readme_lists_every_env_and_example():
+    import textgym
+
+    readme = (ROOT / "README.md").read_text()
+    for info in textgym.ENVS:
+        assert f"`{info.id}`" in readme
+    for example in sorted((ROOT / "examples").glob("*.py")):
+        assert f"examples/{example.name}" in readme
