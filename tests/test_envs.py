@@ -1,3 +1,5 @@
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -125,6 +127,37 @@ def test_guess_number_loses_after_max_guesses():
     env.step(wrong)
     *_, r, term, trunc, info = env.step(wrong)
     assert term and not info["success"] and info["secret"] == secret and r == pytest.approx(-0.1)
+
+
+def test_shaping_keeps_the_return_of_a_won_game():
+    plain, shaped = GuessNumberEnv(), GuessNumberEnv(shaping=True)
+    for seed in range(40):
+        returns = []
+        for env in (plain, shaped):
+            env.reset(seed=seed)
+            total, done = 0.0, False
+            lo, hi = 1, 100
+            while not done:  # bisection, tracking the interval from the secret we peek at
+                guess = (lo + hi) // 2
+                _, r, done, _, info = env.step(guess - 1)
+                total += r
+                lo, hi = (guess + 1, hi) if env._secret > guess else (lo, guess - 1)
+            returns.append(total)
+        assert info["success"]
+        assert returns[1] == pytest.approx(returns[0]) == pytest.approx(1 - 0.1 * (info["guesses"] - 1))
+
+
+def test_shaping_pays_for_narrowing_and_nothing_for_a_wasted_guess():
+    env = GuessNumberEnv(shaping=True)
+    env.reset(seed=0)
+    secret = env._secret
+    first = 50 if secret != 50 else 49
+    _, r, *_ = env.step(first - 1)
+    size = 100 - first if secret > first else first - 1
+    assert r == pytest.approx(math.log2(100 / size) / math.log2(100) - 0.1)
+    wasted = 1 if secret > first else 100  # outside the interval still possible
+    _, r, *_ = env.step(wasted - 1)
+    assert r == pytest.approx(-0.1)
 
 
 # -- GuessNumberText -----------------------------------------------------------------------------

@@ -44,3 +44,11 @@ def test_guess_number_scripted_mean_is_binary_search():
     env = gym.make("textgym/GuessNumber-v0")
     _, win, length = play(env, scripted_policy(env), episodes=500, seed=0)
     assert win == 1.0 and abs(length - 5.80) < 0.15 and np.isfinite(length)
+
+
+@pytest.mark.parametrize("env_id", ["textgym/GuessNumber-v0", "textgym/GuessNumberText-v0"])
+def test_shaping_does_not_change_the_return_of_binary_search(env_id):
+    plain, shaped = gym.make(env_id), gym.make(env_id, shaping=True)
+    ret_plain, win, _ = play(plain, scripted_policy(plain), episodes=30, seed=0)
+    ret_shaped, _, _ = play(shaped, scripted_policy(shaped), episodes=30, seed=0)
+    assert win == 1.0 and ret_shaped == pytest.approx(ret_plain)

@@ -77,6 +77,11 @@ def test_equivalence_with_shaping_and_a_text_reward():
     run_both("textgym/Reverse-v0", shaping=True)
 
 
+def test_equivalence_of_the_guessing_game_with_shaping():
+    run_both("textgym/GuessNumber-v0", shaping=True)
+    run_both("textgym/GuessNumberText-v0", shaping=True, steps=300)
+
+
 def test_equivalence_with_max_episode_steps():
     run_both("textgym/Reverse-v0", max_episode_steps=3)
     run_both("textgym/GuessNumber-v0", max_episode_steps=4)

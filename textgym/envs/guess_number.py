@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -36,12 +37,41 @@ def guess_reward(correct: bool, guess_penalty: float) -> float:
     return 1.0 if correct else -guess_penalty
 
 
+def potential(lo, hi, n: int):
+    """``-log2(hi - lo + 1) / log2(n)``: -1 when all ``n`` secrets are possible, 0 when one is.
+
+    Works on ints and on tensors. With ``shaping=True`` each guess is paid the change in this
+    potential: potential-based shaping, which keeps the optimal policy (Ng, Harada and Russell,
+    "Policy invariance under reward transformations", 1999).
+    """
+    size = hi - lo + 1
+    if isinstance(size, torch.Tensor):
+        return -torch.log2(size.float()) / math.log2(n)
+    return -math.log2(size) / math.log2(n)
+
+
+def shaped_reward(correct, before: float, after: float, guess_penalty: float):
+    """A guess's reward with shaping: the narrowing it bought, less the penalty when it was wrong.
+
+    The won game's +1 is spread over its guesses (they add up to exactly 1), so a game won in ``k``
+    guesses returns ``1 - guess_penalty * (k - 1)`` with or without shaping.
+    """
+    return after - before - guess_penalty * (1 - correct)
+
+
 _DOC = """
     ## Rewards
 
     +1 for the right guess, `-guess_penalty` (default 0.1) for every wrong one. The return of a
     game won in `k` guesses is `1 - guess_penalty * (k - 1)`, so fewer guesses is strictly better,
     and any win beats any loss (`-guess_penalty * max_guesses`).
+
+    With `shaping=True`, the +1 is paid as information instead: every guess earns the change in
+    `-log2(secrets still possible) / log2(high - low + 1)`, so a guess that halves the interval
+    earns about 0.15 on 1..100 and a guess outside it earns nothing, less `guess_penalty` when
+    wrong. A won game returns exactly the same as without shaping; a lost game keeps the credit
+    for narrowing. This potential-based shaping keeps the optimal policy (binary search) and gives
+    a learner a signal on every guess.
 
     ## Episode End
 
@@ -56,6 +86,7 @@ _DOC = """
     * `max_guesses`: guesses allowed (default 10; binary search never needs more than
       `ceil(log2(high - low + 2))`, which is 7 for 1..100, and averages 5.80 guesses there).
     * `guess_penalty`: the cost of a wrong guess (default 0.1).
+    * `shaping`: pay the win as information on every guess (default False; see Rewards).
     * `render_mode`: `"ansi"` or `"human"`.
 """
 
@@ -93,10 +124,17 @@ class GuessNumberEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
     def __init__(
-        self, low: int = 1, high: int = 100, max_guesses: int = 10, guess_penalty: float = 0.1, render_mode: str | None = None
+        self,
+        low: int = 1,
+        high: int = 100,
+        max_guesses: int = 10,
+        guess_penalty: float = 0.1,
+        shaping: bool = False,
+        render_mode: str | None = None,
     ) -> None:
         check_game(low, high, max_guesses, guess_penalty)
         self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
+        self.shaping = bool(shaping)
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(self.high - self.low + 1)
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (3 + 2 * self.max_guesses,), dtype=np.float32)
@@ -119,6 +157,7 @@ class GuessNumberEnv(gym.Env):
             raise ResetNeeded("the game has ended; call reset() to start the next one")
         guess = self.low + check_action(action, self.action_space.n)
         correct = guess == self._secret
+        before = potential(self._lo, self._hi, self.high - self.low + 1)
         if not correct:
             feedback = HIGHER if self._secret > guess else LOWER
             if feedback == HIGHER:
@@ -136,7 +175,12 @@ class GuessNumberEnv(gym.Env):
             info["secret"] = self._secret
         if self.render_mode == "human":
             self.render()
-        return self._obs(), guess_reward(correct, self.guess_penalty), self._done, False, info
+        if self.shaping:
+            after = potential(self._lo, self._hi, self.high - self.low + 1)
+            reward = shaped_reward(correct, before, after, self.guess_penalty)
+        else:
+            reward = guess_reward(correct, self.guess_penalty)
+        return self._obs(), reward, self._done, False, info
 
     def _obs(self) -> np.ndarray:
         n = self.high - self.low
@@ -179,6 +223,7 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         high: int = 100,
         max_guesses: int = 10,
         guess_penalty: float = 0.1,
+        shaping: bool = False,
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
@@ -186,6 +231,7 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         super().__init__(num_envs, device, max_episode_steps)
         check_game(low, high, max_guesses, guess_penalty)
         self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
+        self.shaping = bool(shaping)
         self.render_mode = render_mode
         M, dev = self.max_guesses, self.device
         self._set_spaces(gym.spaces.Box(-1.0, 1.0, (3 + 2 * M,), dtype=np.float32), gym.spaces.Discrete(self.high - self.low + 1))
@@ -205,6 +251,8 @@ class GuessNumberVectorEnv(TorchVectorEnv):
     def _advance(self, actions, active):
         guess = self.low + actions
         correct = active & (guess == self.secret)
+        n = self.high - self.low + 1
+        before = potential(self.lo, self.hi, n)
         higher = self.secret > guess
         wrong = active & ~correct
         self.lo = torch.where(wrong & higher, torch.maximum(self.lo, guess + 1), self.lo)
@@ -217,7 +265,10 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         self.history = torch.where(write[..., None], entry[:, None, :], self.history)
         self.guesses = self.guesses + active.long()
         terminated = correct | (active & (self.guesses >= self.max_guesses))
-        reward = torch.where(correct, 1.0, torch.where(active, -self.guess_penalty, 0.0))
+        if self.shaping:
+            reward = torch.where(active, shaped_reward(correct.float(), before, potential(self.lo, self.hi, n), self.guess_penalty), 0.0)
+        else:
+            reward = torch.where(correct, 1.0, torch.where(active, -self.guess_penalty, 0.0))
         info = {"guesses": self.guesses.clone(), "success": correct, "secret": self.secret.clone(), "_secret": terminated}
         return reward, terminated, torch.zeros_like(terminated), info
 

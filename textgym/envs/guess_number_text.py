@@ -17,7 +17,7 @@ from textgym.envs.core import (
     render_text,
     token_observation_space,
 )
-from textgym.envs.guess_number import check_game, guess_reward
+from textgym.envs.guess_number import check_game, guess_reward, potential, shaped_reward
 from textgym.tokenizers import CharTokenizer
 
 # Feedback codes and their text; NONE is "the guess is not finished yet".
@@ -82,6 +82,7 @@ class GuessNumberTextEnv(gym.Env):
 
     +1 when a guess is right, `-guess_penalty` (default 0.1) when a guess is wrong or invalid, 0
     for the tokens in between. A game won in `k` guesses returns `1 - guess_penalty * (k - 1)`.
+    `shaping=True` pays the +1 as information on every guess, exactly as in GuessNumber-v0.
 
     ## Episode End
 
@@ -95,6 +96,7 @@ class GuessNumberTextEnv(gym.Env):
     * `low`, `high`: the secret is drawn uniformly from `[low, high]` (default 1..100; `low >= 0`).
     * `max_guesses`: guesses allowed (default 10).
     * `guess_penalty`: the cost of a wrong or invalid guess (default 0.1).
+    * `shaping`: pay the win as information on every guess (default False; see GuessNumber-v0).
     * `render_mode`: `"ansi"` (the transcript) or `"human"` (printed).
 
     ## Version History
@@ -105,12 +107,19 @@ class GuessNumberTextEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
     def __init__(
-        self, low: int = 1, high: int = 100, max_guesses: int = 10, guess_penalty: float = 0.1, render_mode: str | None = None
+        self,
+        low: int = 1,
+        high: int = 100,
+        max_guesses: int = 10,
+        guess_penalty: float = 0.1,
+        shaping: bool = False,
+        render_mode: str | None = None,
     ) -> None:
         check_game(low, high, max_guesses, guess_penalty)
         if low < 0:
             raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
         self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
+        self.shaping = bool(shaping)
         self.render_mode = render_mode
         self.text = GameText(self.low, self.high, self.max_guesses)
         self.tokenizer = self.text.tokenizer
@@ -126,6 +135,7 @@ class GuessNumberTextEnv(gym.Env):
         self._transcript = list(self.text.rules)
         self._digits: list[int] = []
         self._guesses = self._invalid = 0
+        self._lo, self._hi = self.low, self.high
         self._done = False
         return self._obs(), self._info(False)
 
@@ -159,7 +169,19 @@ class GuessNumberTextEnv(gym.Env):
             self._digits = []
             self._guesses += 1
             self._invalid += feedback == INVALID
-            reward = guess_reward(feedback == CORRECT, self.guess_penalty)
+            n = self.high - self.low + 1
+            before = potential(self._lo, self._hi, n)
+            if feedback == HIGHER:
+                self._lo = max(self._lo, guess + 1)
+            elif feedback == LOWER:
+                self._hi = min(self._hi, guess - 1)
+            elif feedback == CORRECT:
+                self._lo = self._hi = guess
+            correct = feedback == CORRECT
+            if self.shaping:
+                reward = shaped_reward(correct, before, potential(self._lo, self._hi, n), self.guess_penalty)
+            else:
+                reward = guess_reward(correct, self.guess_penalty)
         success = feedback == CORRECT
         self._done = success or self._guesses >= self.max_guesses
         info = self._info(success)
@@ -193,6 +215,7 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         high: int = 100,
         max_guesses: int = 10,
         guess_penalty: float = 0.1,
+        shaping: bool = False,
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
@@ -202,6 +225,7 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         if low < 0:
             raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
         self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
+        self.shaping = bool(shaping)
         self.render_mode = render_mode
         self.text = text = GameText(self.low, self.high, self.max_guesses)
         self.tokenizer = tok = text.tokenizer
@@ -220,6 +244,7 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         self._rules = torch.tensor(text.rules, dtype=torch.int64, device=dev)
         z = torch.zeros(B, dtype=torch.int64, device=dev)
         self.length, self.secret, self.value, self.digits, self.guesses, self.invalid = (z.clone() for _ in range(6))
+        self.lo, self.hi = z + self.low, z + self.high  # the secrets still possible
         self._cols = torch.arange(self.transcript.shape[1], device=dev)
 
     def _start(self, mask, keys):
@@ -230,6 +255,8 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         self.secret = torch.where(mask, self.low + keys % (self.high - self.low + 1), self.secret)
         for name in ("value", "digits", "guesses", "invalid"):
             setattr(self, name, torch.where(mask, 0, getattr(self, name)))
+        self.lo = torch.where(mask, self.low, self.lo)
+        self.hi = torch.where(mask, self.high, self.hi)
 
     def _write(self, tokens: torch.Tensor, count: torch.Tensor) -> None:
         """Append the first ``count`` of ``tokens`` (B, W) to each transcript."""
@@ -255,12 +282,22 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
             torch.where(~valid, INVALID, torch.where(correct, CORRECT, torch.where(self.secret > self.value, HIGHER, LOWER))),
         )
         self._write(self._fb_ids[feedback], self._fb_len[feedback])
+        n = self.high - self.low + 1
+        before = potential(self.lo, self.hi, n)
+        self.lo = torch.where(feedback == HIGHER, torch.maximum(self.lo, self.value + 1), self.lo)
+        self.hi = torch.where(feedback == LOWER, torch.minimum(self.hi, self.value - 1), self.hi)
+        self.lo = torch.where(correct, self.value, self.lo)
+        self.hi = torch.where(correct, self.value, self.hi)
         self.guesses = self.guesses + ends.long()
         self.invalid = self.invalid + (feedback == INVALID).long()
         self.value = torch.where(ends, 0, self.value)
         self.digits = torch.where(ends, 0, self.digits)
         terminated = correct | (ends & (self.guesses >= self.max_guesses))
-        reward = torch.where(correct, 1.0, torch.where(ends, -self.guess_penalty, 0.0))
+        if self.shaping:
+            shaped = shaped_reward(correct.float(), before, potential(self.lo, self.hi, n), self.guess_penalty)
+            reward = torch.where(ends, shaped, 0.0)
+        else:
+            reward = torch.where(correct, 1.0, torch.where(ends, -self.guess_penalty, 0.0))
         info = {"guesses": self.guesses.clone(), "invalid": self.invalid.clone(), "success": correct,
                 "secret": self.secret.clone(), "_secret": terminated}
         return reward, terminated, torch.zeros_like(terminated), info
