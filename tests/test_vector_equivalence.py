@@ -119,3 +119,32 @@ def test_same_seed_same_episodes_and_different_seeds_differ():
 
     assert torch.equal(prompts(7), prompts(7))
     assert not torch.equal(prompts(7), prompts(8))
+
+
+def test_disabled_autoreset_freezes_finished_envs_until_reset():
+    vec = gym.make_vec("textgym/GuessNumber-v0", num_envs=2, max_guesses=1, autoreset_mode="disabled")
+    assert vec.metadata["autoreset_mode"] == gym.vector.AutoresetMode.DISABLED
+    obs, _ = vec.reset(seed=0)
+    obs1, r1, term1, *_ = vec.step(np.array([0, 0]))
+    assert term1.all()
+    obs2, r2, term2, trunc2, _ = vec.step(np.array([5, 5]))
+    assert torch.equal(obs2, obs1) and (r2 == 0).all() and not term2.any() and not trunc2.any()
+    obs3, _ = vec.reset()
+    assert obs3[:, 2].tolist() == [1.0, 1.0]
+
+
+def test_group_size_gives_groups_the_same_examples():
+    vec = gym.make_vec("textgym/Reverse-v0", num_envs=6, autoreset_mode="disabled")
+    obs, _ = vec.reset(seed=3, options={"group_size": 3})
+    ids = obs["input_ids"]
+    assert torch.equal(ids[0], ids[1]) and torch.equal(ids[1], ids[2]) and torch.equal(ids[3], ids[5])
+    assert not torch.equal(ids[0], ids[3])
+    obs, _ = vec.reset()  # the groups keep their shared streams
+    assert torch.equal(obs["input_ids"][0], obs["input_ids"][2])
+    with pytest.raises(ValueError, match="group_size"):
+        vec.reset(seed=0, options={"group_size": 4})
+
+
+def test_bad_autoreset_mode():
+    with pytest.raises(ValueError, match="autoreset_mode must be 'next_step' or 'disabled'"):
+        gym.make_vec("textgym/Reverse-v0", num_envs=2, autoreset_mode="same_step")

@@ -109,22 +109,50 @@ class TorchVectorEnv(VectorEnv):
     """Base of textgym's vector envs: a batch of episodes held as torch tensors on ``device``.
 
     Observations, rewards, ``terminated`` and ``truncated`` are torch tensors on ``device``;
-    actions may be a tensor, a numpy array or a list of ints. Autoreset is Gymnasium's
-    *next-step* mode: the step after a sub-env's episode ends starts its next episode, ignores
-    that sub-env's action, and returns reward 0 with ``terminated = truncated = False``.
+    actions may be a tensor, a numpy array or a list of ints.
+
+    Autoreset (``autoreset_mode``, also in ``metadata["autoreset_mode"]``):
+
+    * ``"next_step"`` (default, Gymnasium's): the step after a sub-env's episode ends starts its
+      next episode, ignores that sub-env's action, and returns reward 0 with
+      ``terminated = truncated = False``.
+    * ``"disabled"``: a finished sub-env stays finished: its actions are ignored, it returns reward
+      0 and ``terminated = truncated = False``, and its observation stays the last one, until
+      ``reset``. Trainers use it to play exactly one episode per sub-env.
+
     ``reset(options={"reset_mask": mask})`` restarts only the sub-envs where ``mask`` is true.
 
     Seeding follows Gymnasium: ``reset(seed=s)`` seeds sub-env ``i`` with ``s + i``, and sub-env
-    ``i`` then plays exactly the episodes of the single env reset with ``seed=s + i``.
+    ``i`` then plays exactly the episodes of the single env reset with ``seed=s + i``. With
+    ``options={"group_size": k}`` as well, sub-envs ``i`` come in groups of ``k`` that share the
+    stream ``s + i // k``, so each group plays the same examples (for leave-one-out baselines).
+
+    Attributes:
+        tokens_per_step: the most observation positions one step adds (1 for the token envs,
+            more where the env writes feedback), so a policy with a KV cache knows what to read.
     """
+
+    tokens_per_step: int = 1
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
 
-    def __init__(self, num_envs: int, device: str | torch.device = "cpu", max_episode_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
+        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+    ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
+        modes = {AutoresetMode.NEXT_STEP.value: AutoresetMode.NEXT_STEP, "next_step": AutoresetMode.NEXT_STEP,
+                 AutoresetMode.DISABLED.value: AutoresetMode.DISABLED, "disabled": AutoresetMode.DISABLED}
+        mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else modes.get(autoreset_mode)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
+            raise ValueError(f"autoreset_mode must be 'next_step' or 'disabled', got {autoreset_mode!r}")
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.max_episode_steps = max_episode_steps
@@ -165,13 +193,16 @@ class TorchVectorEnv(VectorEnv):
             mask = mask.to(self.device)
             if not self._started and not bool(mask.all()):
                 raise ResetNeeded("the first reset must reset every sub-env; call reset() without reset_mask first")
+        group = int((options or {}).get("group_size", 1))
+        if group < 1 or self.num_envs % group:
+            raise ValueError(f"options['group_size'] must divide num_envs={self.num_envs}, got {group}")
         if seed is not None:
-            streams = (as_stream(seed) + torch.arange(self.num_envs, device=self.device)) & 0xFFFFFFFF
+            streams = (as_stream(seed) + torch.arange(self.num_envs, device=self.device) // group) & 0xFFFFFFFF
             self._streams = torch.where(mask, streams, self._streams)
             self._episodes = torch.where(mask, 0, self._episodes)
         elif not self._started:
             base = int(np.random.default_rng().integers(2**32))
-            self._streams = (base + torch.arange(self.num_envs, device=self.device)) & 0xFFFFFFFF
+            self._streams = (base + torch.arange(self.num_envs, device=self.device) // group) & 0xFFFFFFFF
         self._started = True
         self._begin(mask)
         return self._observe(), {}
@@ -192,13 +223,16 @@ class TorchVectorEnv(VectorEnv):
             actions = check_actions(actions, n, self.num_envs, self.device)
         else:
             actions = torch.as_tensor(actions, device=self.device, dtype=torch.int64)
-        restarting = self._needs_reset
-        active = ~restarting
+        finished = self._needs_reset
+        active = ~finished
         reward, terminated, truncated, info = self._advance(actions, active)
         self._steps = self._steps + active.long()
         if self.max_episode_steps is not None:
             truncated = truncated | (active & (self._steps >= self.max_episode_steps))
-        if bool(restarting.any()):
-            self._begin(restarting)
-        self._needs_reset = terminated | truncated
+        if self.metadata["autoreset_mode"] == AutoresetMode.DISABLED:
+            self._needs_reset = finished | terminated | truncated
+        else:
+            if bool(finished.any()):
+                self._begin(finished)
+            self._needs_reset = terminated | truncated
         return self._observe(), reward, terminated, truncated, info

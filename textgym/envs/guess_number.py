@@ -226,9 +226,10 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         shaping: bool = False,
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
+        autoreset_mode: str = "next_step",
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(num_envs, device, max_episode_steps)
+        super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
         check_game(low, high, max_guesses, guess_penalty)
         self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
         self.shaping = bool(shaping)

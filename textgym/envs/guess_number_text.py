@@ -218,9 +218,10 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         shaping: bool = False,
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
+        autoreset_mode: str = "next_step",
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(num_envs, device, max_episode_steps)
+        super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
         check_game(low, high, max_guesses, guess_penalty)
         if low < 0:
             raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
@@ -232,6 +233,7 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         self._set_spaces(token_observation_space(text.max_len, tok.vocab_size), gym.spaces.Discrete(tok.vocab_size))
         B, dev = num_envs, self.device
         width = max(map(len, text.feedback))
+        self.tokens_per_step = 1 + width  # the agent's token, then the feedback
         self._fb_ids = torch.full((len(FEEDBACK), width), tok.pad_id, dtype=torch.int64, device=dev)
         for code, ids in enumerate(text.feedback):
             self._fb_ids[code, : len(ids)] = torch.tensor(ids, dtype=torch.int64)

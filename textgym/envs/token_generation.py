@@ -268,11 +268,12 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         shaping: bool = False,
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
+        autoreset_mode: str = "next_step",
         render_mode: str | None = None,
         task_kwargs: dict | None = None,
         reward_kwargs: dict | None = None,
     ) -> None:
-        super().__init__(num_envs, device, max_episode_steps)
+        super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
         self.setup = s = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs, reward_kwargs)
         if render_mode is not None and render_mode != "ansi":
             raise ValueError(f"render_mode of the vector env must be 'ansi' or None, got {render_mode!r}")
