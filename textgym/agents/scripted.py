@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
-from textgym.envs.guess_number import GuessNumberEnv
-from textgym.envs.guess_number_text import GuessNumberTextEnv
-from textgym.envs.token_generation import TokenGenerationEnv
+from textgym.envs.guess_number import GuessNumberEnv, GuessNumberVectorEnv
+from textgym.envs.guess_number_text import GuessNumberTextEnv, GuessNumberTextVectorEnv
+from textgym.envs.token_generation import TokenGenerationEnv, TokenGenerationVectorEnv
 
 
 def bisect_guess(lo: int, hi: int) -> int:
@@ -78,3 +79,38 @@ def scripted_policy(env: Any) -> Callable[[Any], int]:
         if isinstance(base, cls):
             return make(base)
     raise TypeError(f"no scripted policy for {type(base).__name__}: expected a textgym env")
+
+
+def vector_expert(envs: Any) -> Callable[[Any], torch.Tensor]:
+    """The scripted player for a whole textgym vector env, as tensor operations: ``obs -> actions (B,)``.
+
+    It reads the env's own state (the references of the current examples, the interval of secrets
+    still possible), which makes it a teacher for demonstrations rather than a fair player.
+    """
+    if isinstance(envs, GuessNumberVectorEnv):
+        return lambda obs: (envs.lo + envs.hi) // 2 - envs.low
+
+    if isinstance(envs, GuessNumberTextVectorEnv):
+        tok = envs.tokenizer
+        digit_ids = torch.tensor(tok.encode("0123456789"), device=envs.device)
+        pow10 = 10 ** torch.arange(10, device=envs.device)
+
+        def text_expert(obs: Any) -> torch.Tensor:
+            target = (envs.lo + envs.hi) // 2
+            n_digits = 1 + (target >= pow10[1:, None]).sum(0)  # digits of the target
+            left = (n_digits - 1 - envs.digits).clamp(min=0)
+            digit = (target // pow10[left]) % 10
+            return torch.where(envs.digits < n_digits, digit_ids[digit], tok.eos_id)
+
+        return text_expert
+
+    if isinstance(envs, TokenGenerationVectorEnv):
+        eos = envs.tokenizer.eos_id
+
+        def oracle(obs: Any) -> torch.Tensor:
+            ref, ref_len = envs.example.reference_ids[:, 0], envs.example.reference_len[:, 0]  # first reference
+            t = envs.written_len.clamp(max=ref.shape[1] - 1)
+            return torch.where(envs.written_len < ref_len, ref.gather(1, t[:, None]).squeeze(1), eos)
+
+        return oracle
+    raise TypeError(f"no scripted player for {type(envs).__name__}: expected a textgym vector env")

@@ -1,0 +1,179 @@
+"""What the trainers share: the base config, devices, seeding, logging and run directories."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from textgym.agents.model import Policy
+from textgym.agents.rollout import SequenceView, make_envs
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (a NaN loss); the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings every trainer has."""
+
+    env_id: str = "textgym/Reverse-v0"
+    """The env to train on."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Its arguments (e.g. ``{"shaping": True}``)."""
+    num_envs: int = 256
+    """Episodes played in parallel per iteration."""
+    total_steps: int = 200_000
+    """Env steps to train for (the sum of the episodes' lengths)."""
+    learning_rate: float = 3e-4
+    """Adam's step size."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm."""
+    seed: int = 0
+    """Seeds torch, the envs and the sampling."""
+    device: str = "auto"
+    """``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``."""
+    n_layers: int = 2
+    """Transformer blocks of a new policy."""
+    n_heads: int = 4
+    """Attention heads of a new policy."""
+    d_model: int = 64
+    """Width of a new policy."""
+    eval_episodes: int = 256
+    """Greedy episodes for the final evaluation."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; a clear error for an unavailable or unknown device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"unknown device {name!r}: expected 'auto', 'cpu' or 'cuda'")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy and torch; return a generator for sampling actions."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def setup(cfg: TrainConfig, policy: Policy | None):
+    """Device, envs, view, policy (new or given, moved to the device) and the sampling generator."""
+    device = resolve_device(cfg.device)
+    generator = seed_everything(cfg.seed)
+    if device.type == "cuda":
+        generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    envs = make_envs(cfg.env_id, cfg.num_envs, device, **cfg.env_kwargs)
+    view = SequenceView(envs)
+    if policy is None:
+        policy = Policy(view.policy_config(n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model))
+    view.check(policy.cfg)
+    return device, envs, view, policy.to(device), generator
+
+
+def check_finite(iteration: int, **values: torch.Tensor) -> None:
+    """Raise :class:`TrainingError` naming the iteration and every value that is NaN or infinite."""
+    bad = [name for name, v in values.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise TrainingError(f"iteration {iteration}: {', '.join(bad)} became NaN or infinite; training stopped")
+
+
+class RunLogger:
+    """Writes ``metrics.jsonl`` (one line per iteration), TensorBoard events when tensorboard is
+    installed, a progress bar with the running mean return, and at the end a learning curve PNG.
+
+    Args:
+        out: run directory, or None to only show progress.
+        total: total env steps, for the progress bar.
+        desc: progress bar label.
+        progress: show the bar.
+    """
+
+    def __init__(self, out: str | os.PathLike | None, total: int, desc: str, progress: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        self.out = Path(out) if out is not None else None
+        self.history: list[dict[str, Any]] = []
+        self.file = None
+        self.tb = None
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.out / "metrics.jsonl", "w")
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.out))
+            except ImportError:  # tensorboard is optional
+                self.tb = None
+        self.bar = tqdm(total=total, desc=desc, disable=not progress, unit="step", dynamic_ncols=True)
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """Record one iteration; ``metrics`` must hold ``env_steps`` and ``mean_return``."""
+        metrics = {k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in metrics.items()}
+        self.history.append(metrics)
+        if self.file is not None:
+            self.file.write(json.dumps(metrics) + "\n")
+            self.file.flush()
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and k != "env_steps" and math.isfinite(v):
+                    self.tb.add_scalar(k, v, metrics["env_steps"])
+        self.bar.update(metrics["env_steps"] - self.bar.n)
+        self.bar.set_postfix(mean_return=f"{metrics['mean_return']:.3f}")
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.file is not None:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.out is not None and self.history:
+            plot_learning_curve(self.history, self.out / "learning_curve.png")
+
+
+def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
+    """Mean return (and success rate, where logged) against env steps, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("textgym: matplotlib is not installed, so no learning curve PNG: pip install matplotlib")
+        return
+    steps = [h["env_steps"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [h["mean_return"] for h in history], label="mean return")
+    if "success_rate" in history[0]:
+        ax.plot(steps, [h["success_rate"] for h in history], label="success rate")
+    ax.set_xlabel("env steps")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (a temporary file moved into place)."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        json.dump(data, f, indent=2)
+    os.replace(f.name, path)
+
+
+def config_dict(cfg: Any) -> dict:
+    return asdict(cfg)

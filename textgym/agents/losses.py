@@ -1,0 +1,136 @@
+"""The maths of the trainers, as pure functions on ``(B, T)`` tensors with a step mask.
+
+Every function takes ``mask`` (True for the steps an episode took) so episodes of different
+lengths share one tensor; the tests check each against hand-computed numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the steps where ``mask`` is true."""
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``(x - mean) / std`` over the masked steps; 0 elsewhere."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + eps) * mask
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation (Schulman et al., 2016) for whole episodes.
+
+    An episode ends at its last masked step (terminated, or truncated by the env's own limit, which
+    is part of the task), so the value after it is 0.
+
+    Returns:
+        ``(advantages, returns)`` with ``returns = advantages + values``; 0 outside the mask.
+    """
+    B, T = rewards.shape
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros(B, device=rewards.device)
+    next_value = torch.zeros(B, device=rewards.device)
+    m = mask.float()
+    for t in reversed(range(T)):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = (delta + gamma * lam * last) * m[:, t]
+        advantages[:, t] = last
+        next_value = values[:, t] * m[:, t]
+    return advantages, (advantages + values) * m
+
+
+def returns_to_go(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``G_t = r_t + gamma * G_{t+1}`` within each episode; 0 outside the mask."""
+    out = torch.zeros_like(rewards)
+    running = torch.zeros(rewards.shape[0], device=rewards.device)
+    for t in reversed(range(rewards.shape[1])):
+        running = (rewards[:, t] + gamma * running) * mask[:, t]
+        out[:, t] = running
+    return out
+
+
+def rloo_baseline(returns: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Leave-one-out baseline (Kool et al., 2019; Ahmadian et al., 2024): for each of ``k`` samples
+    of the same prompt, the mean return of the other ``k - 1``.
+
+    Args:
+        returns: ``(B,)`` or ``(B, T)``, episodes in consecutive groups of ``group_size``.
+    """
+    if group_size < 2:
+        raise ValueError(f"a leave-one-out baseline needs at least 2 samples per prompt, got {group_size}")
+    shape = returns.shape
+    grouped = returns.reshape(-1, group_size, *shape[1:])
+    total = grouped.sum(1, keepdim=True)
+    return ((total - grouped) / (group_size - 1)).reshape(shape)
+
+
+def ppo_policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_coef: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate (Schulman et al., 2017), to minimise.
+
+    Returns:
+        ``(pg_loss, clipfrac, approx_kl)``; ``approx_kl`` is the k3 estimator of
+        KL(old ‖ new), ``(ratio - 1) - log ratio`` (Schulman, "Approximating KL divergence", 2020).
+    """
+    log_ratio = logprobs - old_logprobs
+    ratio = log_ratio.exp()
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
+    pg_loss = masked_mean(torch.maximum(pg_loss1, pg_loss2), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).float(), mask)
+        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)
+    return pg_loss, clipfrac, approx_kl
+
+
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip_coef: float | None
+) -> torch.Tensor:
+    """``0.5 * (V - R)^2``, with PPO's value clipping when ``clip_coef`` is set (the max of the two)."""
+    loss = (values - returns) ** 2
+    if clip_coef is not None:
+        clipped = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
+        loss = torch.maximum(loss, (clipped - returns) ** 2)
+    return 0.5 * masked_mean(loss, mask)
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-step estimate of KL(policy ‖ reference) from the sampled actions' log-probs.
+
+    ``k1 = log p - log q`` (unbiased, can be negative); ``k3 = (q/p - 1) - log(q/p)`` (unbiased,
+    never negative, lower variance). Names from Schulman (2020), as in TRL.
+    """
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return (-log_ratio).exp() - 1 + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}: expected 'k1' or 'k3'")
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """``1 - Var(returns - values) / Var(returns)`` over the masked steps (1 is perfect, <= 0 useless)."""
+    var_returns = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
+    diff = returns - values
+    var_diff = masked_mean((diff - masked_mean(diff, mask)) ** 2, mask)
+    return float("nan") if var_returns == 0 else float(1 - var_diff / var_returns)
+
+
+class AdaptiveKLController:
+    """The adaptive KL coefficient of Ziegler et al. (2019): move ``value`` so the KL tracks ``target``.
+
+    ``value *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon``.
+    """
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int) -> None:
+        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+
+    def update(self, kl: float, n_steps: int) -> float:
+        error = max(-0.2, min(0.2, kl / self.target - 1))
+        self.value *= 1 + error * n_steps / self.horizon
+        return self.value

@@ -1,0 +1,169 @@
+"""Proximal Policy Optimization on textgym envs, in one loop that reads top to bottom.
+
+PPO (Schulman et al., 2017) with the details that make it work on text (Ziegler et al., 2019;
+Huang et al., "The 37 implementation details of PPO", 2022; TRL): GAE, advantage whitening, a
+clipped value loss, an entropy bonus, gradient-norm clipping, several epochs of minibatches with
+an early stop on a target KL, and a KL penalty to a frozen reference policy (k1 or k3, with a fixed
+or adaptive coefficient) added to the reward at every step.
+
+Usage::
+
+    from textgym.agents import ppo
+    result = ppo.train(ppo.PPOConfig(env_id="textgym/Reverse-v0", total_steps=200_000))
+    print(result.eval)
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from textgym.agents.common import RunLogger, TrainConfig, check_finite, setup
+from textgym.agents.evaluate import TrainResult, evaluate_policy
+from textgym.agents.losses import (
+    AdaptiveKLController,
+    explained_variance,
+    gae,
+    kl_penalty,
+    masked_mean,
+    masked_whiten,
+    ppo_policy_loss,
+    value_loss,
+)
+from textgym.agents.model import Policy
+from textgym.agents.rollout import collect, evaluate_logprobs
+
+
+@dataclass(frozen=True)
+class PPOConfig(TrainConfig):
+    """PPO's hyperparameters (and, from :class:`TrainConfig`, the env, budget, device and model)."""
+
+    gamma: float = 1.0
+    """Discount: 1 for episodes as short as these."""
+    gae_lambda: float = 0.95
+    """GAE's bias/variance trade-off."""
+    update_epochs: int = 4
+    """Passes over each rollout."""
+    num_minibatches: int = 4
+    """Minibatches per pass (episodes are split, not steps: one forward per episode)."""
+    clip_coef: float = 0.2
+    """PPO's ratio clip."""
+    clip_vloss: bool = True
+    """Clip the value update around the rollout's values, as the policy's."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    ent_coef: float = 0.01
+    """Weight of the entropy bonus."""
+    norm_adv: bool = True
+    """Whiten advantages over the rollout."""
+    target_kl: float | None = None
+    """Stop an iteration's epochs once approx_kl passes this (None: never)."""
+    kl_coef: float = 0.0
+    """Penalty ``kl_coef * KL(policy ‖ reference)`` in the reward; 0 turns the reference off."""
+    kl_estimator: str = "k1"
+    """``"k1"`` or ``"k3"`` (see :func:`textgym.agents.losses.kl_penalty`)."""
+    adaptive_kl_target: float | None = None
+    """When set, adapt ``kl_coef`` so the KL per episode tracks this value (Ziegler et al.)."""
+    adaptive_kl_horizon: int = 10_000
+    """Horizon of the adaptive controller, in episodes."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts."""
+
+
+def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,
+          save_every: int = 10) -> TrainResult:
+    """Train ``policy`` (a new one when None) with PPO.
+
+    Args:
+        cfg: the hyperparameters.
+        policy: a policy to start from (e.g. after SFT); it is also the KL reference.
+        out: a run directory for ``metrics.jsonl``, TensorBoard events, the learning curve and
+            ``policy.safetensors`` (saved every ``save_every`` iterations and at the end).
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`TrainResult` with the policy, the metrics of every iteration and a greedy evaluation.
+
+    Raises:
+        TrainingError: a loss became NaN (the last checkpoint in ``out`` is kept).
+    """
+    # 1. Setup: envs with one episode per sub-env per rollout, the policy, its frozen reference.
+    device, envs, view, policy, generator = setup(cfg, policy)
+    reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon) if cfg.adaptive_kl_target else None
+    kl_coef = cfg.kl_coef
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    logger = RunLogger(out, cfg.total_steps, "ppo", progress)
+    env_steps, iteration, start = 0, 0, time.time()
+    try:
+        while env_steps < cfg.total_steps:
+            iteration += 1
+            # 2. Rollout: sample one episode per env with the KV cache.
+            policy.eval()
+            rollout = collect(envs, view, policy, seed=cfg.seed if iteration == 1 else None,
+                              temperature=cfg.temperature, generator=generator)
+            mask = rollout.mask
+            env_steps += int(mask.sum())
+
+            # 3. Rewards: the env's, minus the KL penalty to the reference at every step.
+            rewards = rollout.rewards
+            kl = torch.zeros_like(rewards)
+            if reference is not None:
+                with torch.no_grad():
+                    ref_logprobs, _, _ = evaluate_logprobs(reference, rollout)
+                kl = kl_penalty(rollout.logprobs, ref_logprobs, cfg.kl_estimator) * mask
+                rewards = rewards - kl_coef * kl
+
+            # 4. Advantages: GAE on the rollout's values, whitened.
+            advantages, returns = gae(rewards, rollout.values, mask, cfg.gamma, cfg.gae_lambda)
+            if cfg.norm_adv:
+                advantages = masked_whiten(advantages, mask)
+
+            # 5. Update: epochs of minibatches of whole episodes, one forward pass each.
+            policy.train()
+            batch = cfg.num_envs // cfg.num_minibatches
+            stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
+            for _epoch in range(cfg.update_epochs):
+                perm = torch.randperm(cfg.num_envs, device=device)
+                for lo in range(0, cfg.num_envs, batch):
+                    idx = perm[lo : lo + batch]
+                    mb, mb_mask = rollout.index(idx), mask[idx]
+                    logprobs, entropy, values = evaluate_logprobs(policy, mb)
+                    pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
+                    v_loss = value_loss(values, mb.values, returns[idx], mb_mask, cfg.clip_coef if cfg.clip_vloss else None)
+                    ent = masked_mean(entropy, mb_mask)
+                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+                    check_finite(iteration, pg_loss=pg_loss, v_loss=v_loss, entropy=ent)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
+                        stats[k].append(float(v))
+                if cfg.target_kl is not None and stats["approx_kl"][-1] > cfg.target_kl:
+                    break
+
+            # 6. Adapt the KL coefficient, log, checkpoint.
+            ref_kl = float((kl * mask).sum(1).mean())
+            if kl_ctl is not None:
+                kl_coef = kl_ctl.update(ref_kl, cfg.num_envs)
+            metrics = {
+                "iteration": iteration, "env_steps": env_steps, "time": time.time() - start,
+                "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
+                "episode_length": float(rollout.lengths.float().mean()),
+                **{k: sum(v) / len(v) for k, v in stats.items()},
+                "explained_variance": explained_variance(rollout.values, returns, mask),
+                "ref_kl": ref_kl, "kl_coef": kl_coef,
+            }
+            logger.log(metrics)
+            if out is not None and iteration % save_every == 0:
+                policy.save(out)
+    finally:
+        logger.close()
+    if out is not None:
+        policy.save(out)
+    return TrainResult(policy, logger.history, evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1))

@@ -1,0 +1,239 @@
+"""Rollouts: one episode per sub-env, batched on the device, generated with the KV cache.
+
+The vector env runs with autoreset disabled, so every sub-env plays exactly one episode per
+rollout and its observation only grows. The policy reads each observation as a sequence
+(:class:`SequenceView`); each step appends the new positions to the KV cache and samples the next
+action from the last one. Storage is allocated once per rollout; there is no numpy, no Python loop
+over envs and no ``.item()`` in the loop (one sync every ``check_every`` steps to stop early).
+
+At the end a :class:`Rollout` holds each episode's final sequence and, for every step, the
+position the action was read from, so an update scores a whole episode with one forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+
+from textgym.agents.model import Policy, PolicyConfig, sample
+from textgym.envs.core import TorchVectorEnv
+from textgym.envs.guess_number import GuessNumberVectorEnv
+from textgym.envs.guess_number_text import GuessNumberTextVectorEnv
+from textgym.envs.token_generation import TokenGenerationVectorEnv
+
+
+class SequenceView:
+    """How a policy reads a vector env's observations as growing sequences.
+
+    Token envs: the observation's ``input_ids``, of length ``attention_mask.sum()``.
+    GuessNumber-v0: position 0 is the start and position ``k`` the ``k``-th guess, each a feature
+    vector ``[guess, feedback, lo, hi, possible_1 .. possible_n]``: the guess and feedback as in the
+    observation, the interval still possible after it, and that interval as a 0/1 mask over the
+    ``n`` numbers. The sequence only grows, like a transcript. The mask is what makes the game
+    easy to learn: a linear head with weights ``-|a - b|`` from number ``b`` to action ``a`` already
+    puts its argmax at the middle of the interval (binary search), where reading the midpoint
+    from ``lo``/``hi`` alone needs very large weights to tell neighbouring numbers apart.
+
+    Args:
+        envs: a textgym vector env.
+    """
+
+    def __init__(self, envs: TorchVectorEnv) -> None:
+        if not isinstance(envs, TorchVectorEnv):
+            raise TypeError(f"expected a textgym vector env, got {type(envs).__name__}")
+        self.envs = envs
+        self.features = isinstance(envs, GuessNumberVectorEnv)
+        self.tokens_per_step = envs.tokens_per_step
+        self.n_actions = int(envs.single_action_space.n)
+        if self.features:
+            self.max_len = envs.max_guesses + 1
+            n = envs.high - envs.low + 1
+            self.vocab_size, self.n_features = 0, 4 + n
+            self._step = 1.0 / (envs.high - envs.low)
+            self._numbers = torch.arange(n, device=envs.device) * self._step  # scaled as in the obs
+        else:
+            self.max_len = envs.single_observation_space["input_ids"].shape[0]
+            self.vocab_size, self.n_features = self.n_actions, 0
+
+    def policy_config(self, **kwargs) -> PolicyConfig:
+        """A :class:`PolicyConfig` sized for this env; ``kwargs`` set the rest (layers, width...)."""
+        return PolicyConfig(vocab_size=self.vocab_size, n_actions=self.n_actions, max_len=self.max_len,
+                            n_features=self.n_features, **kwargs)
+
+    def check(self, cfg: PolicyConfig) -> None:
+        """Raise a clear error when a policy does not fit this env."""
+        want = (self.vocab_size, self.n_actions, self.max_len, self.n_features)
+        have = (cfg.vocab_size, cfg.n_actions, cfg.max_len, cfg.n_features)
+        if want != have:
+            raise ValueError(
+                "the policy does not fit this env: (vocab_size, n_actions, max_len, n_features) is "
+                f"{have} for the policy and {want} for the env"
+            )
+
+    def sequence(self, obs) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs, lengths)``: ``(B, L)`` ids or ``(B, L, 4)`` features, and the real lengths ``(B,)``."""
+        if not self.features:
+            return obs["input_ids"], obs["attention_mask"].sum(1).long()
+        guess, feedback = obs[:, 3::2], obs[:, 4::2]  # (B, M)
+        made = guess >= 0
+        lo = torch.where(made & (feedback > 0), guess + self._step, 0.0).cummax(1).values
+        hi = torch.where(made & (feedback < 0), guess - self._step, 1.0).cummin(1).values
+        won = made & (feedback == 0)
+        lo, hi = torch.where(won, guess, lo), torch.where(won, guess, hi)
+        lo = torch.cat([torch.zeros_like(lo[:, :1]), lo], 1)  # (B, M + 1) with the start
+        hi = torch.cat([torch.ones_like(hi[:, :1]), hi], 1)
+        guess = torch.cat([torch.full_like(guess[:, :1], -1.0), guess * made], 1)
+        feedback = torch.cat([torch.zeros_like(feedback[:, :1]), feedback * made], 1)
+        tol = self._step / 2
+        possible = (self._numbers >= lo[..., None] - tol) & (self._numbers <= hi[..., None] + tol)  # (B, M + 1, n)
+        head = torch.stack([guess, feedback, lo, hi], dim=-1)
+        return torch.cat([head, possible.float()], dim=-1), 1 + made.sum(1)
+
+
+@dataclass
+class Rollout:
+    """One episode per sub-env. ``B`` episodes, ``T`` steps at most, ``L`` sequence positions."""
+
+    inputs: torch.Tensor  # (B, L) ids or (B, L, F) features: the final sequences
+    positions: torch.Tensor  # (B, T) the position each action was read from
+    actions: torch.Tensor  # (B, T)
+    logprobs: torch.Tensor  # (B, T) under the policy that acted
+    values: torch.Tensor  # (B, T)
+    rewards: torch.Tensor  # (B, T)
+    mask: torch.Tensor  # (B, T) True for the steps the episode took
+    success: torch.Tensor  # (B,) the env's own success flag, else final score >= 1
+    guesses: torch.Tensor  # (B,) guesses made (guessing games; 0 elsewhere)
+
+    @property
+    def returns(self) -> torch.Tensor:
+        """Undiscounted return of each episode ``(B,)``."""
+        return (self.rewards * self.mask).sum(1)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.mask.sum(1)
+
+    def index(self, idx: torch.Tensor) -> Rollout:
+        """The episodes ``idx`` (a minibatch)."""
+        return Rollout(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+
+def max_steps(envs: TorchVectorEnv) -> int:
+    """The longest possible episode of ``envs``."""
+    if isinstance(envs, GuessNumberVectorEnv):
+        steps = envs.max_guesses
+    elif isinstance(envs, GuessNumberTextVectorEnv):
+        steps = envs.max_guesses * (envs.text.max_digits + 1)
+    elif isinstance(envs, TokenGenerationVectorEnv):
+        steps = envs.setup.max_new_tokens
+    else:
+        raise TypeError(f"unknown vector env {type(envs).__name__}")
+    return min(steps, envs.max_episode_steps or steps)
+
+
+def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs) -> TorchVectorEnv:
+    """A textgym vector env with autoreset disabled, as rollouts need."""
+    envs = gym.make_vec(env_id, num_envs=num_envs, device=device, autoreset_mode="disabled", **env_kwargs)
+    if not isinstance(envs, TorchVectorEnv):
+        raise ValueError(f"{env_id} is not a textgym env")
+    return envs
+
+
+@torch.no_grad()
+def collect(
+    envs: TorchVectorEnv,
+    view: SequenceView,
+    policy: Policy | None = None,
+    expert: Callable[[object], torch.Tensor] | None = None,
+    seed: int | None = None,
+    reset_options: dict | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+    check_every: int = 8,
+) -> Rollout:
+    """Play one episode in every sub-env, with ``policy`` (sampling) or with ``expert`` (demonstrations).
+
+    Args:
+        envs: a textgym vector env made with ``autoreset_mode="disabled"``.
+        view: its :class:`SequenceView`.
+        policy: the acting policy; its log-probs and values are recorded.
+        expert: instead of a policy, a function ``obs -> actions (B,)``; log-probs and values are 0.
+        seed, reset_options: passed to ``envs.reset``.
+        temperature, top_k, greedy, generator: sampling controls (see :func:`sample`).
+        check_every: steps between checks that every episode has ended (a device sync).
+    """
+    if (policy is None) == (expert is None):
+        raise ValueError("collect needs exactly one of policy and expert")
+    B, T, dev = envs.num_envs, max_steps(envs), envs.device
+    W = view.tokens_per_step
+    positions = torch.zeros(B, T, dtype=torch.int64, device=dev)
+    actions = torch.zeros(B, T, dtype=torch.int64, device=dev)
+    logprobs, values, rewards = (torch.zeros(B, T, device=dev) for _ in range(3))
+    mask = torch.zeros(B, T, dtype=torch.bool, device=dev)
+    success = torch.zeros(B, dtype=torch.bool, device=dev)
+    guesses = torch.zeros(B, dtype=torch.int64, device=dev)
+    alive = torch.ones(B, dtype=torch.bool, device=dev)
+    rows = torch.arange(B, device=dev)
+
+    obs, _ = envs.reset(seed=seed, options=reset_options)
+    inputs, lengths = view.sequence(obs)
+    if policy is not None:
+        cache = policy.new_cache(B, slack=W)
+        L = inputs.shape[1]
+        logits, value = policy.step(inputs, torch.arange(L, device=dev).expand(B, L), cache)  # prefill
+        logits, value = logits[rows, lengths - 1], value[rows, lengths - 1]
+    offsets = torch.arange(W, device=dev)
+    for t in range(T):
+        # 1. act from the last position of each sequence
+        if policy is not None:
+            action = sample(logits, temperature, top_k, greedy, generator)
+            logprobs[:, t] = F.log_softmax(logits, dim=-1).gather(1, action[:, None]).squeeze(1)
+            values[:, t] = value
+        else:
+            action = expert(obs)
+        positions[:, t], actions[:, t], mask[:, t] = lengths - 1, action, alive
+        # 2. step every env (finished ones ignore the action)
+        obs, reward, terminated, truncated, info = envs.step(action)
+        done = alive & (terminated | truncated)
+        rewards[:, t] = reward * alive
+        if "success" in info:
+            success |= done & info["success"]
+        elif "score" in info:
+            success |= done & (info["score"] >= 1.0)
+        if "guesses" in info:
+            guesses = torch.where(done, info["guesses"], guesses)
+        alive = alive & ~done
+        # 3. read the new positions into the cache
+        inputs, new_lengths = view.sequence(obs)
+        if policy is not None:
+            pos = lengths[:, None] + offsets  # (B, W)
+            chunk = inputs.gather(1, pos.clamp(max=inputs.shape[1] - 1) if inputs.dim() == 2 else
+                                  pos.clamp(max=inputs.shape[1] - 1)[..., None].expand(-1, -1, inputs.shape[2]))
+            logits, value = policy.step(chunk, pos, cache)
+            last = (new_lengths - lengths - 1).clamp(0, W - 1)
+            logits, value = logits[rows, last], value[rows, last]
+        lengths = new_lengths
+        if (t + 1) % check_every == 0 and not bool(alive.any()):
+            break
+    return Rollout(inputs, positions, actions, logprobs, values, rewards, mask, success, guesses)
+
+
+def evaluate_logprobs(policy: Policy, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Score a rollout's actions under ``policy`` with one forward pass per episode.
+
+    Returns:
+        ``(logprobs, entropy, values)``, each ``(B, T)``.
+    """
+    logits, values = policy(rollout.inputs)  # (B, L, A), (B, L)
+    idx = rollout.positions
+    logits = logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1]))  # (B, T, A)
+    logp_all = F.log_softmax(logits, dim=-1)
+    logprobs = logp_all.gather(2, rollout.actions[..., None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logprobs, entropy, values.gather(1, idx)
