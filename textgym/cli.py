@@ -1,10 +1,13 @@
-"""The ``textgym`` command: ``textgym list`` and ``textgym demo``."""
+"""The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval`` and ``bench``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -68,6 +71,112 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+ALGOS = ("ppo", "reinforce", "sft")
+RUN_FILES = ("config.json", "metrics.jsonl", "policy.safetensors")
+
+
+class CLIError(Exception):
+    """Bad input to the CLI: printed as ``textgym: <message>`` with exit status 2."""
+
+
+def _json_arg(text: str, what: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CLIError(f"{what} must be a JSON object, got {text!r} ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise CLIError(f"{what} must be a JSON object, got {text!r}")
+    return value
+
+
+def _config(algo: str, args: argparse.Namespace):
+    """The trainer's config from the command line: the common flags plus ``--set KEY=VALUE``."""
+    from textgym.agents import ppo, reinforce, sft
+
+    module = {"ppo": ppo, "reinforce": reinforce, "sft": sft}[algo]
+    cls = {"ppo": ppo.PPOConfig, "reinforce": reinforce.ReinforceConfig, "sft": sft.SFTConfig}[algo]
+    values = {"env_id": args.env, "env_kwargs": _json_arg(args.env_kwargs, "--env-kwargs"), "seed": args.seed,
+              "device": args.device}
+    if args.total_steps is not None:
+        values["total_steps"] = args.total_steps
+    if args.num_envs is not None:
+        values["num_envs"] = args.num_envs
+    names = {f.name for f in dataclasses.fields(cls)}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in names:
+            raise CLIError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(names)}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    try:
+        return module, cls(**values)
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a policy and write the run directory."""
+    from textgym.agents import Policy
+    from textgym.agents.common import TrainingError, write_json
+
+    if args.env not in gym.registry:
+        known = [info.id for info in textgym.ENVS]
+        raise CLIError(f"unknown env {args.env!r}: expected one of {known}")
+    module, cfg = _config(args.algo, args)
+    out = Path(args.out)
+    if out.exists() and any((out / name).exists() for name in RUN_FILES) and not args.force:
+        raise CLIError(f"{out} holds another run; choose another --out or pass --force to overwrite it")
+    policy = None
+    if args.init is not None:
+        try:
+            policy = Policy.load(args.init)
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(f"--init: {e}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {"algo": args.algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
+                                     "init": args.init, "config": dataclasses.asdict(cfg), "version": textgym.__version__})
+    try:
+        result = module.train(cfg, policy=policy, out=out, progress=not args.quiet)
+    except TrainingError as e:
+        print(f"textgym: {e}; the last good checkpoint is kept in {out}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    print(json.dumps({"run": str(out), **result.eval}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Greedy evaluation of a saved policy."""
+    from textgym.agents import Policy, evaluate_policy
+    from textgym.agents.common import resolve_device
+
+    run = Path(args.run)
+    env_id, env_kwargs = args.env, {}
+    config = run / "config.json"
+    if config.is_file():
+        saved = json.loads(config.read_text())
+        env_id = env_id or saved["env_id"]
+        env_kwargs = saved.get("env_kwargs", {}) if env_id == saved["env_id"] else {}
+    if args.env_kwargs is not None:
+        env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
+    if env_id is None:
+        raise CLIError(f"{run} has no config.json: pass --env")
+    try:
+        device = resolve_device(args.device)
+        policy = Policy.load(run, device)
+        metrics = {"env": env_id, **evaluate_policy(policy, env_id, env_kwargs, args.episodes, device, args.seed)}
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(_table(["metric", "value"], [[k, v if isinstance(v, str) else f"{v:.4f}"] for k, v in metrics.items()]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textgym", description="Gymnasium environments for text generation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,15 +186,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=100, help="episodes per env and agent (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a policy with PPO, REINFORCE or SFT")
+    p.add_argument("algo", choices=ALGOS)
+    p.add_argument("--env", default="textgym/Reverse-v0", help="env id (default textgym/Reverse-v0)")
+    p.add_argument("--env-kwargs", default="{}", help="the env's arguments as JSON, e.g. '{\"shaping\": true}'")
+    p.add_argument("--total-steps", type=int, help="env steps to train for")
+    p.add_argument("--num-envs", type=int, help="episodes per iteration")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", help="start from the policy saved in this run directory (SFT-then-RL)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--force", action="store_true", help="overwrite a run already in --out")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config field, e.g. --set learning_rate=1e-3")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a saved policy greedily")
+    p.add_argument("run", help="run directory (from textgym train)")
+    p.add_argument("--env", help="env id (default: the run's)")
+    p.add_argument("--env-kwargs", help="the env's arguments as JSON (default: the run's)")
+    p.add_argument("--episodes", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "episodes", 1) < 1:
-        print(f"textgym: --episodes must be at least 1, got {args.episodes}", file=sys.stderr)
+    try:
+        if getattr(args, "episodes", 1) < 1:
+            raise CLIError(f"--episodes must be at least 1, got {args.episodes}")
+        return args.func(args)
+    except CLIError as e:
+        print(f"textgym: {e}", file=sys.stderr)
         return 2
-    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None =
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
-                        stats[k].append(float(v))
+                        stats[k].append(v.item())  # .item() only to log
                 if cfg.target_kl is not None and stats["approx_kl"][-1] > cfg.target_kl:
                     break
 

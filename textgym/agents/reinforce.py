@@ -1,0 +1,119 @@
+"""REINFORCE (Williams, 1992) with a baseline, on textgym envs.
+
+The gradient of ``E[G]`` is ``E[Σ_t ∇ log π(a_t | s_t) (G_t - b_t)]``: every action is pushed up
+or down by how much better its return-to-go ``G_t`` was than a baseline ``b_t``. Three baselines:
+
+* ``"moving_average"``: an exponential moving average of past returns-to-go, per step index;
+* ``"value"``: the policy's value head, trained by regression on ``G_t``;
+* ``"rloo"``: leave-one-out over ``k`` samples of the same prompt (Kool et al., 2019; Ahmadian et
+  al., 2024): each sample's baseline is the mean return of the other ``k - 1``.
+
+Usage::
+
+    from textgym.agents import reinforce
+    result = reinforce.train(reinforce.ReinforceConfig(env_id="textgym/GuessNumber-v0"))
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from textgym.agents.common import RunLogger, TrainConfig, check_finite, setup
+from textgym.agents.evaluate import TrainResult, evaluate_policy
+from textgym.agents.losses import masked_mean, returns_to_go, rloo_baseline
+from textgym.agents.model import Policy
+from textgym.agents.rollout import collect, evaluate_logprobs
+
+BASELINES = ("moving_average", "value", "rloo")
+
+
+@dataclass(frozen=True)
+class ReinforceConfig(TrainConfig):
+    """REINFORCE's hyperparameters (and, from :class:`TrainConfig`, the env, budget, device and model)."""
+
+    gamma: float = 1.0
+    """Discount of the return-to-go."""
+    baseline: str = "rloo"
+    """``"moving_average"``, ``"value"`` or ``"rloo"``."""
+    rloo_k: int = 4
+    """Samples per prompt for ``"rloo"`` (``num_envs`` must be a multiple)."""
+    baseline_decay: float = 0.9
+    """Decay of the moving average baseline."""
+    vf_coef: float = 0.5
+    """Weight of the value regression, for the ``"value"`` baseline."""
+    ent_coef: float = 0.01
+    """Weight of the entropy bonus."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts."""
+
+    def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise ValueError(f"unknown baseline {self.baseline!r}: expected one of {list(BASELINES)}")
+        if self.baseline == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
+            raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs={self.num_envs}, got rloo_k={self.rloo_k}")
+
+
+def train(cfg: ReinforceConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,
+          save_every: int = 10) -> TrainResult:
+    """Train ``policy`` (a new one when None) with REINFORCE; arguments as :func:`textgym.agents.ppo.train`."""
+    # 1. Setup. With RLOO, sub-envs come in groups of k that play the same examples.
+    device, envs, view, policy, generator = setup(cfg, policy)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
+    reset_options = {"group_size": cfg.rloo_k} if cfg.baseline == "rloo" else None
+    moving = None  # (T,) moving average of the return-to-go at each step index
+    logger = RunLogger(out, cfg.total_steps, "reinforce", progress)
+    env_steps, iteration, start = 0, 0, time.time()
+    try:
+        while env_steps < cfg.total_steps:
+            iteration += 1
+            # 2. Rollout: one episode per env, sampled with the KV cache.
+            policy.eval()
+            rollout = collect(envs, view, policy, seed=cfg.seed if iteration == 1 else None,
+                              reset_options=reset_options if iteration == 1 else None,
+                              temperature=cfg.temperature, generator=generator)
+            mask = rollout.mask
+            env_steps += int(mask.sum())
+
+            # 3. Returns-to-go and the baseline.
+            returns = returns_to_go(rollout.rewards, mask, cfg.gamma)  # (B, T)
+            if cfg.baseline == "rloo":
+                baseline = rloo_baseline(returns, cfg.rloo_k)
+            elif cfg.baseline == "moving_average":
+                batch_mean = (returns * mask).sum(0) / mask.sum(0).clamp(min=1)  # (T,)
+                moving = batch_mean if moving is None else cfg.baseline_decay * moving + (1 - cfg.baseline_decay) * batch_mean
+                baseline = moving.expand_as(returns)
+            else:
+                baseline = rollout.values
+            advantages = (returns - baseline) * mask
+
+            # 4. One gradient step on the whole batch: -Σ log π(a|s) * advantage.
+            policy.train()
+            logprobs, entropy, values = evaluate_logprobs(policy, rollout)
+            pg_loss = -masked_mean(logprobs * advantages, mask)
+            ent = masked_mean(entropy, mask)
+            v_loss = 0.5 * masked_mean((values - returns) ** 2, mask) if cfg.baseline == "value" else torch.zeros((), device=device)
+            loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+            check_finite(iteration, pg_loss=pg_loss, v_loss=v_loss, entropy=ent)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+
+            # 5. Log and checkpoint.
+            logger.log({
+                "iteration": iteration, "env_steps": env_steps, "time": time.time() - start,
+                "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
+                "episode_length": float(rollout.lengths.float().mean()),
+                "pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": ent.item(),
+            })
+            if out is not None and iteration % save_every == 0:
+                policy.save(out)
+    finally:
+        logger.close()
+    if out is not None:
+        policy.save(out)
+    return TrainResult(policy, logger.history, evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1))
