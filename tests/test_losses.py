@@ -1,0 +1,98 @@
+"""The trainers' maths against numbers computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from textgym.agents.losses import (
+    AdaptiveKLController,
+    explained_variance,
+    gae,
+    kl_penalty,
+    masked_whiten,
+    ppo_policy_loss,
+    returns_to_go,
+    rloo_baseline,
+    value_loss,
+)
+
+
+def t(*rows):
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_gae_hand_computed():
+    # gamma 1, lambda 0.5: deltas 0.1, 0.1, 0.3; A2 = 0.3, A1 = 0.1 + 0.5*0.3, A0 = 0.1 + 0.5*0.25
+    adv, ret = gae(t([0, 0, 1]), t([0.5, 0.6, 0.7]), torch.ones(1, 3, dtype=torch.bool), 1.0, 0.5)
+    assert adv[0].tolist() == pytest.approx([0.225, 0.25, 0.3])
+    assert ret[0].tolist() == pytest.approx([0.725, 0.85, 1.0])
+
+
+def test_gae_stops_at_the_end_of_the_episode():
+    mask = torch.tensor([[True, True, False]])
+    adv, ret = gae(t([0, 1, 5]), t([0.5, 0.6, 0.7]), mask, 1.0, 0.5)
+    assert adv[0].tolist() == pytest.approx([0.3, 0.4, 0.0])  # the value after the last step is 0
+    assert ret[0, 2] == 0
+
+
+def test_gae_with_lambda_one_is_the_discounted_return_minus_the_value():
+    adv, _ = gae(t([1, 2]), t([0.0, 0.0]), torch.ones(1, 2, dtype=torch.bool), 0.9, 1.0)
+    assert adv[0].tolist() == pytest.approx([2.8, 2.0])
+    assert returns_to_go(t([1, 2]), torch.ones(1, 2, dtype=torch.bool), 0.9)[0].tolist() == pytest.approx([2.8, 2.0])
+
+
+def test_ppo_policy_loss_hand_computed():
+    old = torch.zeros(1, 3)
+    new = torch.log(t([1.5, 0.5, 0.5]))
+    adv = t([1.0, 1.0, -1.0])
+    pg_loss, clipfrac, approx_kl = ppo_policy_loss(new, old, adv, torch.ones(1, 3, dtype=torch.bool), 0.2)
+    # max(-A r, -A clip(r)): -1.2, -0.5, 0.8
+    assert float(pg_loss) == pytest.approx((-1.2 - 0.5 + 0.8) / 3)
+    assert float(clipfrac) == 1.0
+    k3 = [(r - 1) - math.log(r) for r in (1.5, 0.5, 0.5)]
+    assert float(approx_kl) == pytest.approx(sum(k3) / 3)
+
+
+def test_ppo_policy_loss_ignores_masked_steps():
+    mask = torch.tensor([[True, False]])
+    pg_loss, _, _ = ppo_policy_loss(torch.zeros(1, 2), torch.zeros(1, 2), t([2.0, 100.0]), mask, 0.2)
+    assert float(pg_loss) == pytest.approx(-2.0)
+
+
+def test_value_loss_clipped_and_unclipped():
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    # unclipped (1 - 2)^2 = 1; clipped 0.5 + 0.2 = 0.7 -> (0.7 - 2)^2 = 1.69; the max, halved
+    assert float(value_loss(t([1.0]), t([0.5]), t([2.0]), mask, 0.2)) == pytest.approx(0.845)
+    assert float(value_loss(t([1.0]), t([0.5]), t([2.0]), mask, None)) == pytest.approx(0.5)
+
+
+def test_kl_estimators():
+    logp, ref = torch.log(t([0.5])), torch.log(t([0.25]))
+    assert float(kl_penalty(logp, ref, "k1")) == pytest.approx(math.log(2))
+    assert float(kl_penalty(logp, ref, "k3")) == pytest.approx(-0.5 + math.log(2))
+    assert float(kl_penalty(logp, logp, "k3")) == 0.0
+    with pytest.raises(ValueError, match="unknown KL estimator 'k2'"):
+        kl_penalty(logp, ref, "k2")
+
+
+def test_rloo_baseline_hand_computed():
+    returns = torch.tensor([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])
+    assert rloo_baseline(returns, 3).tolist() == pytest.approx([2.5, 2.0, 1.5, 25.0, 20.0, 15.0])
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        rloo_baseline(returns, 1)
+
+
+def test_whiten_and_explained_variance():
+    mask = torch.tensor([[True, True, True, False]])
+    x = t([1.0, 2.0, 3.0, 100.0])
+    w = masked_whiten(x, mask)
+    assert w[0, :3].mean() == pytest.approx(0.0, abs=1e-6) and w[0, 3] == 0
+    assert explained_variance(x, x, mask) == pytest.approx(1.0)
+    assert explained_variance(torch.full_like(x, 7.0), x, mask) == pytest.approx(0.0)
+
+
+def test_adaptive_kl_controller():
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=1000)
+    assert ctl.update(kl=9.0, n_steps=100) == pytest.approx(0.1 * (1 + 0.2 * 0.1))  # error clipped to 0.2
+    assert ctl.update(kl=5.4, n_steps=100) == pytest.approx(0.102 * (1 - 0.1 * 0.1))
