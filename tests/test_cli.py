@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import textgym
 from textgym.cli import main
@@ -36,3 +37,87 @@ def test_bad_arguments(capsys):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "textgym.cli", "list"], capture_output=True, text=True, check=True)
     assert "textgym/Reverse-v0" in out.stdout
+
+
+TINY = ["--total-steps", "200", "--num-envs", "16", "--quiet", "--set", "n_layers=1", "--set", "d_model=32",
+        "--set", "n_heads=2", "--set", "eval_episodes=16"]
+
+
+@pytest.mark.parametrize("algo,env", [("ppo", "textgym/Reverse-v0"), ("reinforce", "textgym/GuessNumber-v0"),
+                                      ("sft", "textgym/GuessNumberText-v0")])
+def test_train_writes_a_run_and_eval_reads_it(tmp_path, capsys, algo, env):
+    import json
+
+    out = tmp_path / "run"
+    assert main(["train", algo, "--env", env, "--out", str(out), *TINY]) == 0
+    for name in ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png"):
+        assert (out / name).is_file(), name
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines and all("mean_return" in m and "env_steps" in m for m in lines)
+    assert json.loads((out / "config.json").read_text())["algo"] == algo
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "20", "--json", "--device", "cpu"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["env"] == env and metrics["episodes"] == 20.0
+    assert {"mean_return", "success_rate", "mean_length"} <= set(metrics)
+    if "GuessNumber" in env:
+        assert "mean_guesses" in metrics
+    else:
+        assert {"exact_match", "f1"} <= set(metrics)
+
+
+def test_sft_then_ppo_through_init(tmp_path):
+    assert main(["train", "sft", "--out", str(tmp_path / "sft"), *TINY]) == 0
+    assert main(["train", "ppo", "--init", str(tmp_path / "sft"), "--out", str(tmp_path / "ppo"),
+                 "--set", "kl_coef=0.1", *TINY]) == 0
+
+
+def test_train_refuses_an_out_that_holds_another_run(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "sft", "--out", out, *TINY]) == 0
+    capsys.readouterr()
+    assert main(["train", "ppo", "--out", out, *TINY]) == 2
+    assert "holds another run" in capsys.readouterr().err
+    assert main(["train", "ppo", "--out", out, "--force", *TINY]) == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "ppo", "--env", "textgym/Nope-v0"], "unknown env 'textgym/Nope-v0'"),
+    (["train", "ppo", "--set", "lr=1"], "--set 'lr=1': expected KEY=VALUE"),
+    (["train", "ppo", "--env-kwargs", "[1]"], "--env-kwargs must be a JSON object"),
+    (["train", "ppo", "--init", "/nonexistent/run"], "--init: no checkpoint in /nonexistent/run"),
+    (["train", "ppo", "--device", "tpu"], "unknown device 'tpu'"),
+    (["train", "reinforce", "--set", "baseline=mean"], "unknown baseline 'mean'"),
+])
+def test_train_bad_input(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_algorithm_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "dqn", "--out", "x"])
+    assert "invalid choice: 'dqn'" in capsys.readouterr().err
+
+
+def test_eval_of_a_corrupt_or_missing_checkpoint(tmp_path, capsys):
+    assert main(["eval", str(tmp_path), "--env", "textgym/Reverse-v0"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main(["train", "sft", "--out", str(out), *TINY]) == 0
+    (out / "policy.safetensors").write_bytes(b"\0" * 10)
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_nan_during_training_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert main(["train", "ppo", "--out", str(out), *TINY]) == 0
+    good = (out / "policy.safetensors").read_bytes()
+    monkeypatch.setattr("textgym.agents.ppo.value_loss", lambda *a, **k: torch.tensor(float("nan")))
+    capsys.readouterr()
+    assert main(["train", "ppo", "--out", str(out), "--force", *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "iteration 1: v_loss became NaN" in err and "last good checkpoint is kept" in err
+    assert (out / "policy.safetensors").read_bytes() == good

@@ -177,6 +177,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Throughput benchmarks: PPO against SB3, the vector env against SyncVectorEnv, generation scaling."""
+    from textgym import bench
+
+    cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
+    cfg = dataclasses.replace(cfg, device=args.device)
+    try:
+        results = bench.run(cfg)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    print(json.dumps(results) if args.json else bench.report(cfg, results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textgym", description="Gymnasium environments for text generation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="throughput benchmarks (a few minutes; --quick for a smoke run)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

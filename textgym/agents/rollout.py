@@ -156,6 +156,7 @@ def collect(
     greedy: bool = False,
     generator: torch.Generator | None = None,
     check_every: int = 8,
+    logits_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Rollout:
     """Play one episode in every sub-env, with ``policy`` (sampling) or with ``expert`` (demonstrations).
 
@@ -167,6 +168,8 @@ def collect(
         seed, reset_options: passed to ``envs.reset``.
         temperature, top_k, greedy, generator: sampling controls (see :func:`sample`).
         check_every: steps between checks that every episode has ended (a device sync).
+        logits_fn: changes the logits before sampling (e.g. forbids a token); the recorded
+            log-probs are then those of the changed distribution.
     """
     if (policy is None) == (expert is None):
         raise ValueError("collect needs exactly one of policy and expert")
@@ -192,6 +195,8 @@ def collect(
     for t in range(T):
         # 1. act from the last position of each sequence
         if policy is not None:
+            if logits_fn is not None:
+                logits = logits_fn(logits)
             action = sample(logits, temperature, top_k, greedy, generator)
             logprobs[:, t] = F.log_softmax(logits, dim=-1).gather(1, action[:, None]).squeeze(1)
             values[:, t] = value

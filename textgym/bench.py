@@ -1,0 +1,189 @@
+"""Throughput benchmarks: ``textgym bench`` prints a table of figures and ratios measured in one run.
+
+1. End-to-end PPO (rollout plus updates) on Reverse-v0 with textgym's default transformer, against
+   Stable-Baselines3 PPO with textgym's features extractor of the same width and depth, on the
+   same env with the same number of envs.
+2. Random-action steps of the torch vector env against Gymnasium's ``SyncVectorEnv`` of single envs.
+3. Rollout time for long against short generations with the KV cache (linear growth is the ratio
+   of the lengths), next to generation without a cache (a full forward pass per token), with the
+   peak memory.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import textgym  # noqa: F401  (registers the envs)
+from textgym.agents import ppo
+from textgym.agents.common import resolve_device
+from textgym.agents.model import Policy
+from textgym.agents.rollout import SequenceView, collect, make_envs
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Sizes of the benchmarks (``quick()`` gives a smoke-test version)."""
+
+    num_envs: int = 256
+    """Envs of both PPO implementations."""
+    ppo_steps: int = 300_000
+    """Env steps of textgym PPO."""
+    sb3_steps: int = 16_384
+    """Env steps of SB3 PPO."""
+    vec_envs: int = 1024
+    """Envs of the vector env comparison."""
+    vec_steps: int = 200
+    """Steps of the torch vector env."""
+    sync_steps: int = 20
+    """Steps of SyncVectorEnv."""
+    short: int = 32
+    """Tokens generated in the short rollout."""
+    long: int = 256
+    """Tokens generated in the long rollout."""
+    gen_batch: int = 64
+    """Batch of the generation rollouts."""
+    device: str = "auto"
+
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        return cls(num_envs=16, ppo_steps=500, sb3_steps=256, vec_envs=32, vec_steps=5, sync_steps=2,
+                   short=4, long=16, gen_batch=4)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_ppo(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
+    """Env steps per second of textgym PPO and of SB3 PPO on Reverse-v0."""
+    from stable_baselines3 import PPO
+
+    from textgym.envs.sb3 import SB3VecEnv, TokenTransformerExtractor
+
+    ours = ppo.PPOConfig(env_id="textgym/Reverse-v0", num_envs=cfg.num_envs, total_steps=cfg.ppo_steps,
+                         device=str(device), eval_episodes=1)
+    result = ppo.train(ours, progress=False)
+    ours_sps = result.history[-1]["env_steps"] / result.history[-1]["time"]
+
+    venv = SB3VecEnv("textgym/Reverse-v0", num_envs=cfg.num_envs)
+    n_steps = max(2, cfg.sb3_steps // cfg.num_envs // 2)
+    model = PPO("MultiInputPolicy", venv, n_steps=n_steps, batch_size=n_steps * cfg.num_envs // 4, n_epochs=4,
+                device=device, seed=0, policy_kwargs=dict(
+                    features_extractor_class=TokenTransformerExtractor,
+                    features_extractor_kwargs=dict(d_model=ours.d_model, n_layers=ours.n_layers, n_heads=ours.n_heads)))
+    seconds = _timed(lambda: model.learn(total_timesteps=cfg.sb3_steps))
+    return {"textgym_ppo_sps": ours_sps, "sb3_ppo_sps": model.num_timesteps / seconds}
+
+
+def bench_vector_env(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
+    """Random-action steps per second: torch vector env against SyncVectorEnv of single envs."""
+    vec = gym.make_vec("textgym/Reverse-v0", num_envs=cfg.vec_envs, device=device)
+    vec.reset(seed=0)
+    n = vec.single_action_space.n
+    g = torch.Generator(device=device).manual_seed(0)
+    actions = torch.randint(0, n, (cfg.vec_steps, cfg.vec_envs), device=device, generator=g)
+
+    def run_torch():
+        for t in range(cfg.vec_steps):
+            vec.step(actions[t])
+        _sync(device)
+
+    torch_sps = cfg.vec_steps * cfg.vec_envs / _timed(run_torch)
+
+    sync = gym.vector.SyncVectorEnv([lambda: gym.make("textgym/Reverse-v0") for _ in range(cfg.vec_envs)])
+    sync.reset(seed=0)
+    np_actions = np.random.default_rng(0).integers(0, n, (cfg.sync_steps, cfg.vec_envs))
+    sync_sps = cfg.sync_steps * cfg.vec_envs / _timed(lambda: [sync.step(np_actions[t]) for t in range(cfg.sync_steps)])
+    return {"torch_vec_sps": torch_sps, "sync_vec_sps": sync_sps}
+
+
+def _no_cache_generation(policy: Policy, prompt: torch.Tensor, tokens: int) -> None:
+    """Generation without a cache: a full forward pass over the whole prefix for every token."""
+    seq = prompt
+    for _ in range(tokens):
+        logits, _ = policy(seq)
+        seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+
+
+def bench_generation(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
+    """Rollout seconds for ``short`` and ``long`` generated tokens (no eos allowed), with and without cache."""
+    out: dict[str, float] = {}
+    for name, tokens in (("short", cfg.short), ("long", cfg.long)):
+        task = [("abc=", ["a" * tokens])]
+        envs = make_envs("textgym/TokenGeneration-v0", cfg.gen_batch, device, task=task, reward="token_accuracy",
+                         max_new_tokens=tokens)
+        view = SequenceView(envs)
+        policy = Policy(view.policy_config()).to(device).eval()
+        eos = envs.tokenizer.eos_id
+
+        def no_eos(logits, eos=eos):
+            return logits.index_fill(1, torch.tensor([eos], device=logits.device), float("-inf"))
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        collect(envs, view, policy, seed=0, logits_fn=no_eos)  # warm-up
+        rollout = None
+
+        def run():
+            nonlocal rollout
+            rollout = collect(envs, view, policy, seed=0, logits_fn=no_eos)
+            _sync(device)
+
+        out[f"{name}_seconds"] = _timed(run)
+        assert int(rollout.lengths.min()) == tokens  # every episode really wrote `tokens` tokens
+        prompt = torch.full((cfg.gen_batch, 4), 2, device=device)
+        with torch.no_grad():
+            out[f"{name}_no_cache_seconds"] = _timed(lambda: (_no_cache_generation(policy, prompt, tokens), _sync(device)))
+        cache_bytes = 2 * policy.cfg.n_layers * cfg.gen_batch * (policy.cfg.max_len + 1) * policy.cfg.d_model * 4
+        out[f"{name}_kv_cache_mib"] = cache_bytes / 2**20
+        if device.type == "cuda":
+            out[f"{name}_peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def run(cfg: BenchConfig) -> dict[str, float]:
+    """Run the three benchmarks; returns every figure and ratio."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(0)
+    results = {**bench_ppo(cfg, device), **bench_vector_env(cfg, device), **bench_generation(cfg, device)}
+    results["ppo_ratio"] = results["textgym_ppo_sps"] / results["sb3_ppo_sps"]
+    results["vec_ratio"] = results["torch_vec_sps"] / results["sync_vec_sps"]
+    results["long_over_short"] = results["long_seconds"] / results["short_seconds"]
+    results["no_cache_long_over_short"] = results["long_no_cache_seconds"] / results["short_no_cache_seconds"]
+    return results
+
+
+def report(cfg: BenchConfig, r: dict[str, float]) -> str:
+    """The results as a table, with the targets."""
+    device = resolve_device(cfg.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    rows = [
+        ("PPO env steps/s, Reverse-v0", f"{r['textgym_ppo_sps']:,.0f}", f"SB3 PPO: {r['sb3_ppo_sps']:,.0f}", f"{r['ppo_ratio']:.1f}x", ">= 30x"),
+        (f"vector env steps/s, {cfg.vec_envs} envs", f"{r['torch_vec_sps']:,.0f}", f"SyncVectorEnv: {r['sync_vec_sps']:,.0f}", f"{r['vec_ratio']:.1f}x", ">= 50x"),
+        (f"rollout s, {cfg.long} vs {cfg.short} tokens (KV cache)", f"{r['long_seconds']:.3f}", f"{cfg.short} tokens: {r['short_seconds']:.3f}",
+         f"{r['long_over_short']:.1f}x", f"<= 10x (linear {cfg.long / cfg.short:.0f}x)"),
+        (f"generation s, {cfg.long} vs {cfg.short} tokens (no cache)", f"{r['long_no_cache_seconds']:.3f}",
+         f"{cfg.short} tokens: {r['short_no_cache_seconds']:.3f}", f"{r['no_cache_long_over_short']:.1f}x", "for contrast"),
+    ]
+    header = ("measurement", "textgym", "baseline", "ratio", "target")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
+    mem = f"KV cache {r['long_kv_cache_mib']:.2f} MiB for {cfg.long} tokens x {cfg.gen_batch} episodes; peak RSS {r['peak_rss_mib']:.0f} MiB"
+    if "long_peak_cuda_mib" in r:
+        mem += f"; peak CUDA memory {r['long_peak_cuda_mib']:.0f} MiB"
+    return "\n".join([f"device: {name}", line(header), line(["-" * w for w in widths]), *map(line, rows), mem])
