@@ -119,39 +119,42 @@ def _no_cache_generation(policy: Policy, prompt: torch.Tensor, tokens: int) -> N
         seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
 
 
+def _generation(cfg: BenchConfig, device: torch.device, tokens: int) -> dict[str, float]:
+    """Rollout seconds for ``tokens`` generated tokens (eos forbidden), and without a cache."""
+    task = [("abc=", ["a" * tokens])]
+    envs = make_envs("textgym/TokenGeneration-v0", cfg.gen_batch, device, task=task, reward="token_accuracy",
+                     max_new_tokens=tokens)
+    view = SequenceView(envs)
+    policy = Policy(view.policy_config()).to(device).eval()
+    eos = torch.tensor([envs.tokenizer.eos_id], device=device)
+
+    def no_eos(logits):
+        return logits.index_fill(1, eos, float("-inf"))
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    collect(envs, view, policy, seed=0, logits_fn=no_eos)  # warm-up
+    start = time.perf_counter()
+    rollout = collect(envs, view, policy, seed=0, logits_fn=no_eos)
+    _sync(device)
+    out = {"seconds": time.perf_counter() - start}
+    assert int(rollout.lengths.min()) == tokens  # every episode really wrote `tokens` tokens
+    prompt = torch.full((cfg.gen_batch, 4), 2, device=device)
+    with torch.no_grad():
+        start = time.perf_counter()
+        _no_cache_generation(policy, prompt, tokens)
+        _sync(device)
+    out["no_cache_seconds"] = time.perf_counter() - start
+    out["kv_cache_mib"] = 2 * policy.cfg.n_layers * cfg.gen_batch * (policy.cfg.max_len + 1) * policy.cfg.d_model * 4 / 2**20
+    if device.type == "cuda":
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
 def bench_generation(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
-    """Rollout seconds for ``short`` and ``long`` generated tokens (no eos allowed), with and without cache."""
-    out: dict[str, float] = {}
-    for name, tokens in (("short", cfg.short), ("long", cfg.long)):
-        task = [("abc=", ["a" * tokens])]
-        envs = make_envs("textgym/TokenGeneration-v0", cfg.gen_batch, device, task=task, reward="token_accuracy",
-                         max_new_tokens=tokens)
-        view = SequenceView(envs)
-        policy = Policy(view.policy_config()).to(device).eval()
-        eos = envs.tokenizer.eos_id
-
-        def no_eos(logits, eos=eos):
-            return logits.index_fill(1, torch.tensor([eos], device=logits.device), float("-inf"))
-
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        collect(envs, view, policy, seed=0, logits_fn=no_eos)  # warm-up
-        rollout = None
-
-        def run():
-            nonlocal rollout
-            rollout = collect(envs, view, policy, seed=0, logits_fn=no_eos)
-            _sync(device)
-
-        out[f"{name}_seconds"] = _timed(run)
-        assert int(rollout.lengths.min()) == tokens  # every episode really wrote `tokens` tokens
-        prompt = torch.full((cfg.gen_batch, 4), 2, device=device)
-        with torch.no_grad():
-            out[f"{name}_no_cache_seconds"] = _timed(lambda: (_no_cache_generation(policy, prompt, tokens), _sync(device)))
-        cache_bytes = 2 * policy.cfg.n_layers * cfg.gen_batch * (policy.cfg.max_len + 1) * policy.cfg.d_model * 4
-        out[f"{name}_kv_cache_mib"] = cache_bytes / 2**20
-        if device.type == "cuda":
-            out[f"{name}_peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    """Rollouts of ``short`` and ``long`` generated tokens, with the KV cache and without."""
+    out = {f"{name}_{k}": v for name, tokens in (("short", cfg.short), ("long", cfg.long))
+           for k, v in _generation(cfg, device, tokens).items()}
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
