@@ -1,8 +1,5 @@
 """Stable-Baselines3 works on every textgym env, out of the box and through textgym's adapter."""
 
-import importlib.util
-import pathlib
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,7 +11,6 @@ import textgym
 from textgym.envs.sb3 import SB3VecEnv, TokenTransformerExtractor
 
 IDS = [info.id for info in textgym.ENVS]
-EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
 
 
 def _policy(env_id):
@@ -92,24 +88,3 @@ def test_ppo_with_the_extractor_on_the_adapter():
                                    features_extractor_kwargs=dict(d_model=32, n_layers=1, n_heads=2)))
     model.learn(total_timesteps=64)
     assert isinstance(model.policy.features_extractor, TokenTransformerExtractor)
-
-
-def _load_example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_example_01_random_agent_smoke(capsys):
-    _load_example("01_random_agent").main(episodes=5)
-    out = capsys.readouterr().out
-    assert "binary search on GuessNumber-v0: 5 games" in out and "all won: True" in out
-    for env_id in IDS:
-        assert f"== {env_id}" in out
-
-
-def test_example_02_sb3_agents_smoke(capsys):
-    results = _load_example("02_sb3_agents").main(steps=256, reverse_steps=256, episodes=3)
-    assert set(results) == {"GuessNumber-v0", "Reverse-v0"}
-    assert "mean return" in capsys.readouterr().out

@@ -1,0 +1,47 @@
+"""Every example runs, on a tiny budget (the full budgets are in the README)."""
+
+import importlib.util
+import pathlib
+
+import textgym
+
+IDS = [info.id for info in textgym.ENVS]
+EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
+
+
+def _load_example(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_01_random_agent_smoke(capsys):
+    _load_example("01_random_agent").main(episodes=5)
+    out = capsys.readouterr().out
+    assert "binary search on GuessNumber-v0: 5 games" in out and "all won: True" in out
+    for env_id in IDS:
+        assert f"== {env_id}" in out
+
+
+def test_example_02_sb3_agents_smoke(capsys):
+    results = _load_example("02_sb3_agents").main(steps=256, reverse_steps=256, episodes=3)
+    assert set(results) == {"GuessNumber-v0", "Reverse-v0"}
+    assert "mean return" in capsys.readouterr().out
+
+
+def test_example_03_reinforce_smoke(capsys):
+    ev = _load_example("03_reinforce_guess_number").main(steps=300, num_envs=16)
+    assert "mean_guesses" in ev and "greedy play" in capsys.readouterr().out
+
+
+def test_example_04_ppo_reverse_smoke(capsys):
+    ev = _load_example("04_ppo_reverse").main(steps=300, num_envs=16)
+    out = capsys.readouterr().out
+    assert "exact_match" in ev and "reference" in out
+
+
+def test_example_05_sft_then_ppo_smoke(capsys):
+    results = _load_example("05_sft_then_ppo_text_game").main(sft_steps=300, ppo_steps=300, num_envs=16)
+    assert set(results) == {"PPO from scratch", "SFT", "SFT then PPO"}
+    assert "binary search" in capsys.readouterr().out
