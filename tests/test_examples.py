@@ -45,3 +45,26 @@ def test_example_05_sft_then_ppo_smoke(capsys):
     results = _load_example("05_sft_then_ppo_text_game").main(sft_steps=300, ppo_steps=300, num_envs=16)
     assert set(results) == {"PPO from scratch", "SFT", "SFT then PPO"}
     assert "binary search" in capsys.readouterr().out
+
+
+def test_learning_benchmark_quick(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "rows.json"
+    subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "learning.py"), "--quick", "--episodes", "8",
+                    "--only", "sft-ppo-text", "--only", "ppo-reverse", "--json", str(out)], check=True, capture_output=True)
+    rows = json.loads(out.read_text())
+    assert [r["run"] for r in rows] == ["sft-ppo-text", "ppo-reverse"]
+    assert all(r["episodes"] == 8 for r in rows)
+
+
+def test_throughput_benchmark_quick():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "throughput.py"), "--quick", "--device", "cpu"],
+                         check=True, capture_output=True, text=True).stdout
+    for row in ("PPO env steps/s", "vector env steps/s", "rollout s", "KV cache"):
+        assert row in out

@@ -7,7 +7,7 @@ import math
 import os
 import random
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +168,19 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def finish(cfg: TrainConfig, policy: Policy, logger: RunLogger, out: str | os.PathLike | None, device: torch.device):
+    """Save the final policy (when there is a run directory) and evaluate it greedily."""
+    from textgym.agents.evaluate import TrainResult, evaluate_policy
+
+    if out is not None:
+        policy.save(out)
+    evaluation = evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1)
+    return TrainResult(policy, logger.history, evaluation)
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically (a temporary file moved into place)."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
         json.dump(data, f, indent=2)
     os.replace(f.name, path)
 
-
-def config_dict(cfg: Any) -> dict:
-    return asdict(cfg)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from textgym.agents.common import RunLogger, TrainConfig, check_finite, setup
-from textgym.agents.evaluate import TrainResult, evaluate_policy
+from textgym.agents.common import RunLogger, TrainConfig, check_finite, finish, setup
+from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
     AdaptiveKLController,
     explained_variance,
@@ -164,6 +164,4 @@ def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None =
                 policy.save(out)
     finally:
         logger.close()
-    if out is not None:
-        policy.save(out)
-    return TrainResult(policy, logger.history, evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1))
+    return finish(cfg, policy, logger, out, device)

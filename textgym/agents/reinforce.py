@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from textgym.agents.common import RunLogger, TrainConfig, check_finite, setup
-from textgym.agents.evaluate import TrainResult, evaluate_policy
+from textgym.agents.common import RunLogger, TrainConfig, check_finite, finish, setup
+from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import masked_mean, returns_to_go, rloo_baseline
 from textgym.agents.model import Policy
 from textgym.agents.rollout import collect, evaluate_logprobs
@@ -114,6 +114,4 @@ def train(cfg: ReinforceConfig, policy: Policy | None = None, out: str | Path | 
                 policy.save(out)
     finally:
         logger.close()
-    if out is not None:
-        policy.save(out)
-    return TrainResult(policy, logger.history, evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1))
+    return finish(cfg, policy, logger, out, device)

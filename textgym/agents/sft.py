@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from textgym.agents.common import RunLogger, TrainConfig, check_finite, setup
+from textgym.agents.common import RunLogger, TrainConfig, check_finite, finish, setup
 from textgym.agents.evaluate import TrainResult, evaluate_policy
 from textgym.agents.losses import masked_mean
 from textgym.agents.model import Policy
@@ -80,6 +80,4 @@ def train(cfg: SFTConfig, policy: Policy | None = None, out: str | Path | None =
                 policy.save(out)
     finally:
         logger.close()
-    if out is not None:
-        policy.save(out)
-    return TrainResult(policy, logger.history, evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1))
+    return finish(cfg, policy, logger, out, device)

@@ -36,6 +36,15 @@ def check_action(action: Any, n: int) -> int:
     return int(action)
 
 
+def check_step(started: bool, done: bool, action: Any, n: int) -> int:
+    """A single env's checks before a step: reset first, not after the end, a valid action."""
+    if not started:
+        raise ResetNeeded("call reset() before step()")
+    if done:
+        raise ResetNeeded("the episode has ended; call reset() to start the next one")
+    return check_action(action, n)
+
+
 def check_actions(actions: Any, n: int, num_envs: int, device: torch.device) -> torch.Tensor:
     """The batch of actions as int64 ``(num_envs,)`` on ``device``, or a ValueError."""
     if not isinstance(actions, torch.Tensor):

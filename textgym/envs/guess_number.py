@@ -8,16 +8,24 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.error import ResetNeeded
 
 from textgym.envs.core import (
     EpisodeKeys,
     TorchVectorEnv,
-    check_action,
+    check_step,
     render_text,
 )
 
 HIGHER, LOWER = 1.0, -1.0  # feedback: the secret is higher / lower than the guess
+
+
+def set_game(env, low: int, high: int, max_guesses: int, guess_penalty: float, shaping: bool, text: bool = False) -> None:
+    """Validate the game's arguments and store them on ``env`` (all four game classes do this)."""
+    check_game(low, high, max_guesses, guess_penalty)
+    if text and low < 0:
+        raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
+    env.low, env.high, env.max_guesses = int(low), int(high), int(max_guesses)
+    env.guess_penalty, env.shaping = float(guess_penalty), bool(shaping)
 
 
 def check_game(low: int, high: int, max_guesses: int, guess_penalty: float) -> None:
@@ -132,14 +140,13 @@ class GuessNumberEnv(gym.Env):
         shaping: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        check_game(low, high, max_guesses, guess_penalty)
-        self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
-        self.shaping = bool(shaping)
+        set_game(self, low, high, max_guesses, guess_penalty, shaping)
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(self.high - self.low + 1)
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (3 + 2 * self.max_guesses,), dtype=np.float32)
         self._keys = EpisodeKeys()
         self._secret: int | None = None
+        self._done = True
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -151,11 +158,7 @@ class GuessNumberEnv(gym.Env):
         return self._obs(), {"guesses": 0, "success": False}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        if self._secret is None:
-            raise ResetNeeded("call reset() before step()")
-        if self._done:
-            raise ResetNeeded("the game has ended; call reset() to start the next one")
-        guess = self.low + check_action(action, self.action_space.n)
+        guess = self.low + check_step(self._secret is not None, self._done, action, self.action_space.n)
         correct = guess == self._secret
         before = potential(self._lo, self._hi, self.high - self.low + 1)
         if not correct:
@@ -230,9 +233,7 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         render_mode: str | None = None,
     ) -> None:
         super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
-        check_game(low, high, max_guesses, guess_penalty)
-        self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
-        self.shaping = bool(shaping)
+        set_game(self, low, high, max_guesses, guess_penalty, shaping)
         self.render_mode = render_mode
         M, dev = self.max_guesses, self.device
         self._set_spaces(gym.spaces.Box(-1.0, 1.0, (3 + 2 * M,), dtype=np.float32), gym.spaces.Discrete(self.high - self.low + 1))

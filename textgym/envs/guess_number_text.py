@@ -7,17 +7,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.error import ResetNeeded
 
 from textgym.envs.core import (
     EpisodeKeys,
     TorchVectorEnv,
-    check_action,
+    check_step,
     pad_to,
     render_text,
     token_observation_space,
 )
-from textgym.envs.guess_number import check_game, guess_reward, potential, shaped_reward
+from textgym.envs.guess_number import guess_reward, potential, set_game, shaped_reward
 from textgym.tokenizers import CharTokenizer
 
 # Feedback codes and their text; NONE is "the guess is not finished yet".
@@ -115,11 +114,7 @@ class GuessNumberTextEnv(gym.Env):
         shaping: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        check_game(low, high, max_guesses, guess_penalty)
-        if low < 0:
-            raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
-        self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
-        self.shaping = bool(shaping)
+        set_game(self, low, high, max_guesses, guess_penalty, shaping, text=True)
         self.render_mode = render_mode
         self.text = GameText(self.low, self.high, self.max_guesses)
         self.tokenizer = self.text.tokenizer
@@ -127,6 +122,7 @@ class GuessNumberTextEnv(gym.Env):
         self.observation_space = token_observation_space(self.text.max_len, self.tokenizer.vocab_size)
         self._keys = EpisodeKeys()
         self._secret: int | None = None
+        self._done = True
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
@@ -143,11 +139,7 @@ class GuessNumberTextEnv(gym.Env):
         return {"guesses": self._guesses, "invalid": self._invalid, "success": success}
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        if self._secret is None:
-            raise ResetNeeded("call reset() before step()")
-        if self._done:
-            raise ResetNeeded("the game has ended; call reset() to start the next one")
-        token = check_action(action, self.action_space.n)
+        token = check_step(self._secret is not None, self._done, action, self.action_space.n)
         self._transcript.append(token)
         digit = self.text.digit_of.get(token)
         feedback = NONE
@@ -222,11 +214,7 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         render_mode: str | None = None,
     ) -> None:
         super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
-        check_game(low, high, max_guesses, guess_penalty)
-        if low < 0:
-            raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
-        self.low, self.high, self.max_guesses, self.guess_penalty = int(low), int(high), int(max_guesses), float(guess_penalty)
-        self.shaping = bool(shaping)
+        set_game(self, low, high, max_guesses, guess_penalty, shaping, text=True)
         self.render_mode = render_mode
         self.text = text = GameText(self.low, self.high, self.max_guesses)
         self.tokenizer = tok = text.tokenizer

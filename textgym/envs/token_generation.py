@@ -14,7 +14,7 @@ from textgym import rewards
 from textgym.envs.core import (
     EpisodeKeys,
     TorchVectorEnv,
-    check_action,
+    check_step,
     pad_to,
     render_text,
     token_observation_space,
@@ -201,11 +201,7 @@ class TokenGenerationEnv(gym.Env):
         return float(self.setup.reward(batch)[0])
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        if self._example is None:
-            raise ResetNeeded("call reset() before step()")
-        if self._done:
-            raise ResetNeeded("the episode has ended; call reset() to start the next one")
-        token = check_action(action, self.action_space.n)
+        token = check_step(self._example is not None, self._done, action, self.action_space.n)
         self._written.append(token)
         terminated = token == self.tokenizer.eos_id
         truncated = not terminated and len(self._written) >= self.setup.max_new_tokens
