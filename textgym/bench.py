@@ -4,9 +4,9 @@
    Stable-Baselines3 PPO with textgym's features extractor of the same width and depth, on the
    same env with the same number of envs.
 2. Random-action steps of the torch vector env against Gymnasium's ``SyncVectorEnv`` of single envs.
-3. Rollout time for long against short generations with the KV cache (linear growth is the ratio
-   of the lengths), next to generation without a cache (a full forward pass per token), with the
-   peak memory.
+3. Rollout time (median of ``repeats``) for long against short generations with the KV cache
+   (linear growth is the ratio of the lengths), next to generation without a cache (a full
+   forward pass per token), with the memory of the cache and the process's peak.
 """
 
 from __future__ import annotations
@@ -49,12 +49,14 @@ class BenchConfig:
     """Tokens generated in the long rollout."""
     gen_batch: int = 64
     """Batch of the generation rollouts."""
+    repeats: int = 5
+    """Rollouts timed per length (the median is reported)."""
     device: str = "auto"
 
     @classmethod
     def quick(cls) -> BenchConfig:
         return cls(num_envs=16, ppo_steps=500, sb3_steps=256, vec_envs=32, vec_steps=5, sync_steps=2,
-                   short=4, long=16, gen_batch=4)
+                   short=4, long=16, gen_batch=4, repeats=1)
 
 
 def _timed(fn) -> float:
@@ -134,10 +136,13 @@ def _generation(cfg: BenchConfig, device: torch.device, tokens: int) -> dict[str
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     collect(envs, view, policy, seed=0, logits_fn=no_eos)  # warm-up
-    start = time.perf_counter()
-    rollout = collect(envs, view, policy, seed=0, logits_fn=no_eos)
-    _sync(device)
-    out = {"seconds": time.perf_counter() - start}
+    times = []
+    for _ in range(cfg.repeats):
+        start = time.perf_counter()
+        rollout = collect(envs, view, policy, seed=0, logits_fn=no_eos)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    out = {"seconds": float(np.median(times))}
     assert int(rollout.lengths.min()) == tokens  # every episode really wrote `tokens` tokens
     prompt = torch.full((cfg.gen_batch, 4), 2, device=device)
     with torch.no_grad():

@@ -74,16 +74,21 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-                pos: torch.Tensor | None = None) -> torch.Tensor:
+                pos: torch.Tensor | None = None, upto: int | None = None) -> torch.Tensor:
         B, W, C = x.shape
         q, k, v = self.qkv(x).view(B, W, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, W, hd)
-        if cache is not None:  # write this chunk at its positions, attend to every slot
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        else:  # write this chunk at its positions, attend to the slots filled so far
             K, V = cache
             index = pos[:, None, :, None].expand_as(k)
             K.scatter_(2, index, k)
             V.scatter_(2, index, v)
-            k, v = K, V
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+            # Written out rather than fused: for a few queries against a strided slice of the
+            # cache, batched matmuls cost what the sequence costs, where the fused kernel copies.
+            att = (q @ K[:, :, :upto].transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))  # (B, H, W, upto)
+            att = (att + mask).softmax(dim=-1)  # mask: additive, 0 or -inf
+            y = att @ V[:, :, :upto]  # (B, H, W, hd)
         return self.proj(y.transpose(1, 2).reshape(B, W, C))  # (B, W, C)
 
 
@@ -95,8 +100,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(), nn.Linear(4 * cfg.d_model, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mask, cache=None, pos=None):
-        x = x + self.drop(self.attn(self.ln_1(x), mask, cache, pos))
+    def forward(self, x, mask, cache=None, pos=None, upto=None):
+        x = x + self.drop(self.attn(self.ln_1(x), mask, cache, pos, upto))
         return x + self.drop(self.mlp(self.ln_2(x)))
 
 
@@ -111,10 +116,10 @@ class Trunk(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, inputs, pos, mask, cache: KVCache | None = None):
+    def forward(self, inputs, pos, mask, cache: KVCache | None = None, upto: int | None = None):
         x = self.embed(inputs) + self.wpe(pos.clamp(max=self.cfg.max_len - 1))  # (B, W, C)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, None if cache is None else (cache.k[i], cache.v[i]), pos)
+            x = block(x, mask, None if cache is None else (cache.k[i], cache.v[i]), pos, upto)
         return self.ln_f(x)
 
 
@@ -173,7 +178,8 @@ class Policy(nn.Module):
                                cfg.max_len + slack, p.device, p.dtype)
         return make(), (make() if self.value_trunk is not None else None)
 
-    def step(self, inputs: torch.Tensor, pos: torch.Tensor, cache: tuple[KVCache, KVCache | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, inputs: torch.Tensor, pos: torch.Tensor, cache: tuple[KVCache, KVCache | None],
+             upto: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Append a chunk of positions to the cache; logits and values at those positions.
 
         Args:
@@ -182,16 +188,21 @@ class Policy(nn.Module):
                 may hold anything: it is overwritten by the real token before any later position
                 attends to it.
             cache: from :meth:`new_cache`.
+            upto: attend only to the first ``upto`` slots (a bound on every real position + 1,
+                known to the caller without a device sync), so a step costs attention over the
+                sequence so far rather than over the whole context.
 
         Returns:
             ``(logits (B, W, n_actions), values (B, W))``.
         """
         kv, kv_value = cache
+        upto = kv.slots if upto is None else min(upto, kv.slots)
         pos = pos.clamp(max=kv.slots - 1)
-        slots = torch.arange(kv.slots, device=pos.device)
-        mask = (slots <= pos[:, :, None])[:, None]  # (B, 1, W, slots): causal over the cached slots
-        h = self.trunk(inputs, pos, mask, kv)
-        hv = h if self.value_trunk is None else self.value_trunk(inputs, pos, mask, kv_value)
+        slots = torch.arange(upto, device=pos.device)
+        visible = (slots <= pos[:, :, None])[:, None]  # (B, 1, W, upto): causal over the cached slots
+        mask = torch.zeros(visible.shape, device=pos.device).masked_fill_(~visible, float("-inf"))  # additive, once per step
+        h = self.trunk(inputs, pos, mask, kv, upto)
+        hv = h if self.value_trunk is None else self.value_trunk(inputs, pos, mask, kv_value, upto)
         return self._heads(h, hv)
 
     # -- checkpoints ---------------------------------------------------------------------------

@@ -188,8 +188,11 @@ def collect(
     inputs, lengths = view.sequence(obs)
     if policy is not None:
         cache = policy.new_cache(B, slack=W)
-        L = inputs.shape[1]
-        logits, value = policy.step(inputs, torch.arange(L, device=dev).expand(B, L), cache)  # prefill
+        # Prefill the prompts up to the longest one (one sync per rollout); after step t no
+        # position is past `filled + t * W`, so attention never reads the empty rest of the cache.
+        filled = int(lengths.max())
+        pos = torch.arange(filled, device=dev).expand(B, filled)
+        logits, value = policy.step(inputs[:, :filled], pos, cache, upto=filled)
         logits, value = logits[rows, lengths - 1], value[rows, lengths - 1]
     offsets = torch.arange(W, device=dev)
     for t in range(T):
@@ -220,7 +223,8 @@ def collect(
             pos = lengths[:, None] + offsets  # (B, W)
             chunk = inputs.gather(1, pos.clamp(max=inputs.shape[1] - 1) if inputs.dim() == 2 else
                                   pos.clamp(max=inputs.shape[1] - 1)[..., None].expand(-1, -1, inputs.shape[2]))
-            logits, value = policy.step(chunk, pos, cache)
+            filled += W
+            logits, value = policy.step(chunk, pos, cache, upto=filled)
             last = (new_lengths - lengths - 1).clamp(0, W - 1)
             logits, value = logits[rows, last], value[rows, last]
         lengths = new_lengths
