@@ -1,3 +1,4 @@
+import importlib.util
 import subprocess
 import sys
 
@@ -55,6 +56,8 @@ def test_train_writes_a_run_and_eval_reads_it(tmp_path, capsys, algo, env):
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert lines and all("mean_return" in m and "env_steps" in m for m in lines)
     assert json.loads((out / "config.json").read_text())["algo"] == algo
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list(out.glob("events.out.tfevents.*")), "TensorBoard events are written when tensorboard is installed"
     capsys.readouterr()
     assert main(["eval", str(out), "--episodes", "20", "--json", "--device", "cpu"]) == 0
     metrics = json.loads(capsys.readouterr().out)
