@@ -15,9 +15,12 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert test_cmd in ci_lines
 
 
-def test_readme_install_command_runs_the_demo():
+def test_readme_main_command_installs_demos_trains_and_evaluates():
     readme = (ROOT / "README.md").read_text()
-    assert any(c.startswith("python3 -m venv .venv") and c.endswith("textgym demo") for c in _commands(readme))
+    main = _commands(readme)[0]
+    assert main.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install .")
+    for step in ("textgym demo", "textgym train ppo", "textgym eval runs/reverse"):
+        assert step in main
 
 
 def test_readme_lists_every_env_and_example():
