@@ -122,6 +122,14 @@ def test_bad_config_values():
         reinforce.ReinforceConfig(num_envs=10, rloo_k=4)
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         resolve_device("tpu")
+    with pytest.raises(ValueError, match="num_minibatches must be between 1 and num_envs=2"):
+        ppo.PPOConfig(num_envs=2)
+    with pytest.raises(ValueError, match="num_envs must be a positive integer, got 0"):
+        sft.SFTConfig(num_envs=0)
+    with pytest.raises(ValueError, match="num_envs must be a positive integer"):
+        reinforce.ReinforceConfig(num_envs=-4, rloo_k=2)
+    with pytest.raises(ValueError, match="adaptive_kl_target needs kl_coef > 0"):
+        ppo.PPOConfig(adaptive_kl_target=6.0)
     with pytest.raises(ValueError, match="divisible"):
         PolicyConfig(vocab_size=9, n_actions=9, max_len=14, d_model=30, n_heads=4)
 

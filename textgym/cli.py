@@ -121,8 +121,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from textgym.agents import Policy
     from textgym.agents.common import TrainingError, write_json
 
-    if args.env not in gym.registry:
-        known = [info.id for info in textgym.ENVS]
+    known = [info.id for info in textgym.ENVS]
+    if args.env not in known:
         raise CLIError(f"unknown env {args.env!r}: expected one of {known}")
     module, cfg = _config(args.algo, args)
     out = Path(args.out)

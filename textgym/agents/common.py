@@ -51,6 +51,14 @@ class TrainConfig:
     eval_episodes: int = 256
     """Greedy episodes for the final evaluation."""
 
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "total_steps", "eval_episodes", "n_layers", "n_heads", "d_model"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+
 
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; a clear error for an unavailable or unknown device."""

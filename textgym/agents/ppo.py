@@ -73,6 +73,15 @@ class PPOConfig(TrainConfig):
     temperature: float = 1.0
     """Sampling temperature of the rollouts."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.num_minibatches <= self.num_envs:
+            raise ValueError(f"num_minibatches must be between 1 and num_envs={self.num_envs}, got {self.num_minibatches}")
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ValueError(f"unknown KL estimator {self.kl_estimator!r}: expected 'k1' or 'k3'")
+        if self.adaptive_kl_target is not None and self.kl_coef <= 0:
+            raise ValueError("adaptive_kl_target needs kl_coef > 0 (the starting coefficient)")
+
 
 def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,
           save_every: int = 10) -> TrainResult:

@@ -51,6 +51,7 @@ class ReinforceConfig(TrainConfig):
     """Sampling temperature of the rollouts."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.baseline not in BASELINES:
             raise ValueError(f"unknown baseline {self.baseline!r}: expected one of {list(BASELINES)}")
         if self.baseline == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
