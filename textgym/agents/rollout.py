@@ -136,10 +136,11 @@ def max_steps(envs: TorchVectorEnv) -> int:
 
 
 def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs) -> TorchVectorEnv:
-    """A textgym vector env with autoreset disabled, as rollouts need."""
+    """A textgym vector env with autoreset disabled, as rollouts need, and without action checks."""
     envs = gym.make_vec(env_id, num_envs=num_envs, device=device, autoreset_mode="disabled", **env_kwargs)
     if not isinstance(envs, TorchVectorEnv):
         raise ValueError(f"{env_id} is not a textgym env")
+    envs.check = False  # actions are sampled from the action space: no per-step validation (a device sync)
     return envs
 
 
