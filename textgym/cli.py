@@ -1,4 +1,4 @@
-"""The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval`` and ``bench``."""
+"""The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval``, ``bench``, ``train-rm`` and ``eval-rm``."""
 
 from __future__ import annotations
 
@@ -191,6 +191,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_rm(args: argparse.Namespace) -> int:
+    """Train a reward model on a preference or score JSONL file."""
+    from textgym.agents.common import resolve_device
+    from textgym.rewards import model as rm
+
+    out = Path(args.out)
+    if (out / "reward_model.safetensors").exists() and not args.force:
+        raise CLIError(f"{out} holds another reward model; choose another --out or pass --force to overwrite it")
+    try:
+        data = rm.load_reward_data(args.data)
+        cfg = rm.RewardModelTrainConfig(epochs=args.epochs, center_coef=args.center_coef, seed=args.seed)
+        model, tokenizer, metrics = rm.train_reward_model(data, cfg, device=resolve_device(args.device))
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    rm.save_reward_model(model, tokenizer, out)
+    print(json.dumps({"out": str(out), **metrics}))
+    return 0
+
+
+def cmd_eval_rm(args: argparse.Namespace) -> int:
+    """Evaluate a reward model on a JSONL file: pairwise accuracy, or MSE and correlation."""
+    from textgym.agents.common import resolve_device
+    from textgym.rewards import model as rm
+
+    try:
+        device = resolve_device(args.device)
+        model, tokenizer = rm.load_reward_model(args.run, device)
+        data = rm.load_reward_data(args.data)
+        enc = rm.encode_rows(data, tokenizer, model.cfg.max_len, device)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    metrics = {**rm.evaluate_reward_model(model, enc, data.kind), "skipped_identical": data.skipped_identical,
+               "too_long": len(data.too_long)}
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(_table(["metric", "value"], [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textgym", description="Gymnasium environments for text generation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -231,6 +271,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("train-rm", help="train a reward model on preferences or scores (JSONL)")
+    p.add_argument("--data", required=True, help='JSONL: {"prompt","chosen","rejected","margin"?} or {"prompt","completion","score"}')
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--center-coef", type=float, default=0.0, help="weight of the reward-centering term")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_train_rm)
+
+    p = sub.add_parser("eval-rm", help="evaluate a reward model on a JSONL file")
+    p.add_argument("run", help="directory written by train-rm")
+    p.add_argument("--data", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval_rm)
     return parser
 
 

@@ -60,6 +60,10 @@ class TokenSetup:
             tokenizer = CharTokenizer(alphabet)
         tokenizer = as_tokenizer(tokenizer)
         reward = rewards.make(reward, **(reward_kwargs or {}))
+        parts = [r for r, _ in reward.parts] if isinstance(reward, rewards.WeightedSum) else [reward]
+        for part in parts:  # a learned reward must read the env's tokens
+            if hasattr(part, "check_tokenizer"):
+                part.check_tokenizer(tokenizer)
         if max_prompt_len is None:
             max_prompt_len = task.max_prompt_tokens(tokenizer)
             if max_prompt_len is None:

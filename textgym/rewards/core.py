@@ -259,6 +259,12 @@ class WeightedSum(Reward):
         return sum(w * r(batch) for r, w in self.parts)
 
 
+def _reward_model(path: str, normalize: bool = False, device: str = "cpu") -> Reward:
+    from textgym.rewards.model import LearnedReward  # imported here: it needs the transformer
+
+    return LearnedReward(path, normalize=normalize, device=device)
+
+
 REWARDS: dict[str, Callable[..., Reward]] = {
     "exact_match": lambda **kw: TextReward(metrics.exact_match_score, "exact_match", **kw),
     "f1": lambda: TextReward(metrics.f1_score, "f1"),
@@ -266,6 +272,7 @@ REWARDS: dict[str, Callable[..., Reward]] = {
     "chrf": lambda: TextReward(metrics.chrf_score, "chrf"),
     "rouge_l": lambda: TextReward(metrics.rouge_l_score, "rouge_l"),
     "token_accuracy": TokenAccuracy,
+    "reward_model": _reward_model,
 }
 
 
@@ -276,7 +283,8 @@ def make(spec: Any, **kwargs: Any) -> Reward:
         spec: one of
 
             * a name: ``"exact_match"`` (kwarg ``normalize``), ``"f1"``, ``"bleu"``, ``"chrf"``,
-              ``"rouge_l"``, ``"token_accuracy"``;
+              ``"rouge_l"``, ``"token_accuracy"``, ``"reward_model"`` (kwargs ``path``, ``normalize``,
+              ``device``: a model trained with ``textgym train-rm``);
             * a list of ``(spec, weight)`` pairs: their weighted sum;
             * a :class:`Reward` (returned as is);
             * a plain function ``(prompts, completions, references) -> list[float]``.

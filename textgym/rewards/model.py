@@ -1,0 +1,394 @@
+"""A learned reward model: a transformer that scores ``(prompt, completion)`` with one number.
+
+It reuses the policy's transformer trunk (:class:`textgym.agents.model.Trunk`) with a scalar head
+on the last real token. It learns from preference pairs, with the Bradley–Terry loss
+``-log σ(r_chosen - r_rejected - margin)`` and an optional reward-centering term, or from scored
+examples (MSE; BCE when every score is 0 or 1). A trained model is saved as safetensors, a JSON
+config and its tokenizer, and becomes a reward with
+``textgym.rewards.make("reward_model", path=DIR)``.
+
+Data files are JSONL, one object per line:
+
+* preferences: ``{"prompt": ..., "chosen": ..., "rejected": ..., "margin": 0.5}`` (margin optional);
+* scores: ``{"prompt": ..., "completion": ..., "score": 0.7}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from textgym.rewards.core import EpisodeBatch, Reward
+from textgym.tokenizers import CharTokenizer, Tokenizer, alphabet_of
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class RewardData:
+    """Preference pairs or scored examples read from a JSONL file.
+
+    Attributes:
+        kind: ``"preferences"`` or ``"scores"``.
+        rows: dicts with ``prompt`` and ``chosen``/``rejected``/``margin``, or ``completion``/``score``.
+        skipped_identical: pairs whose chosen and rejected texts were the same (skipped).
+        too_long: line numbers of rows longer than the context (skipped, see :func:`encode_rows`).
+    """
+
+    kind: str
+    rows: list[dict[str, Any]]
+    lines: list[int]
+    skipped_identical: int = 0
+    too_long: list[int] = field(default_factory=list)
+
+
+def load_reward_data(path: str | os.PathLike) -> RewardData:
+    """Read a preference or score JSONL file.
+
+    Raises:
+        ValueError: an empty file, a line that is not JSON or lacks a field, a NaN or non-number
+            score, or a file mixing the two kinds; the message names the file and line.
+    """
+    rows, lines, kind, identical = [], [], None, 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {lineno}"
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+            if not isinstance(item, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(item).__name__}")
+            this = "preferences" if "chosen" in item or "rejected" in item else "scores"
+            need = ("prompt", "chosen", "rejected") if this == "preferences" else ("prompt", "completion", "score")
+            missing = [k for k in need if k not in item]
+            if missing:
+                raise ValueError(f"{where}: missing {missing}; expected keys {list(need)}")
+            if kind is not None and this != kind:
+                raise ValueError(f"{where}: a {this[:-1]} line in a file of {kind}; one file holds one kind")
+            kind = this
+            texts = [item[k] for k in need if k != "score"]
+            if not all(isinstance(t, str) for t in texts):
+                raise ValueError(f"{where}: {', '.join(k for k in need if k != 'score')} must be strings")
+            for key in ("score", "margin"):
+                if key in item:
+                    v = item[key]
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                        raise ValueError(f"{where}: {key} must be a finite number, got {v!r}")
+            if this == "preferences" and item["chosen"] == item["rejected"]:
+                identical += 1
+                continue
+            rows.append(item)
+            lines.append(lineno)
+    if kind is None:
+        raise ValueError(f"{path}: no examples (the file is empty)")
+    if identical:
+        warnings.warn(f"{path}: skipped {identical} pairs whose chosen and rejected texts are identical", stacklevel=2)
+    if not rows:
+        raise ValueError(f"{path}: no usable pairs (all {identical} had identical chosen and rejected texts)")
+    return RewardData(kind, rows, lines, identical)
+
+
+def encode_rows(data: RewardData, tokenizer: Tokenizer, max_len: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Token ids of the data as padded tensors; rows longer than ``max_len`` are reported and skipped.
+
+    Returns a dict with ``ids``/``lengths`` (scores) or ``chosen``/``chosen_len``/``rejected``/
+    ``rejected_len``/``margin`` (preferences), and ``score`` for scores.
+    """
+    sides = ("chosen", "rejected") if data.kind == "preferences" else ("completion",)
+    encoded: dict[str, list[list[int]]] = {s: [] for s in sides}
+    keep, data.too_long = [], []
+    for row, lineno in zip(data.rows, data.lines):
+        prompt = tokenizer.encode(row["prompt"])
+        seqs = [prompt + tokenizer.encode(row[s]) + [tokenizer.eos_id] for s in sides]
+        if max(len(s) for s in seqs) > max_len:
+            data.too_long.append(lineno)
+            continue
+        keep.append(row)
+        for s, seq in zip(sides, seqs):
+            encoded[s].append(seq)
+    if data.too_long:
+        warnings.warn(f"{len(data.too_long)} examples are longer than the context of {max_len} tokens and were "
+                      f"skipped (lines {data.too_long[:10]}{'...' if len(data.too_long) > 10 else ''})", stacklevel=2)
+    if not keep:
+        raise ValueError(f"every example is longer than the context of {max_len} tokens")
+    out: dict[str, torch.Tensor] = {}
+    for s in sides:
+        name = "ids" if s == "completion" else s
+        ids = torch.full((len(keep), max_len), tokenizer.pad_id, dtype=torch.int64)
+        for i, seq in enumerate(encoded[s]):
+            ids[i, : len(seq)] = torch.tensor(seq)
+        out[name] = ids.to(device)
+        out[("lengths" if s == "completion" else f"{s}_len")] = torch.tensor([len(x) for x in encoded[s]], device=device)
+    if data.kind == "preferences":
+        out["margin"] = torch.tensor([float(r.get("margin", 0.0)) for r in keep], device=device)
+    else:
+        out["score"] = torch.tensor([float(r["score"]) for r in keep], device=device)
+    return out
+
+
+# -- the model ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    """Hyperparameters of :class:`RewardModel`."""
+
+    vocab_size: int
+    """Token ids it reads."""
+    max_len: int
+    """Longest prompt + completion + eos, in tokens."""
+    n_layers: int = 2
+    """Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads."""
+    d_model: int = 64
+    """Width."""
+
+
+class RewardModel(nn.Module):
+    """``r(prompt, completion)``: a causal transformer and a scalar head on the last real token."""
+
+    def __init__(self, cfg: RewardModelConfig) -> None:
+        super().__init__()
+        from textgym.agents.model import Policy, PolicyConfig, Trunk
+
+        self.cfg = cfg
+        trunk_cfg = PolicyConfig(vocab_size=cfg.vocab_size, n_actions=1, max_len=cfg.max_len,
+                                 n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model)
+        self.trunk = Trunk(trunk_cfg)
+        self.head = nn.Linear(cfg.d_model, 1)
+        self.apply(Policy._init_weights)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B,)`` of right-padded sequences ``ids (B, L)`` of real lengths ``lengths``."""
+        L = ids.shape[1]
+        pos = torch.arange(L, device=ids.device).expand_as(ids)
+        mask = torch.ones(L, L, dtype=torch.bool, device=ids.device).tril()
+        h = self.trunk(ids, pos, mask)  # (B, L, C)
+        last = h[torch.arange(len(ids), device=ids.device), lengths - 1]  # (B, C)
+        return self.head(last).squeeze(-1)
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | None = None,
+                       center_coef: float = 0.0) -> torch.Tensor:
+    """``mean(-log σ(r_chosen - r_rejected - margin)) + center_coef * mean((r_chosen + r_rejected)^2)``.
+
+    The centering term (Eisenstein et al., 2023; TRL's ``center_rewards_coefficient``) keeps the
+    rewards near zero, which the preference loss alone leaves free.
+    """
+    diff = chosen - rejected - (margin if margin is not None else 0.0)
+    loss = -F.logsigmoid(diff).mean()
+    if center_coef:
+        loss = loss + center_coef * ((chosen + rejected) ** 2).mean()
+    return loss
+
+
+# -- training and evaluation --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RewardModelTrainConfig:
+    """How to train a reward model."""
+
+    epochs: int = 10
+    """Passes over the training data."""
+    batch_size: int = 64
+    """Pairs (or scored examples) per step."""
+    learning_rate: float = 1e-3
+    """AdamW's step size."""
+    center_coef: float = 0.0
+    """Weight of the reward-centering term (preferences)."""
+    eval_fraction: float = 0.1
+    """Fraction of the data held out for evaluation."""
+    seed: int = 0
+    n_layers: int = 2
+    n_heads: int = 4
+    d_model: int = 64
+    max_len: int | None = None
+    """Context; default: the longest example."""
+
+
+def _scores(model: RewardModel, enc: dict[str, torch.Tensor], idx: torch.Tensor, kind: str) -> tuple[torch.Tensor, ...]:
+    if kind == "preferences":
+        return model(enc["chosen"][idx], enc["chosen_len"][idx]), model(enc["rejected"][idx], enc["rejected_len"][idx])
+    return (model(enc["ids"][idx], enc["lengths"][idx]),)
+
+
+@torch.no_grad()
+def evaluate_reward_model(model: RewardModel, enc: dict[str, torch.Tensor], kind: str) -> dict[str, float]:
+    """Pairwise accuracy (preferences) or MSE and Pearson correlation (scores)."""
+    model.eval()
+    idx = torch.arange(len(next(iter(enc.values()))), device=next(model.parameters()).device)
+    if kind == "preferences":
+        rc, rr = _scores(model, enc, idx, kind)
+        return {"pairs": float(len(idx)), "accuracy": float((rc > rr).float().mean()),
+                "loss": float(bradley_terry_loss(rc, rr, enc["margin"]))}
+    (r,) = _scores(model, enc, idx, kind)
+    y = enc["score"]
+    corr = torch.corrcoef(torch.stack([r, y]))[0, 1] if len(y) > 1 else torch.tensor(float("nan"))
+    return {"examples": float(len(y)), "mse": float(((r - y) ** 2).mean()), "correlation": float(corr)}
+
+
+def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardModelTrainConfig(),
+                       tokenizer: Tokenizer | None = None, device: str | torch.device = "cpu"):
+    """Train a reward model on ``data``; returns ``(model, tokenizer, metrics)`` with held-out metrics."""
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    texts = [r[k] for r in data.rows for k in ("prompt", "chosen", "rejected", "completion") if k in r]
+    tokenizer = tokenizer or CharTokenizer(alphabet_of(texts) or " ")
+    sides = ("chosen", "rejected") if data.kind == "preferences" else ("completion",)
+    longest = max(len(tokenizer.encode(r["prompt"])) + len(tokenizer.encode(r[s])) + 1 for r in data.rows for s in sides)
+    max_len = cfg.max_len or longest
+    enc = encode_rows(data, tokenizer, max_len, device)
+    n = len(next(iter(enc.values())))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    n_eval = int(n * cfg.eval_fraction) if n >= 10 else 0
+    train_idx, eval_idx = perm[n_eval:], perm[:n_eval]
+    binary = data.kind == "scores" and bool(((enc["score"] == 0) | (enc["score"] == 1)).all())
+    model = RewardModel(RewardModelConfig(tokenizer.vocab_size, max_len, cfg.n_layers, cfg.n_heads, cfg.d_model)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    for _epoch in range(cfg.epochs):
+        model.train()
+        order = train_idx[torch.randperm(len(train_idx), device=device)]
+        for lo in range(0, len(order), cfg.batch_size):
+            idx = order[lo : lo + cfg.batch_size]
+            if data.kind == "preferences":
+                rc, rr = _scores(model, enc, idx, data.kind)
+                loss = bradley_terry_loss(rc, rr, enc["margin"][idx], cfg.center_coef)
+            else:
+                (r,) = _scores(model, enc, idx, data.kind)
+                y = enc["score"][idx]
+                loss = F.binary_cross_entropy_with_logits(r, y) if binary else F.mse_loss(r, y)
+            if not torch.isfinite(loss):
+                raise ValueError(f"the reward model's loss became {loss.item()} in epoch {_epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+    held_out = {k: v[eval_idx] for k, v in enc.items()} if n_eval else None
+    metrics = {"train": evaluate_reward_model(model, {k: v[train_idx] for k, v in enc.items()}, data.kind),
+               "eval": evaluate_reward_model(model, held_out, data.kind) if held_out else {},
+               "skipped_identical": data.skipped_identical, "too_long": len(data.too_long)}
+    return model, tokenizer, metrics
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+
+def save_reward_model(model: RewardModel, tokenizer: Tokenizer, directory: str | os.PathLike) -> None:
+    """Write ``reward_model.safetensors``, ``reward_model.json`` (config and tokenizer), each atomically."""
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(tokenizer, CharTokenizer):
+        tok = tokenizer.to_dict()
+    else:  # a transformers tokenizer, saved beside the model (local files, no download to load)
+        hf = getattr(tokenizer, "tokenizer", tokenizer)
+        hf.save_pretrained(directory / "tokenizer")
+        tok = {"type": "hf", "path": "tokenizer"}
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"reward_model": asdict(model.cfg), "tokenizer": tok}, f, indent=2)
+    os.replace(tmp, directory / "reward_model.json")
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    save_model(model, tmp)
+    os.replace(tmp, directory / "reward_model.safetensors")
+
+
+def load_reward_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[RewardModel, Tokenizer]:
+    """Load what :func:`save_reward_model` wrote.
+
+    Raises:
+        FileNotFoundError: a file is missing. ValueError: a corrupt file.
+    """
+    from safetensors.torch import load_model
+
+    directory = Path(directory)
+    config, weights = directory / "reward_model.json", directory / "reward_model.safetensors"
+    for p in (config, weights):
+        if not p.is_file():
+            raise FileNotFoundError(f"no reward model in {directory}: {p.name} is missing")
+    meta = json.loads(config.read_text())
+    tok_meta = meta["tokenizer"]
+    if tok_meta["type"] == "char":
+        tokenizer: Tokenizer = CharTokenizer.from_dict(tok_meta)
+    else:
+        from transformers import AutoTokenizer
+
+        from textgym.tokenizers import HFTokenizer
+
+        tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(str(directory / tok_meta["path"])))
+    model = RewardModel(RewardModelConfig(**meta["reward_model"]))
+    try:
+        load_model(model, str(weights), device=str(device))
+    except Exception as e:  # safetensors raises several types for a damaged file
+        raise ValueError(f"{weights} is corrupt or does not match {config.name}: {e}") from None
+    return model.to(device).eval(), tokenizer
+
+
+# -- the reward ---------------------------------------------------------------------------------
+
+
+class LearnedReward(Reward):
+    """A trained :class:`RewardModel` as a textgym reward.
+
+    Each episode is scored as ``prompt + completion + eos`` under the model's own tokenizer.
+    With ``normalize=True`` scores are standardised by a running mean and standard deviation
+    (Welford) over every episode scored so far. Range: unbounded (or about N(0, 1) normalised).
+
+    Args:
+        path: a directory written by :func:`save_reward_model` (``textgym train-rm``).
+        normalize: standardise the scores.
+        device: where the model runs.
+    """
+
+    name = "reward_model"
+
+    def __init__(self, path: str | os.PathLike, normalize: bool = False, device: str | torch.device = "cpu") -> None:
+        self.model, self.tokenizer = load_reward_model(path, device)
+        self.device = torch.device(device)
+        self.normalize = normalize
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def check_tokenizer(self, tokenizer: Tokenizer) -> None:
+        """Raise when the env's tokenizer and the reward model's have different vocabularies."""
+        if tokenizer.vocab_size != self.tokenizer.vocab_size:
+            raise ValueError(
+                f"the reward model's vocabulary has {self.tokenizer.vocab_size} tokens but the env's tokenizer "
+                f"has {tokenizer.vocab_size}: train the reward model with the env's tokenizer"
+            )
+
+    @torch.no_grad()
+    def score(self, batch: EpisodeBatch) -> torch.Tensor:
+        self.check_tokenizer(batch.tokenizer)
+        tok, L = self.tokenizer, self.model.cfg.max_len
+        seqs = [(tok.encode(p) + tok.encode(c) + [tok.eos_id])[:L] for p, c in zip(batch.prompts, batch.completions)]
+        ids = torch.full((len(seqs), L), tok.pad_id, dtype=torch.int64)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+        lengths = torch.tensor([len(s) for s in seqs])
+        r = self.model(ids.to(self.device), lengths.to(self.device)).float().cpu()
+        if self.normalize:
+            for x in r.tolist():  # Welford's running mean and variance
+                self.count += 1
+                delta = x - self.mean
+                self.mean += delta / self.count
+                self.m2 += delta * (x - self.mean)
+            std = math.sqrt(self.m2 / self.count) if self.count > 1 else 1.0
+            r = (r - self.mean) / (std + 1e-8)
+        return r.to(batch.device)
