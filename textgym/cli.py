@@ -1,4 +1,4 @@
-"""The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval``, ``bench``, ``train-rm`` and ``eval-rm``."""
+"""The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval``, ``bench``, ``train-rm``, ``eval-rm`` and ``compare``."""
 
 from __future__ import annotations
 
@@ -231,6 +231,25 @@ def cmd_eval_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Evaluate several saved policies on the same held-out episodes; print one table."""
+    from textgym.agents.common import resolve_device
+    from textgym.agents.compare import compare_policies, write_comparison
+
+    env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
+    try:
+        rows = compare_policies(args.runs, args.env, env_kwargs, args.episodes, args.seed, args.reference,
+                                args.reward_model, resolve_device(args.device))
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in ("run", "episodes")]
+    print(_table(["run", *keys], [[row["run"], *(f"{row[k]:.4f}" if k in row else "-" for k in keys)] for row in rows]))
+    if args.out:
+        write_comparison(rows, args.out)
+        print(f"wrote {args.out}/comparison.csv, comparison.json and comparison.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textgym", description="Gymnasium environments for text generation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -288,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval_rm)
+
+    p = sub.add_parser("compare", help="evaluate several saved policies on the same held-out episodes")
+    p.add_argument("runs", nargs="+", help="run directories (from textgym train)")
+    p.add_argument("--env", required=True)
+    p.add_argument("--env-kwargs", default="{}")
+    p.add_argument("--episodes", type=int, default=500)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--reference", help="a run whose policy is the KL reference (e.g. the SFT run)")
+    p.add_argument("--reward-model", help="a reward model directory (from textgym train-rm) to score with")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="write comparison.csv, comparison.json and comparison.png here")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
