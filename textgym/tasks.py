@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -355,6 +355,23 @@ def _write_digits(
 # --------------------------------------------------------------------------------------------
 
 
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, str, Any]]:
+    """``(line number, "FILE, line N", parsed object)`` for each non-blank line of a JSONL file.
+
+    Raises:
+        ValueError: a line that is not valid JSON, naming the file and line.
+    """
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {lineno}"
+            try:
+                yield lineno, where, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+
+
 def _as_example(item: Any, where: str) -> Example:
     """An :class:`Example` from an Example, a ``(prompt, references)`` pair or a dict."""
     if isinstance(item, Example):
@@ -409,17 +426,7 @@ class ListTask(Task):
         Raises:
             ValueError: a line that is not valid JSON or lacks a field, naming the file and line.
         """
-        examples = []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {lineno}"
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
-                examples.append(_as_example(item, where))
+        examples = [_as_example(item, where) for _, where, item in iter_jsonl(path)]
         if not examples:
             raise ValueError(f"{path}: no examples (the file is empty)")
         return cls(examples, name=os.path.basename(str(path)))

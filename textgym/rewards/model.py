@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textgym.rewards.core import EpisodeBatch, Reward
+from textgym.tasks import iter_jsonl
 from textgym.tokenizers import CharTokenizer, Tokenizer, alphabet_of
 
 # -- data ---------------------------------------------------------------------------------------
@@ -60,38 +61,30 @@ def load_reward_data(path: str | os.PathLike) -> RewardData:
             score, or a file mixing the two kinds; the message names the file and line.
     """
     rows, lines, kind, identical = [], [], None, 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(item, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(item).__name__}")
-            this = "preferences" if "chosen" in item or "rejected" in item else "scores"
-            need = ("prompt", "chosen", "rejected") if this == "preferences" else ("prompt", "completion", "score")
-            missing = [k for k in need if k not in item]
-            if missing:
-                raise ValueError(f"{where}: missing {missing}; expected keys {list(need)}")
-            if kind is not None and this != kind:
-                raise ValueError(f"{where}: a {this[:-1]} line in a file of {kind}; one file holds one kind")
-            kind = this
-            texts = [item[k] for k in need if k != "score"]
-            if not all(isinstance(t, str) for t in texts):
-                raise ValueError(f"{where}: {', '.join(k for k in need if k != 'score')} must be strings")
-            for key in ("score", "margin"):
-                if key in item:
-                    v = item[key]
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                        raise ValueError(f"{where}: {key} must be a finite number, got {v!r}")
-            if this == "preferences" and item["chosen"] == item["rejected"]:
-                identical += 1
-                continue
-            rows.append(item)
-            lines.append(lineno)
+    for lineno, where, item in iter_jsonl(path):
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(item).__name__}")
+        this = "preferences" if "chosen" in item or "rejected" in item else "scores"
+        need = ("prompt", "chosen", "rejected") if this == "preferences" else ("prompt", "completion", "score")
+        missing = [k for k in need if k not in item]
+        if missing:
+            raise ValueError(f"{where}: missing {missing}; expected keys {list(need)}")
+        if kind is not None and this != kind:
+            raise ValueError(f"{where}: a {this[:-1]} line in a file of {kind}; one file holds one kind")
+        kind = this
+        texts = [item[k] for k in need if k != "score"]
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{where}: {', '.join(k for k in need if k != 'score')} must be strings")
+        for key in ("score", "margin"):
+            if key in item:
+                v = item[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise ValueError(f"{where}: {key} must be a finite number, got {v!r}")
+        if this == "preferences" and item["chosen"] == item["rejected"]:
+            identical += 1
+            continue
+        rows.append(item)
+        lines.append(lineno)
     if kind is None:
         raise ValueError(f"{path}: no examples (the file is empty)")
     if identical:
