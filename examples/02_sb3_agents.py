@@ -12,31 +12,20 @@ envs directly).
 import argparse
 
 import gymnasium as gym
-import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecMonitor
 
 import textgym  # noqa: F401  (registers the envs)
+from textgym.cli import play
 from textgym.envs.sb3 import SB3VecEnv, TokenTransformerExtractor
 
 
-def evaluate(model, env_id, episodes, **env_kwargs):
-    """Greedy play: mean return, success rate (return > 0.99 or info['success']) and mean length."""
-    env = gym.make(env_id, **env_kwargs)
-    returns, wins, lengths = [], [], []
-    for seed in range(episodes):
-        obs, info = env.reset(seed=10_000 + seed)
-        total, steps, done = 0.0, 0, False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, info = env.step(int(action))
-            total, steps, done = total + reward, steps + 1, terminated or truncated
-        returns.append(total)
-        wins.append(info.get("success", info.get("score", 0.0) > 0.99))
-        lengths.append(steps)
-    return float(np.mean(returns)), float(np.mean(wins)), float(np.mean(lengths))
+def evaluate(model, env_id, episodes):
+    """Greedy play with textgym's episode loop: (mean return, success rate, mean length)."""
+    env = gym.make(env_id)
+    return play(env, lambda obs: int(model.predict(obs, deterministic=True)[0]), episodes, seed=10_000)
 
 
 def main(steps: int = 300_000, reverse_steps: int = 30_000, episodes: int = 200, seed: int = 0) -> dict:

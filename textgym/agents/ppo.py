@@ -135,7 +135,7 @@ def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None =
             # 5. Update: epochs of minibatches of whole episodes, one forward pass each.
             policy.train()
             batch = cfg.num_envs // cfg.num_minibatches
-            stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
+            stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
             for _epoch in range(cfg.update_epochs):
                 perm = torch.randperm(cfg.num_envs, device=device)
                 for lo in range(0, cfg.num_envs, batch):
@@ -152,8 +152,8 @@ def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None =
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
-                        stats[k].append(v.item())  # .item() only to log
-                if cfg.target_kl is not None and stats["approx_kl"][-1] > cfg.target_kl:
+                        stats[k].append(v.detach())  # kept on the device; read once, to log
+                if cfg.target_kl is not None and float(stats["approx_kl"][-1]) > cfg.target_kl:
                     break
 
             # 6. Adapt the KL coefficient, log, checkpoint.
@@ -164,7 +164,7 @@ def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None =
                 "iteration": iteration, "env_steps": env_steps, "time": time.time() - start,
                 "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
                 "episode_length": float(rollout.lengths.float().mean()),
-                **{k: sum(v) / len(v) for k, v in stats.items()},
+                **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
                 "explained_variance": explained_variance(rollout.values, returns, mask),
                 "ref_kl": ref_kl, "kl_coef": kl_coef,
             }

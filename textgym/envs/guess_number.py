@@ -21,15 +21,6 @@ HIGHER, LOWER = 1.0, -1.0  # feedback: the secret is higher / lower than the gue
 
 def set_game(env, low: int, high: int, max_guesses: int, guess_penalty: float, shaping: bool, text: bool = False) -> None:
     """Validate the game's arguments and store them on ``env`` (all four game classes do this)."""
-    check_game(low, high, max_guesses, guess_penalty)
-    if text and low < 0:
-        raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
-    env.low, env.high, env.max_guesses = int(low), int(high), int(max_guesses)
-    env.guess_penalty, env.shaping = float(guess_penalty), bool(shaping)
-
-
-def check_game(low: int, high: int, max_guesses: int, guess_penalty: float) -> None:
-    """Validate the game's arguments (shared by both forms of the game)."""
     for name, v in (("low", low), ("high", high), ("max_guesses", max_guesses)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise ValueError(f"{name} must be an integer, got {v!r}")
@@ -39,6 +30,10 @@ def check_game(low: int, high: int, max_guesses: int, guess_penalty: float) -> N
         raise ValueError(f"max_guesses must be at least 1, got {max_guesses}")
     if not guess_penalty >= 0:
         raise ValueError(f"guess_penalty must be >= 0, got {guess_penalty!r}")
+    if text and low < 0:
+        raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
+    env.low, env.high, env.max_guesses = int(low), int(high), int(max_guesses)
+    env.guess_penalty, env.shaping = float(guess_penalty), bool(shaping)
 
 
 def guess_reward(correct: bool, guess_penalty: float) -> float:
