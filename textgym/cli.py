@@ -1,4 +1,5 @@
-"""The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval``, ``bench``, ``train-rm``, ``eval-rm`` and ``compare``."""
+"""The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval``, ``bench``, ``preferences``, ``train-rm``,
+``eval-rm`` and ``compare``."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ret, win, length = play(env, policy, args.episodes, args.seed)
             rows.append([info.id, name, str(args.episodes), f"{ret:.3f}", f"{win:.1%}", f"{length:.2f}"])
     print(_table(["env", "agent", "episodes", "mean return", "success", "mean length"], rows))
-    print("\nscripted: binary search for the guessing games, the reference answer for the token tasks.")
+    print("\nscripted: binary search for the guessing games, the reference answer for the token tasks "
+          "(for Review-v0, a reference review: grammatical, with no preference for positive words).")
     return 0
 
 
@@ -116,14 +118,26 @@ def _config(algo: str, args: argparse.Namespace):
         raise CLIError(str(e)) from None
 
 
+def _check_env_id(env_id: str) -> None:
+    known = [info.id for info in textgym.ENVS]
+    if env_id not in known:
+        raise CLIError(f"unknown env {env_id!r}: expected one of {known}")
+
+
+def _make_env(env_id: str, env_kwargs: dict) -> gym.Env:
+    _check_env_id(env_id)
+    try:
+        return gym.make(env_id, **env_kwargs)
+    except (TypeError, ValueError) as e:
+        raise CLIError(f"{env_id}: {e}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a policy and write the run directory."""
     from textgym.agents import Policy
     from textgym.agents.common import TrainingError, write_json
 
-    known = [info.id for info in textgym.ENVS]
-    if args.env not in known:
-        raise CLIError(f"unknown env {args.env!r}: expected one of {known}")
+    _check_env_id(args.env)
     module, cfg = _config(args.algo, args)
     out = Path(args.out)
     if out.exists() and any((out / name).exists() for name in RUN_FILES) and not args.force:
@@ -199,14 +213,34 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "reward_model.safetensors").exists() and not args.force:
         raise CLIError(f"{out} holds another reward model; choose another --out or pass --force to overwrite it")
+    tokenizer, max_len = None, None
+    if args.env is not None:  # read the env's tokens, and anything it can write
+        env = _make_env(args.env, _json_arg(args.env_kwargs, "--env-kwargs"))
+        if not hasattr(env.unwrapped, "setup"):
+            raise CLIError(f"--env {args.env}: a reward model scores text, so it needs a token env")
+        tokenizer, max_len = env.unwrapped.tokenizer, env.unwrapped.setup.max_len + 1  # + the eos it scores
     try:
         data = rm.load_reward_data(args.data)
-        cfg = rm.RewardModelTrainConfig(epochs=args.epochs, center_coef=args.center_coef, seed=args.seed)
-        model, tokenizer, metrics = rm.train_reward_model(data, cfg, device=resolve_device(args.device))
+        cfg = rm.RewardModelTrainConfig(epochs=args.epochs, center_coef=args.center_coef, seed=args.seed, max_len=max_len)
+        model, tokenizer, metrics = rm.train_reward_model(data, cfg, tokenizer, device=resolve_device(args.device))
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
     rm.save_reward_model(model, tokenizer, out)
     print(json.dumps({"out": str(out), **metrics}))
+    return 0
+
+
+def cmd_preferences(args: argparse.Namespace) -> int:
+    """Write preference pairs for textgym/Review-v0, labelled by its hidden rule with label noise."""
+    from textgym.agents.common import write_jsonl
+    from textgym.rewards.review import label_accuracy, preference_pairs
+
+    try:
+        pairs = preference_pairs(args.pairs, args.noise, args.seed, args.corrupt)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    write_jsonl(Path(args.out), pairs)
+    print(json.dumps({"out": args.out, "pairs": len(pairs), "labels_right": label_accuracy(pairs)}))
     return 0
 
 
@@ -239,7 +273,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
     try:
         rows = compare_policies(args.runs, args.env, env_kwargs, args.episodes, args.seed, args.reference,
-                                args.reward_model, resolve_device(args.device))
+                                args.reward_model, resolve_device(args.device), args.sample)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
     keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in ("run", "episodes")]
@@ -296,10 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--center-coef", type=float, default=0.0, help="weight of the reward-centering term")
+    p.add_argument("--env", help="use this env's tokenizer and context, so the model scores anything the env's "
+                                 "policies write (e.g. textgym/Review-v0)")
+    p.add_argument("--env-kwargs", default="{}", help="the env's arguments as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_train_rm)
+
+    p = sub.add_parser("preferences", help="write preference pairs for textgym/Review-v0, labelled by its hidden rule")
+    p.add_argument("--pairs", type=int, default=20_000)
+    p.add_argument("--noise", type=float, default=0.1, help="fraction of labels flipped (default 0.1)")
+    p.add_argument("--corrupt", type=float, default=0.25, help="probability that a review has a mistake (default 0.25)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same pairs at any --noise")
+    p.add_argument("--out", required=True, help="JSONL file to write")
+    p.set_defaults(func=cmd_preferences)
 
     p = sub.add_parser("eval-rm", help="evaluate a reward model on a JSONL file")
     p.add_argument("run", help="directory written by train-rm")
@@ -316,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--reference", help="a run whose policy is the KL reference (e.g. the SFT run)")
     p.add_argument("--reward-model", help="a reward model directory (from textgym train-rm) to score with")
+    p.add_argument("--sample", action="store_true", help="sample at temperature 1 (seeded) instead of greedy decoding")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="write comparison.csv, comparison.json and comparison.png here")
     p.set_defaults(func=cmd_compare)

@@ -7,6 +7,8 @@ Built in:
 
 * procedural character tasks, generated from the key: :class:`CopyTask`, :class:`ReverseTask`,
   :class:`SortTask`, :class:`AdditionTask` (``"12+7="`` → ``"19"``);
+* :class:`ReviewTask`: short reviews under a template grammar (``"tea:"`` → ``"tea is very good"``),
+  the built-in RLHF teaching task;
 * :class:`ListTask`: examples from a Python list, a JSONL file (:meth:`ListTask.from_jsonl`) or a
   Hugging Face ``datasets`` split (:meth:`ListTask.from_hf_dataset`).
 
@@ -86,6 +88,10 @@ class Task:
     def max_reference_tokens(self, tokenizer: Tokenizer) -> int | None:
         """An upper bound on the reference length in tokens, or ``None`` if unknown."""
         return None
+
+    def text_metrics(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, float]:
+        """Task-specific means over finished episodes, reported by evaluations (none by default)."""
+        return {}
 
     def encode(
         self, keys: torch.Tensor, tokenizer: Tokenizer, prompt_capacity: int, reference_capacity: int
@@ -351,6 +357,103 @@ def _write_digits(
 
 
 # --------------------------------------------------------------------------------------------
+# Reviews: the RLHF teaching task
+# --------------------------------------------------------------------------------------------
+
+REVIEW_ITEMS = ("tea", "soup", "cake", "film", "book", "song", "room", "game")
+"""What the prompts ask to review."""
+POSITIVE_WORDS = ("good", "great", "nice")
+NEUTRAL_WORDS = ("okay", "fine", "plain")
+NEGATIVE_WORDS = ("bad", "poor", "dull")
+ADJECTIVES = POSITIVE_WORDS + NEUTRAL_WORDS + NEGATIVE_WORDS
+INTENSIFIER = "very"
+
+
+def parse_review(prompt: str, completion: str) -> list[tuple[bool, str]] | None:
+    """The phrases ``(intensified, adjective)`` of a grammatical review, or ``None``.
+
+    The grammar: ``ITEM " is " PHRASE [" and " PHRASE]`` with ``PHRASE = ["very "] ADJECTIVE``,
+    where ``ITEM`` is the item the prompt (``"ITEM:"``) names, words are separated by single
+    spaces, and the two adjectives differ.
+
+    Example:
+        >>> parse_review("tea:", "tea is very good and fine")
+        [(True, 'good'), (False, 'fine')]
+        >>> parse_review("tea:", "soup is good") is None  # the wrong item
+        True
+    """
+    words = completion.split(" ")
+    if not prompt.endswith(":") or words[:2] != [prompt[:-1], "is"]:
+        return None
+    phrases: list[tuple[bool, str]] = []
+    rest = words[2:]
+    while True:
+        very = rest[:1] == [INTENSIFIER]
+        rest = rest[1:] if very else rest
+        if not rest or rest[0] not in ADJECTIVES:
+            return None
+        phrases.append((very, rest[0]))
+        rest = rest[1:]
+        if not rest:
+            break
+        if rest[0] != "and" or len(phrases) == 2:
+            return None
+        rest = rest[1:]
+    if len(phrases) == 2 and phrases[0][1] == phrases[1][1]:
+        return None
+    return phrases
+
+
+def review_text(item: str, phrases: Sequence[tuple[bool, str]]) -> str:
+    """``"ITEM is [very ]ADJ[ and [very ]ADJ]"``: the inverse of :func:`parse_review`."""
+    return f"{item} is " + " and ".join(f"{INTENSIFIER} {adj}" if very else adj for very, adj in phrases)
+
+
+class ReviewTask(Task):
+    """Review the item the prompt names: ``"tea:"`` → ``"tea is very good and fine"``.
+
+    The reference is a random grammatical review (see :func:`parse_review`): one or two phrases
+    with equal odds, each adjective drawn uniformly from :data:`ADJECTIVES` (three positive, three
+    neutral, three negative; two phrases never repeat one) and intensified by ``"very"`` with odds
+    one half. The references carry no preference: their mean score under the hidden rule of
+    :class:`textgym.rewards.review.ReviewRule` is zero, which makes them the SFT data of the RLHF
+    pipeline.
+    """
+
+    name = "review"
+
+    def example(self, key: int) -> Example:
+        r = draws(torch.tensor([key], dtype=torch.int64), 6)[0].tolist()
+        item = REVIEW_ITEMS[r[0] % len(REVIEW_ITEMS)]
+        first = r[2] % len(ADJECTIVES)
+        second = (first + 1 + r[4] % (len(ADJECTIVES) - 1)) % len(ADJECTIVES)  # never the same
+        phrases = [(bool(r[3] % 2), ADJECTIVES[first]), (bool(r[5] % 2), ADJECTIVES[second])][: 1 + r[1] % 2]
+        return Example(f"{item}:", (review_text(item, phrases),))
+
+    def alphabet(self) -> str:
+        return alphabet_of([*REVIEW_ITEMS, *ADJECTIVES, INTENSIFIER, "is and :"])
+
+    def max_prompt_tokens(self, tokenizer: Tokenizer) -> int:
+        return max(len(tokenizer.encode(f"{item}:")) for item in REVIEW_ITEMS)
+
+    def max_reference_tokens(self, tokenizer: Tokenizer) -> int:
+        longest = max(ADJECTIVES, key=len)
+        return max(len(tokenizer.encode(review_text(item, [(True, longest)] * 2))) for item in REVIEW_ITEMS)
+
+    def text_metrics(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, float]:
+        """``grammatical``: the fraction of grammatical reviews; ``positive_words``: their mean count."""
+        parsed = [parse_review(p, c) for p, c in zip(prompts, completions)]
+        n = max(1, len(parsed))
+        return {
+            "grammatical": sum(p is not None for p in parsed) / n,
+            "positive_words": sum(sum(w in POSITIVE_WORDS for w in c.split(" ")) for c in completions) / n,
+        }
+
+    def __repr__(self) -> str:
+        return "ReviewTask()"
+
+
+# --------------------------------------------------------------------------------------------
 # Tasks from data
 # --------------------------------------------------------------------------------------------
 
@@ -524,6 +627,7 @@ TASKS: dict[str, type[Task]] = {
     "reverse": ReverseTask,
     "sort": SortTask,
     "addition": AdditionTask,
+    "review": ReviewTask,
 }
 
 
@@ -531,7 +635,7 @@ def make_task(spec: Any, **kwargs: Any) -> Task:
     """Build a task from a name, a ``.jsonl`` path, a list of examples, or a :class:`Task`.
 
     Args:
-        spec: ``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``; a path to a JSONL file; a list
+        spec: ``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``, ``"review"``; a path to a JSONL file; a list
             of examples (see :class:`ListTask`); or a :class:`Task` (returned as is).
         **kwargs: the procedural task's arguments (``alphabet``, ``min_length``, ...).
 

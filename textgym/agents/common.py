@@ -192,3 +192,11 @@ def write_json(path: Path, data: dict) -> None:
         json.dump(data, f, indent=2)
     os.replace(f.name, path)
 
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write one JSON object per line, atomically; creates the parent folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    os.replace(f.name, path)
+

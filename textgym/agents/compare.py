@@ -1,7 +1,7 @@
 """Side-by-side evaluation of saved policies on the same held-out episodes.
 
-Every policy plays the same examples (same env, same seed) greedily, and one table reports, per
-policy: the env's reward and success; for token envs, exact match, F1, BLEU and ROUGE-L of the
+Every policy plays the same examples (same env, same seed), greedily or by sampling at
+temperature 1 from a generator seeded the same for each, and one table reports, per policy: the env's reward and success; for token envs, exact match, F1, BLEU and ROUGE-L of the
 completions against the references, mean length, and distinct-1/distinct-2 (unique token n-grams
 over all n-grams, Li et al., 2016); the learned reward when a reward model is given; and the KL
 to a reference policy when one is given, computed exactly from both distributions at every
@@ -52,8 +52,12 @@ def compare_policies(
     reference: str | os.PathLike | None = None,
     reward_model: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
+    sample: bool = False,
 ) -> list[dict]:
     """One row of metrics per run directory (see the module docstring).
+
+    ``sample=True`` evaluates what a policy generates rather than its single most likely text: the
+    right view after RL against a reward model, whose KL penalty is on the sampling distribution.
 
     Raises:
         FileNotFoundError, ValueError: a missing or corrupt checkpoint, or one that does not fit the env.
@@ -71,7 +75,8 @@ def compare_policies(
         envs = make_envs(env_id, episodes, device, **(env_kwargs or {}))
         view = SequenceView(envs)
         view.check(policy.cfg)
-        rollout = collect(envs, view, policy, seed=seed, greedy=True)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        rollout = collect(envs, view, policy, seed=seed, greedy=not sample, generator=generator)
         row = {"run": str(run), **episode_metrics(envs, rollout)}
         if isinstance(envs, TokenGenerationVectorEnv):
             texts = completions(envs, rollout)
@@ -108,7 +113,8 @@ def write_comparison(rows: list[dict], out: str | os.PathLike) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [k for k in ("success_rate", "exact_match", "f1", "bleu", "rouge_l", "distinct_1", "distinct_2") if k in keys]
+    shown = [k for k in ("success_rate", "exact_match", "f1", "bleu", "rouge_l", "grammatical", "distinct_1", "distinct_2")
+             if k in keys]
     fig, ax = plt.subplots(figsize=(1.2 * len(shown) * max(1, len(rows)) / 2 + 3, 3.5))
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):

@@ -37,7 +37,8 @@ def episode_metrics(envs: TorchVectorEnv, rollout: Rollout) -> dict[str, float]:
     """Mean return, success rate, mean episode length, and the env's own metrics.
 
     Guessing games add ``mean_guesses`` (over all games); token envs add ``exact_match`` and ``f1``
-    of the completions against the references.
+    of the completions against the references, and the task's own :meth:`~textgym.tasks.Task.text_metrics`
+    (the review task: ``grammatical`` and ``positive_words``).
     """
     metrics = {
         "episodes": float(envs.num_envs),
@@ -52,6 +53,8 @@ def episode_metrics(envs: TorchVectorEnv, rollout: Rollout) -> dict[str, float]:
         texts = completions(envs, rollout)
         metrics["exact_match"] = sum(exact_match_score(c, r) for c, r in zip(texts, refs)) / len(texts)
         metrics["f1"] = sum(f1_score(c, r) for c, r in zip(texts, refs)) / len(texts)
+        prompts = [envs.setup.task.example(k).prompt for k in envs.keys.tolist()]
+        metrics.update(envs.setup.task.text_metrics(prompts, texts))
     return metrics
 
 

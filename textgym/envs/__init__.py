@@ -45,6 +45,9 @@ ENVS: tuple[EnvInfo, ...] = (
             "token_accuracy", {"task": "sort", "reward": "token_accuracy"}),
     EnvInfo("textgym/Addition-v0", _TOKEN, _TOKEN_VEC, "add two numbers of 1-3 digits: '12+7=' -> '19'",
             "token_accuracy", {"task": "addition", "reward": "token_accuracy"}),
+    EnvInfo("textgym/Review-v0", _TOKEN, _TOKEN_VEC,
+            "RLHF teaching task: review an item, 'tea:' -> 'tea is very good'; a hidden rule prefers positive words",
+            "review_rule", {"task": "review", "reward": "review_rule", "max_new_tokens": 48}),
 )
 
 

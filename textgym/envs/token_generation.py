@@ -85,7 +85,7 @@ class TokenSetup:
 _DOC_ARGS = """
     ## Arguments
 
-    * `task`: a name (`"copy"`, `"reverse"`, `"sort"`, `"addition"`), a path to a `.jsonl` file of
+    * `task`: a name (`"copy"`, `"reverse"`, `"sort"`, `"addition"`, `"review"`), a path to a `.jsonl` file of
       `{"prompt": ..., "references": [...]}` lines, a list of examples, or a `textgym.tasks.Task`
       (e.g. `ListTask.from_hf_dataset(...)`). Default `"copy"`.
     * `task_kwargs`: arguments of a named task (`alphabet`, `min_length`, `max_length`,
@@ -93,7 +93,8 @@ _DOC_ARGS = """
     * `tokenizer`: a `CharTokenizer`, a `transformers` tokenizer, or `None` for a `CharTokenizer`
       over the task's characters.
     * `reward`: anything `textgym.rewards.make` accepts: a name (`"exact_match"`, `"f1"`, `"bleu"`,
-      `"chrf"`, `"rouge_l"`, `"token_accuracy"`), a list of `(reward, weight)` pairs, a `Reward`,
+      `"chrf"`, `"rouge_l"`, `"token_accuracy"`, `"review_rule"`, `"reward_model"` with
+      `reward_kwargs={"path": DIR}`), a list of `(reward, weight)` pairs, a `Reward`,
       or a function `(prompts, completions, references) -> list[float]`. `reward_kwargs` are
       passed to a named reward.
     * `max_new_tokens`: most tokens the agent may write, its eos included (default: the longest

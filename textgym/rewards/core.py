@@ -265,6 +265,12 @@ def _reward_model(path: str, normalize: bool = False, device: str = "cpu") -> Re
     return LearnedReward(path, normalize=normalize, device=device)
 
 
+def _review_rule() -> Reward:
+    from textgym.rewards.review import ReviewRule  # imported here: it needs the review task
+
+    return ReviewRule()
+
+
 REWARDS: dict[str, Callable[..., Reward]] = {
     "exact_match": lambda **kw: TextReward(metrics.exact_match_score, "exact_match", **kw),
     "f1": lambda: TextReward(metrics.f1_score, "f1"),
@@ -273,6 +279,7 @@ REWARDS: dict[str, Callable[..., Reward]] = {
     "rouge_l": lambda: TextReward(metrics.rouge_l_score, "rouge_l"),
     "token_accuracy": TokenAccuracy,
     "reward_model": _reward_model,
+    "review_rule": _review_rule,
 }
 
 
@@ -284,7 +291,8 @@ def make(spec: Any, **kwargs: Any) -> Reward:
 
             * a name: ``"exact_match"`` (kwarg ``normalize``), ``"f1"``, ``"bleu"``, ``"chrf"``,
               ``"rouge_l"``, ``"token_accuracy"``, ``"reward_model"`` (kwargs ``path``, ``normalize``,
-              ``device``: a model trained with ``textgym train-rm``);
+              ``device``: a model trained with ``textgym train-rm``), ``"review_rule"`` (the hidden
+              rule of the review task, :mod:`textgym.rewards.review`);
             * a list of ``(spec, weight)`` pairs: their weighted sum;
             * a :class:`Reward` (returned as is);
             * a plain function ``(prompts, completions, references) -> list[float]``.

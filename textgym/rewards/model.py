@@ -200,24 +200,46 @@ class RewardModelTrainConfig:
     """Passes over the training data."""
     batch_size: int = 64
     """Pairs (or scored examples) per step."""
-    learning_rate: float = 1e-3
-    """AdamW's step size."""
+    learning_rate: float = 3e-3
+    """AdamW's peak step size: reached after ``warmup_steps``, then decayed to 0 on a cosine."""
+    warmup_steps: int = 200
+    """Steps of linear warmup."""
     center_coef: float = 0.0
     """Weight of the reward-centering term (preferences)."""
     eval_fraction: float = 0.1
     """Fraction of the data held out for evaluation."""
     seed: int = 0
+    """Seeds the initialisation, the held-out split and the batches."""
     n_layers: int = 2
+    """Transformer blocks."""
     n_heads: int = 4
+    """Attention heads."""
     d_model: int = 64
+    """Width."""
     max_len: int | None = None
-    """Context; default: the longest example."""
+    """Context; default: the longest example. ``textgym train-rm --env`` sets it to what the env lets a policy write."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "warmup_steps", "n_layers", "n_heads", "d_model", "max_len"):
+            value = getattr(self, name)
+            if value is None and name == "max_len":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "warmup_steps" else 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction!r}")
 
 
 def _scores(model: RewardModel, enc: dict[str, torch.Tensor], idx: torch.Tensor, kind: str) -> tuple[torch.Tensor, ...]:
+    def score(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        width = int(lengths.max())  # the batch's longest sequence; the padding after it is never read
+        return model(ids[:, :width], lengths)
+
     if kind == "preferences":
-        return model(enc["chosen"][idx], enc["chosen_len"][idx]), model(enc["rejected"][idx], enc["rejected_len"][idx])
-    return (model(enc["ids"][idx], enc["lengths"][idx]),)
+        return score(enc["chosen"][idx], enc["chosen_len"][idx]), score(enc["rejected"][idx], enc["rejected_len"][idx])
+    return (score(enc["ids"][idx], enc["lengths"][idx]),)
 
 
 @torch.no_grad()
@@ -253,6 +275,9 @@ def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardMod
     binary = data.kind == "scores" and bool(((enc["score"] == 0) | (enc["score"] == 1)).all())
     model = RewardModel(RewardModelConfig(tokenizer.vocab_size, max_len, cfg.n_layers, cfg.n_heads, cfg.d_model)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    total = cfg.epochs * math.ceil(len(train_idx) / cfg.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then cosine decay to 0
+        optimizer, lambda step: min(1.0, (step + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * step / total)))
     for _epoch in range(cfg.epochs):
         model.train()
         order = train_idx[torch.randperm(len(train_idx), device=device)]
@@ -271,6 +296,7 @@ def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardMod
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            schedule.step()
     held_out = {k: v[eval_idx] for k, v in enc.items()} if n_eval else None
     metrics = {"train": evaluate_reward_model(model, {k: v[train_idx] for k, v in enc.items()}, data.kind),
                "eval": evaluate_reward_model(model, held_out, data.kind) if held_out else {},

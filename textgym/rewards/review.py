@@ -1,0 +1,127 @@
+"""The hidden rule of the review task, and the preference pairs it labels.
+
+``textgym/Review-v0`` is the RLHF teaching env. Its "human" prefers reviews that use more positive
+words while staying grammatical; textgym computes that preference exactly
+(:func:`review_score`), so every stage of RLHF can be checked against the truth:
+
+1. SFT on the task's references, which carry no preference (mean true score 0);
+2. a reward model trained on pairs from :func:`preference_pairs`, labelled by the rule with a
+   fraction of the labels flipped (noisy annotators);
+3. PPO against the reward model, with a KL penalty to the SFT policy;
+4. evaluation by the true rule (the env's default reward), by the reward model, and by the KL.
+
+The pairs show the reward model what the SFT policy writes, reviews of one or two phrases, and a
+share of reviews with a word dropped or two words swapped. They never show the other ways to
+break the grammar: the wrong item, an adjective used twice, a misspelling, a third phrase. The
+reward model has no reason to punish those, and a policy optimised against it without the KL
+penalty is free to find them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from textgym.rewards.core import EpisodeBatch, Reward
+from textgym.tasks import ADJECTIVES, NEGATIVE_WORDS, POSITIVE_WORDS, REVIEW_ITEMS, ReviewTask, parse_review
+
+UNGRAMMATICAL = -1.0
+"""The score of a review :func:`~textgym.tasks.parse_review` rejects."""
+
+
+def review_score(prompt: str, completion: str) -> float:
+    """The hidden rule: ``Σ_phrases value(adjective) × (2 if "very") / 4``, or -1 if ungrammatical.
+
+    ``value`` is +1 for a positive word, 0 for a neutral one, -1 for a negative one, so a
+    grammatical review scores in ``[-1, 1]`` in steps of 0.25, and only ``"ITEM is very P and very
+    Q"`` with two different positive words scores 1.
+
+    Example:
+        >>> review_score("tea:", "tea is very good and fine")
+        0.5
+        >>> review_score("tea:", "tea is good good")
+        -1.0
+    """
+    phrases = parse_review(prompt, completion)
+    if phrases is None:
+        return UNGRAMMATICAL
+    value = {**dict.fromkeys(POSITIVE_WORDS, 1), **dict.fromkeys(NEGATIVE_WORDS, -1)}
+    return sum(value.get(adj, 0) * (2 if very else 1) for very, adj in phrases) / 4
+
+
+class ReviewRule(Reward):
+    """The review task's hidden preference as a reward (see :func:`review_score`).
+
+    Range: [-1, 1]; -1 for an ungrammatical review, 1 only for ``"ITEM is very P and very Q"``
+    with P and Q two different positive words.
+    """
+
+    name = "review_rule"
+
+    def score(self, batch: EpisodeBatch) -> list[float]:
+        return [review_score(p, c) for p, c in zip(batch.prompts, batch.completions)]
+
+
+def corrupt(prompt: str, text: str, rng: random.Random) -> str:
+    """One random mistake in a grammatical review: a word dropped, or two neighbouring words
+    swapped. The result is never grammatical."""
+    words = text.split(" ")
+    if rng.random() < 0.5:
+        del words[rng.randrange(len(words))]
+    else:
+        i = rng.randrange(len(words) - 1)
+        words[i], words[i + 1] = words[i + 1], words[i]
+    out = " ".join(words)
+    return out if parse_review(prompt, out) is None else corrupt(prompt, text, rng)
+
+
+def preference_pairs(n: int, noise: float = 0.1, seed: int = 0, corrupt_prob: float = 0.25) -> list[dict]:
+    """``n`` preference pairs ``{"prompt", "chosen", "rejected"}`` labelled by :func:`review_score`.
+
+    Each pair reviews one item twice. Each review is a reference of :class:`~textgym.tasks.ReviewTask`
+    (what the SFT policy learns to write), corrupted by :func:`corrupt` with probability
+    ``corrupt_prob``; pairs whose two reviews score the same are drawn again. Then the label of
+    each pair is flipped with probability ``noise``.
+
+    The pairs depend only on ``seed`` and the flips on ``(seed, noise)``: the same seed with
+    ``noise=0`` and ``noise=0.1`` gives the same pairs, with clean and with noisy labels.
+
+    Args:
+        n: number of pairs.
+        noise: the fraction of labels flipped, in ``[0, 0.5)``.
+        seed: the random seed.
+        corrupt_prob: the probability that a review is corrupted, in ``[0, 1]``.
+
+    Raises:
+        ValueError: ``n`` not positive, or ``noise``/``corrupt_prob`` out of range.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not 0 <= noise < 0.5:
+        raise ValueError(f"noise must be in [0, 0.5) (the fraction of labels flipped), got {noise!r}")
+    if not 0 <= corrupt_prob <= 1:
+        raise ValueError(f"corrupt_prob must be in [0, 1], got {corrupt_prob!r}")
+    task = ReviewTask()
+    rng, flips = random.Random(seed), random.Random(f"{seed}-flips")
+    pairs = []
+    while len(pairs) < n:
+        item_key = rng.getrandbits(32)
+        prompt = task.example(item_key).prompt
+        texts = []
+        for _ in range(2):
+            ex = task.example(rng.getrandbits(32))
+            text = prompt[:-1] + ex.references[0][ex.references[0].index(" ") :]  # the same item
+            texts.append(corrupt(prompt, text, rng) if rng.random() < corrupt_prob else text)
+        a, b = (review_score(prompt, t) for t in texts)
+        if a == b:
+            continue
+        chosen, rejected = texts if a > b else texts[::-1]
+        if flips.random() < noise:
+            chosen, rejected = rejected, chosen
+        pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return pairs
+
+
+def label_accuracy(pairs: Sequence[dict]) -> float:
+    """The fraction of ``pairs`` whose chosen review the hidden rule prefers."""
+    return sum(review_score(p["prompt"], p["chosen"]) > review_score(p["prompt"], p["rejected"]) for p in pairs) / len(pairs)
