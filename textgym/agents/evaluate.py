@@ -49,12 +49,12 @@ def episode_metrics(envs: TorchVectorEnv, rollout: Rollout) -> dict[str, float]:
     if hasattr(envs, "max_guesses"):
         metrics["mean_guesses"] = float(rollout.guesses.float().mean())
     if isinstance(envs, TokenGenerationVectorEnv):
-        refs = [envs.setup.task.example(k).references for k in envs.keys.tolist()]
+        examples = [envs.setup.task.example(k) for k in envs.keys.tolist()]
+        refs = [ex.references for ex in examples]
         texts = completions(envs, rollout)
         metrics["exact_match"] = sum(exact_match_score(c, r) for c, r in zip(texts, refs)) / len(texts)
         metrics["f1"] = sum(f1_score(c, r) for c, r in zip(texts, refs)) / len(texts)
-        prompts = [envs.setup.task.example(k).prompt for k in envs.keys.tolist()]
-        metrics.update(envs.setup.task.text_metrics(prompts, texts))
+        metrics.update(envs.setup.task.text_metrics([ex.prompt for ex in examples], texts))
     return metrics
 
 
