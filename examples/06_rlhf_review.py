@@ -56,8 +56,9 @@ def main(out: str = "runs/rlhf", quick: bool = False, seed: int = 0) -> list[dic
     cfg = rm.RewardModelTrainConfig(epochs=1 if quick else 8, seed=seed, max_len=setup.max_len + 1, eval_fraction=0.0, **tiny)
     model, tokenizer, _ = rm.train_reward_model(rm.load_reward_data(out / "prefs.jsonl"), cfg, setup.tokenizer)
     rm.save_reward_model(model, tokenizer, out / "rm")
+    device = next(model.parameters()).device
     for name in ("test_clean", "test_noisy"):
-        enc = rm.encode_rows(rm.load_reward_data(out / f"{name}.jsonl"), tokenizer, model.cfg.max_len, model.trunk.tok.weight.device)
+        enc = rm.encode_rows(rm.load_reward_data(out / f"{name}.jsonl"), tokenizer, model.cfg.max_len, device)
         print(f"reward model accuracy on {name}: {rm.evaluate_reward_model(model, enc, 'preferences')['accuracy']:.1%}")
 
     # 4. PPO against the (normalised) reward model, from the SFT policy, with and without the KL penalty.

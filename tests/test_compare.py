@@ -62,3 +62,20 @@ def test_compare_two_policies_on_the_same_episodes(runs, tmp_path, capsys):
 def test_compare_refuses_a_policy_for_another_env(runs, capsys):
     assert main(["compare", str(runs / "sft"), "--env", "textgym/Addition-v0", "--device", "cpu"]) == 2
     assert "does not fit this env" in capsys.readouterr().err
+
+
+def test_show_gives_every_policy_the_same_prompts_and_decodes_its_completions(runs, tmp_path, capsys):
+    rows = compare_policies([runs / "sft", runs / "ppo"], "textgym/Reverse-v0", episodes=16, show=3, sample=True)
+    prompts = [[s["prompt"] for s in row["samples"]] for row in rows]
+    assert len(prompts[0]) == 3 and prompts[0] == prompts[1]
+    for row in rows:
+        assert all(isinstance(s["completion"], str) for s in row["samples"])
+    assert main(["compare", str(runs / "sft"), "--env", "textgym/Reverse-v0", "--episodes", "16", "--show", "2",
+                 "--device", "cpu", "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" -> ") == 2
+    with open(tmp_path / "cmp" / "comparison.csv") as f:
+        assert "samples" not in next(csv.reader(f))
+    assert len(json.loads((tmp_path / "cmp" / "comparison.json").read_text())[0]["samples"]) == 2
+    with pytest.raises(ValueError, match="show must be 0 or more"):
+        compare_policies([runs / "sft"], "textgym/Reverse-v0", episodes=4, show=-1)

@@ -273,11 +273,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
     try:
         rows = compare_policies(args.runs, args.env, env_kwargs, args.episodes, args.seed, args.reference,
-                                args.reward_model, resolve_device(args.device), args.sample)
+                                args.reward_model, resolve_device(args.device), args.sample, args.show)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in ("run", "episodes")]
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in ("run", "episodes", "samples")]
     print(_table(["run", *keys], [[row["run"], *(f"{row[k]:.4f}" if k in row else "-" for k in keys)] for row in rows]))
+    for row in rows:
+        if row.get("samples"):
+            print(f"\n{row['run']}:")
+            for s in row["samples"]:
+                print(f"  {s['prompt']!r} -> {s['completion']!r}")
     if args.out:
         write_comparison(rows, args.out)
         print(f"wrote {args.out}/comparison.csv, comparison.json and comparison.png")
@@ -362,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="a run whose policy is the KL reference (e.g. the SFT run)")
     p.add_argument("--reward-model", help="a reward model directory (from textgym train-rm) to score with")
     p.add_argument("--sample", action="store_true", help="sample at temperature 1 (seeded) instead of greedy decoding")
+    p.add_argument("--show", type=int, default=0, metavar="N", help="also print the first N completions of each policy")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="write comparison.csv, comparison.json and comparison.png here")
     p.set_defaults(func=cmd_compare)

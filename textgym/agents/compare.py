@@ -53,15 +53,20 @@ def compare_policies(
     reward_model: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     sample: bool = False,
+    show: int = 0,
 ) -> list[dict]:
     """One row of metrics per run directory (see the module docstring).
 
     ``sample=True`` evaluates what a policy generates rather than its single most likely text: the
     right view after RL against a reward model, whose KL penalty is on the sampling distribution.
+    ``show=N`` adds, for token envs, the first N episodes as ``row["samples"]``: a list of
+    ``{"prompt", "completion"}``, the same prompts for every policy.
 
     Raises:
         FileNotFoundError, ValueError: a missing or corrupt checkpoint, or one that does not fit the env.
     """
+    if show < 0:
+        raise ValueError(f"show must be 0 or more episodes to print, got {show}")
     device = torch.device(device)
     ref_policy = Policy.load(reference, device).eval() if reference is not None else None
     learned = None
@@ -80,7 +85,8 @@ def compare_policies(
         row = {"run": str(run), **episode_metrics(envs, rollout)}
         if isinstance(envs, TokenGenerationVectorEnv):
             texts = completions(envs, rollout)
-            refs = [envs.setup.task.example(k).references for k in envs.keys.tolist()]
+            examples = [envs.setup.task.example(k) for k in envs.keys.tolist()]
+            refs = [ex.references for ex in examples]
             for name, fn in (("bleu", text_metrics.bleu_score), ("rouge_l", text_metrics.rouge_l_score)):
                 row[name] = sum(fn(c, r) for c, r in zip(texts, refs)) / len(texts)
             ids = [envs.tokenizer.encode(t) for t in texts]
@@ -88,9 +94,11 @@ def compare_policies(
             if learned is not None:
                 from textgym.rewards import EpisodeBatch
 
-                prompts = [envs.setup.task.example(k).prompt for k in envs.keys.tolist()]
+                prompts = [ex.prompt for ex in examples]
                 batch = EpisodeBatch.from_texts(prompts, texts, [list(r) for r in refs], envs.tokenizer)
                 row["learned_reward"] = float(learned(batch).mean())
+            if show:
+                row["samples"] = [{"prompt": ex.prompt, "completion": t} for ex, t in zip(examples[:show], texts)]
         if ref_policy is not None:
             view.check(ref_policy.cfg)
             row["kl_to_reference"] = kl_to_reference(policy, ref_policy, rollout)
@@ -99,12 +107,15 @@ def compare_policies(
 
 
 def write_comparison(rows: list[dict], out: str | os.PathLike) -> None:
-    """``comparison.csv``, ``comparison.json`` and a bar chart ``comparison.png`` in ``out``."""
+    """``comparison.csv``, ``comparison.json`` and a bar chart ``comparison.png`` in ``out``.
+
+    The CSV holds the metrics; the JSON also holds the ``samples`` when there are any.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for row in rows for k in row))
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k != "samples"]
     with open(out / "comparison.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     (out / "comparison.json").write_text(json.dumps(rows, indent=2))
