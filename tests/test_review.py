@@ -88,7 +88,7 @@ def test_review_env_pays_the_hidden_rule():
     prompt = env.unwrapped.current_example.prompt
     tok = env.unwrapped.tokenizer
     text = f"{prompt[:-1]} is very good and nice"
-    for i, token in enumerate(tok.encode(text) + [tok.eos_id]):
+    for token in tok.encode(text) + [tok.eos_id]:
         obs, reward, terminated, truncated, info = env.step(token)
     assert terminated and not truncated
     assert reward == pytest.approx(0.75) and info["completion"] == text

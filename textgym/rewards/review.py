@@ -23,7 +23,12 @@ import random
 from collections.abc import Sequence
 
 from textgym.rewards.core import EpisodeBatch, Reward
-from textgym.tasks import ADJECTIVES, NEGATIVE_WORDS, POSITIVE_WORDS, REVIEW_ITEMS, ReviewTask, parse_review
+from textgym.tasks import (
+    NEGATIVE_WORDS,
+    POSITIVE_WORDS,
+    ReviewTask,
+    parse_review,
+)
 
 UNGRAMMATICAL = -1.0
 """The score of a review :func:`~textgym.tasks.parse_review` rejects."""
