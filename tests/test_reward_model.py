@@ -164,8 +164,13 @@ def test_normalized_scores_are_standardised(trained):
 
 def test_cli_train_rm_and_eval_rm(tmp_path, capsys):
     data = write_jsonl(tmp_path / "prefs.jsonl", preference_rows(100))
-    assert main(["train-rm", "--data", str(data), "--out", str(tmp_path / "rm"), "--epochs", "2", "--device", "cpu"]) == 0
+    assert main(["train-rm", "--data", str(data), "--out", str(tmp_path / "rm"), "--epochs", "2", "--device", "cpu",
+                 "--set", "n_layers=1", "--set", "d_model=16"]) == 0
     capsys.readouterr()
+    model, _ = load_reward_model(tmp_path / "rm")
+    assert (model.cfg.n_layers, model.cfg.d_model) == (1, 16)
+    assert main(["train-rm", "--data", str(data), "--out", str(tmp_path / "y"), "--set", "layers=1"]) == 2
+    assert "--set 'layers=1': expected KEY=VALUE with KEY one of" in capsys.readouterr().err
     assert main(["eval-rm", str(tmp_path / "rm"), "--data", str(data), "--json", "--device", "cpu"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["pairs"] == 100 and 0 <= metrics["accuracy"] <= 1

@@ -103,8 +103,13 @@ def _config(algo: str, args: argparse.Namespace):
         values["total_steps"] = args.total_steps
     if args.num_envs is not None:
         values["num_envs"] = args.num_envs
+    return module, _build_config(cls, values, args.set)
+
+
+def _build_config(cls, values: dict, settings: list[str] | None):
+    """``cls(**values)`` with each ``--set KEY=VALUE`` applied (VALUE read as JSON, else as a string)."""
     names = {f.name for f in dataclasses.fields(cls)}
-    for item in args.set or []:
+    for item in settings or []:
         key, sep, raw = item.partition("=")
         if not sep or key not in names:
             raise CLIError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(names)}")
@@ -113,7 +118,7 @@ def _config(algo: str, args: argparse.Namespace):
         except json.JSONDecodeError:
             values[key] = raw
     try:
-        return module, cls(**values)
+        return cls(**values)
     except (TypeError, ValueError) as e:
         raise CLIError(str(e)) from None
 
@@ -219,9 +224,10 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
         if not hasattr(env.unwrapped, "setup"):
             raise CLIError(f"--env {args.env}: a reward model scores text, so it needs a token env")
         tokenizer, max_len = env.unwrapped.tokenizer, env.unwrapped.setup.max_len + 1  # + the eos it scores
+    cfg = _build_config(rm.RewardModelTrainConfig, {"epochs": args.epochs, "center_coef": args.center_coef,
+                                                    "seed": args.seed, "max_len": max_len}, args.set)
     try:
         data = rm.load_reward_data(args.data)
-        cfg = rm.RewardModelTrainConfig(epochs=args.epochs, center_coef=args.center_coef, seed=args.seed, max_len=max_len)
         model, tokenizer, metrics = rm.train_reward_model(data, cfg, tokenizer, device=resolve_device(args.device))
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
@@ -341,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other field of RewardModelTrainConfig, e.g. --set learning_rate=1e-3 --set n_layers=1")
     p.set_defaults(func=cmd_train_rm)
 
     p = sub.add_parser("preferences", help="write preference pairs for textgym/Review-v0, labelled by its hidden rule")
