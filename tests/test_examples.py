@@ -68,3 +68,33 @@ def test_throughput_benchmark_quick():
                          check=True, capture_output=True, text=True).stdout
     for row in ("PPO env steps/s", "vector env steps/s", "rollout s", "KV cache"):
         assert row in out
+
+
+def test_example_06_rlhf_smoke(tmp_path, capsys):
+    rows = _load_example("06_rlhf_review").main(out=str(tmp_path), quick=True)
+    assert [pathlib.Path(r["run"]).name for r in rows] == ["sft", "ppo_kl", "ppo_no_kl"]
+    assert rows[0]["kl_to_reference"] == 0.0 and all("learned_reward" in r for r in rows)
+    out = capsys.readouterr().out
+    assert "reward model accuracy on test_clean" in out and out.count(" -> ") == 9
+
+
+def test_rlhf_benchmark_quick(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "figures.json"
+    printed = subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "rlhf.py"), "--quick", "--workdir",
+                              str(tmp_path / "w"), "--json", str(out)], check=True, capture_output=True, text=True).stdout
+    figures = json.loads(out.read_text())
+    assert 0 <= figures["rm_accuracy_true"] <= 1 and figures["kl_ppo_kl"] >= 0
+    assert "whole pipeline" in printed and (tmp_path / "w" / "runs/review/compare/comparison.csv").is_file()
+
+
+def test_example_07_sft_vs_rl_smoke(tmp_path, capsys):
+    tables = _load_example("07_sft_vs_rl").main(out=str(tmp_path), quick=True)
+    assert list(tables) == ["textgym/Reverse-v0", "textgym/Review-v0"]
+    for rows in tables.values():
+        assert [pathlib.Path(r["run"]).name for r in rows] == ["sft", "ppo", "reinforce", "sft_ppo"]
+        assert rows[0]["kl_to_reference"] == 0.0 and rows[1]["kl_to_reference"] > 0
+    assert "textgym/Review-v0 (sampled)" in capsys.readouterr().out
