@@ -31,3 +31,12 @@ def test_readme_lists_every_env_and_example():
         assert f"`{info.id}`" in readme
     for example in sorted((ROOT / "examples").glob("*.py")):
         assert f"examples/{example.name}" in readme
+
+
+def test_readme_rlhf_walkthrough_shows_the_benchmarked_commands():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rlhf", ROOT / "benchmarks" / "rlhf.py")
+    rlhf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rlhf)
+    assert "\n".join(rlhf.PIPELINE) in _commands((ROOT / "README.md").read_text())
