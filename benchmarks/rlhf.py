@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from textgym.agents.compare import format_comparison
+
 LEARNED = '\'{"reward": "reward_model", "reward_kwargs": {"path": "runs/review/rm", "normalize": true}}\''
 PIPELINE = [
     "textgym train sft --env textgym/Review-v0 --total-steps 3000000 --out runs/review/sft",
@@ -77,14 +79,8 @@ def run_pipeline(workdir: Path, quick: bool) -> tuple[list[tuple[str, float]], l
 
 def report(timings: list[tuple[str, float]], rm_metrics: list[dict], rows: list[dict]) -> dict:
     """Print the comparison and the targets; return the figures."""
-    keys = ("mean_return", "learned_reward", "kl_to_reference", "grammatical", "positive_words", "mean_length",
-            "distinct_2")
-    print(f"\n{'policy':<10}" + "".join(f"{k:>16}" for k in keys))
-    for row in rows:
-        print(f"{Path(row['run']).name:<10}" + "".join(f"{row[k]:>16.3f}" for k in keys))
-    for row in rows:
-        for s in row.get("samples", []):
-            print(f"  {Path(row['run']).name:<10} {s['prompt']!r} -> {s['completion']!r}")
+    print("\n" + format_comparison(rows, ("mean_return", "learned_reward", "kl_to_reference", "grammatical",
+                                          "positive_words", "mean_length", "distinct_2")))
     by_name = {Path(row["run"]).name: row for row in rows}
     figures = {
         "rm_accuracy_true": rm_metrics[0]["accuracy"],

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from textgym.agents import Policy, ppo, sft
 from textgym.agents.common import write_jsonl
-from textgym.agents.compare import compare_policies
+from textgym.agents.compare import compare_policies, format_comparison
 from textgym.envs.token_generation import TokenSetup
 from textgym.rewards import model as rm
 from textgym.rewards.review import preference_pairs
@@ -71,14 +71,8 @@ def main(out: str = "runs/rlhf", quick: bool = False, seed: int = 0) -> list[dic
     # 5. Everyone on the same prompts, sampled; the true reward is the env's own (mean_return).
     rows = compare_policies([out / "sft", out / "ppo_kl", out / "ppo_no_kl"], ENV, episodes=100 if quick else 1000,
                             reference=out / "sft", reward_model=out / "rm", sample=True, show=3)
-    keys = ("mean_return", "learned_reward", "kl_to_reference", "grammatical", "positive_words", "mean_length",
-            "distinct_2")
-    print(f"{'policy':<10}" + "".join(f"{k:>16}" for k in keys))
-    for row in rows:
-        print(f"{Path(row['run']).name:<10}" + "".join(f"{row[k]:>16.3f}" for k in keys))
-    for row in rows:  # what each policy writes for the same three prompts
-        for s in row["samples"]:
-            print(f"  {Path(row['run']).name:<10} {s['prompt']!r} -> {s['completion']!r}")
+    print(format_comparison(rows, ("mean_return", "learned_reward", "kl_to_reference", "grammatical", "positive_words",
+                                   "mean_length", "distinct_2")))  # and what each wrote for the same three prompts
     return rows
 
 

@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from textgym.agents import Policy, ppo, reinforce, sft
-from textgym.agents.compare import compare_policies
+from textgym.agents.compare import compare_policies, format_comparison
 
 # env id: (its kwargs for RL, SFT steps, RL steps, sampled evaluation)
 TASKS = {
@@ -47,10 +47,7 @@ def main(out: str = "runs/sft_vs_rl", quick: bool = False, seed: int = 0) -> dic
         runs = [root / name for name in ("sft", "ppo", "reinforce", "sft_ppo")]
         rows = compare_policies(runs, env_id, episodes=64 if quick else 1000, reference=root / "sft", sample=sample)
         keys = [*KEYS, *(k for k in ("grammatical",) if k in rows[0])]  # and the task's own metrics
-        print(f"\n{env_id} ({'sampled' if sample else 'greedy'})")
-        print(f"{'policy':<10}" + "".join(f"{k:>16}" for k in keys))
-        for row in rows:
-            print(f"{Path(row['run']).name:<10}" + "".join(f"{row[k]:>16.3f}" for k in keys))
+        print(f"\n{env_id} ({'sampled' if sample else 'greedy'})\n{format_comparison(rows, keys)}")
         tables[env_id] = rows
     return tables
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from textgym.agents import Policy
-from textgym.agents.compare import compare_policies, distinct_n, kl_to_reference
+from textgym.agents.compare import compare_policies, distinct_n, format_comparison, kl_to_reference
 from textgym.agents.rollout import SequenceView, collect, make_envs
 from textgym.cli import main
 
@@ -79,3 +79,18 @@ def test_show_gives_every_policy_the_same_prompts_and_decodes_its_completions(ru
     assert len(json.loads((tmp_path / "cmp" / "comparison.json").read_text())[0]["samples"]) == 2
     with pytest.raises(ValueError, match="show must be 0 or more"):
         compare_policies([runs / "sft"], "textgym/Reverse-v0", episodes=4, show=-1)
+
+
+def test_format_comparison_aligns_the_chosen_metrics_and_lists_the_samples():
+    rows = [{"run": "a", "episodes": 2.0, "mean_return": 0.5, "f1": 1.0, "samples": [{"prompt": "ab=", "completion": "ba"}]},
+            {"run": "longer", "episodes": 2.0, "mean_return": -0.25}]
+    assert format_comparison(rows, ["mean_return", "f1"]).splitlines() == [
+        "run     mean_return  f1",
+        "------  -----------  ------",
+        "a       0.5000       1.0000",
+        "longer  -0.2500      -",
+        "",
+        "a:",
+        "  'ab=' -> 'ba'",
+    ]
+    assert format_comparison(rows).splitlines()[0].split() == ["run", "mean_return", "f1"]

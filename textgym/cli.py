@@ -274,7 +274,7 @@ def cmd_eval_rm(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Evaluate several saved policies on the same held-out episodes; print one table."""
     from textgym.agents.common import resolve_device
-    from textgym.agents.compare import compare_policies, write_comparison
+    from textgym.agents.compare import compare_policies, format_comparison, write_comparison
 
     env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
     try:
@@ -282,13 +282,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                 args.reward_model, resolve_device(args.device), args.sample, args.show)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in ("run", "episodes", "samples")]
-    print(_table(["run", *keys], [[row["run"], *(f"{row[k]:.4f}" if k in row else "-" for k in keys)] for row in rows]))
-    for row in rows:
-        if row.get("samples"):
-            print(f"\n{row['run']}:")
-            for s in row["samples"]:
-                print(f"  {s['prompt']!r} -> {s['completion']!r}")
+    print(format_comparison(rows))
     if args.out:
         write_comparison(rows, args.out)
         print(f"wrote {args.out}/comparison.csv, comparison.json and comparison.png")

@@ -1,10 +1,11 @@
 """Side-by-side evaluation of saved policies on the same held-out episodes.
 
 Every policy plays the same examples (same env, same seed), greedily or by sampling at
-temperature 1 from a generator seeded the same for each, and one table reports, per policy: the env's reward and success; for token envs, exact match, F1, BLEU and ROUGE-L of the
-completions against the references, mean length, and distinct-1/distinct-2 (unique token n-grams
-over all n-grams, Li et al., 2016); the learned reward when a reward model is given; and the KL
-to a reference policy when one is given, computed exactly from both distributions at every
+temperature 1 from a generator seeded the same for each. One table reports, per policy: the env's
+reward and success; for token envs, exact match, F1, BLEU and ROUGE-L of the completions against
+the references, the task's own metrics, mean length, and distinct-1/distinct-2 (unique token
+n-grams over all n-grams, Li et al., 2016); the learned reward when a reward model is given; and
+the KL to a reference policy when one is given, computed exactly from both distributions at every
 position the policy visited, summed over the episode.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -104,6 +106,25 @@ def compare_policies(
             row["kl_to_reference"] = kl_to_reference(policy, ref_policy, rollout)
         rows.append(row)
     return rows
+
+
+def format_comparison(rows: list[dict], keys: Sequence[str] | None = None) -> str:
+    """The rows as a text table, one line per run, then each run's ``samples`` if it has any.
+
+    Args:
+        rows: from :func:`compare_policies`.
+        keys: the metrics to show, in order; default: every metric of the rows.
+    """
+    if keys is None:
+        keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in ("run", "episodes", "samples")]
+    table = [["run", *keys], *([row["run"], *(f"{row[k]:.4f}" if k in row else "-" for k in keys)] for row in rows)]
+    widths = [max(len(x) for x in col) for col in zip(*table)]
+    lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for row in rows:
+        if row.get("samples"):
+            lines += [f"\n{row['run']}:", *(f"  {s['prompt']!r} -> {s['completion']!r}" for s in row["samples"])]
+    return "\n".join(lines)
 
 
 def write_comparison(rows: list[dict], out: str | os.PathLike) -> None:
