@@ -1,6 +1,6 @@
 """The README's RLHF pipeline on textgym/Review-v0, command by command, timed and checked against the targets.
 
-    python benchmarks/rlhf.py                  # about 9 minutes on a 2-core CPU
+    python benchmarks/rlhf.py                  # about 8 minutes on a 2-core CPU
     python benchmarks/rlhf.py --quick          # tiny budgets, to check that it runs
     python benchmarks/rlhf.py --workdir runs   # keep the runs (default: a temporary directory)
 

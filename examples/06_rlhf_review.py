@@ -16,7 +16,7 @@ knows the rule, it can say how good the reward model and the RL policy really ar
 5. Evaluation on the same held-out prompts: the true rule (mean_return), the reward model's
    score (learned_reward), the grammatical rate, distinct-n, length, and the KL to the SFT policy.
 
-    python examples/06_rlhf_review.py           # about 9 minutes on a 2-core CPU
+    python examples/06_rlhf_review.py           # about 8 minutes on a 2-core CPU
     python examples/06_rlhf_review.py --quick   # a smoke run, seconds
 """
 
