@@ -22,7 +22,7 @@ import torch
 
 import textgym  # noqa: F401  (registers the envs)
 from textgym.agents import ppo
-from textgym.agents.common import resolve_device
+from textgym.agents.common import resolve_device, text_table
 from textgym.agents.model import Policy
 from textgym.agents.rollout import SequenceView, collect, make_envs
 
@@ -188,10 +188,8 @@ def report(cfg: BenchConfig, r: dict[str, float]) -> str:
         (f"generation s, {cfg.long} vs {cfg.short} tokens (no cache)", f"{r['long_no_cache_seconds']:.3f}",
          f"{cfg.short} tokens: {r['short_no_cache_seconds']:.3f}", f"{r['no_cache_long_over_short']:.1f}x", "for contrast"),
     ]
-    header = ("measurement", "textgym", "baseline", "ratio", "target")
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
+    table = text_table(("measurement", "textgym", "baseline", "ratio", "target"), rows)
     mem = f"KV cache {r['long_kv_cache_mib']:.2f} MiB for {cfg.long} tokens x {cfg.gen_batch} episodes; peak RSS {r['peak_rss_mib']:.0f} MiB"
     if "long_peak_cuda_mib" in r:
         mem += f"; peak CUDA memory {r['long_peak_cuda_mib']:.0f} MiB"
-    return "\n".join([f"device: {name}", line(header), line(["-" * w for w in widths]), *map(line, rows), mem])
+    return "\n".join([f"device: {name}", table, mem])

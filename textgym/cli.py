@@ -15,6 +15,7 @@ import numpy as np
 
 import textgym
 from textgym.agents import scripted_policy
+from textgym.agents.common import text_table
 
 
 def _space(space: gym.Space) -> str:
@@ -25,12 +26,6 @@ def _space(space: gym.Space) -> str:
     return str(space)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     """Print every registered env: id, spaces, default reward, description."""
     rows = []
@@ -38,7 +33,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         env = gym.make(info.id)
         rows.append([info.id, _space(env.action_space), _space(env.observation_space), info.default_reward, info.description])
         env.close()
-    print(_table(["id", "action space", "observation space", "default reward", "description"], rows))
+    print(text_table(["id", "action space", "observation space", "default reward", "description"], rows))
     return 0
 
 
@@ -67,7 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for name, policy in agents.items():
             ret, win, length = play(env, policy, args.episodes, args.seed)
             rows.append([info.id, name, str(args.episodes), f"{ret:.3f}", f"{win:.1%}", f"{length:.2f}"])
-    print(_table(["env", "agent", "episodes", "mean return", "success", "mean length"], rows))
+    print(text_table(["env", "agent", "episodes", "mean return", "success", "mean length"], rows))
     print("\nscripted: binary search for the guessing games, the reference answer for the token tasks "
           "(for Review-v0, a reference review: grammatical, with no preference for positive words).")
     return 0
@@ -192,7 +187,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(_table(["metric", "value"], [[k, v if isinstance(v, str) else f"{v:.4f}"] for k, v in metrics.items()]))
+        print(text_table(["metric", "value"], [[k, v if isinstance(v, str) else f"{v:.4f}"] for k, v in metrics.items()]))
     return 0
 
 
@@ -267,7 +262,7 @@ def cmd_eval_rm(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(_table(["metric", "value"], [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()]))
+        print(text_table(["metric", "value"], [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()]))
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from textgym.agents.common import text_table
 from textgym.agents.evaluate import completions, episode_metrics
 from textgym.agents.model import Policy
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
@@ -117,10 +118,7 @@ def format_comparison(rows: list[dict], keys: Sequence[str] | None = None) -> st
     """
     if keys is None:
         keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in ("run", "episodes", "samples")]
-    table = [["run", *keys], *([row["run"], *(f"{row[k]:.4f}" if k in row else "-" for k in keys)] for row in rows)]
-    widths = [max(len(x) for x in col) for col in zip(*table)]
-    lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = [text_table(["run", *keys], [[row["run"], *(f"{row[k]:.4f}" if k in row else "-" for k in keys)] for row in rows])]
     for row in rows:
         if row.get("samples"):
             lines += [f"\n{row['run']}:", *(f"  {s['prompt']!r} -> {s['completion']!r}" for s in row["samples"])]
