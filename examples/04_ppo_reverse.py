@@ -16,16 +16,14 @@ import argparse
 import torch
 
 from textgym.agents import ppo
-from textgym.agents.evaluate import completions
 from textgym.agents.rollout import SequenceView, collect, make_envs
 
 
 def show_samples(policy, n: int = 6) -> None:
     """Greedy completions for a few prompts."""
     envs = make_envs("textgym/Reverse-v0", n, torch.device("cpu"))
-    rollout = collect(envs, SequenceView(envs), policy.cpu(), seed=123, greedy=True)
-    for key, text in zip(envs.keys.tolist(), completions(envs, rollout)):
-        ex = envs.setup.task.example(key)
+    collect(envs, SequenceView(envs), policy.cpu(), seed=123, greedy=True)
+    for ex, text in envs.episode_texts():  # each episode's example and what the policy wrote
         mark = "ok" if text == ex.references[0] else "  "
         print(f"  {mark} {ex.prompt:<8} -> {text:<8} (reference {ex.references[0]})")
 

@@ -88,7 +88,7 @@ def test_train_refuses_an_out_that_holds_another_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["train", "ppo", "--env", "textgym/Nope-v0"], "unknown env 'textgym/Nope-v0'"),
-    (["train", "ppo", "--env", "CartPole-v1"], "unknown env 'CartPole-v1': expected one of ['textgym/GuessNumber-v0'"),
+    (["train", "ppo", "--env", "CartPole-v1"], "'CartPole-v1' is not a textgym env"),
     (["train", "ppo", "--num-envs", "2"], "num_minibatches must be between 1 and num_envs=2"),
     (["train", "ppo", "--set", "lr=1"], "--set 'lr=1': expected KEY=VALUE"),
     (["train", "ppo", "--env-kwargs", "[1]"], "--env-kwargs must be a JSON object"),

@@ -196,7 +196,7 @@ def test_text_game_valid_and_invalid_guesses_in_both_forms(text, eos, valid):
     for t in tok.encode(text) + ([tok.eos_id] if eos else []):
         obs, r, term, trunc, info = single.step(t)
         vobs, vr, vterm, *_ = vec.step(np.array([t, t]))
-        np.testing.assert_array_equal(obs["input_ids"], vobs["input_ids"][0].numpy())
+        np.testing.assert_array_equal(obs["input_ids"], vobs["input_ids"][0])
     assert info["guesses"] == 1
     assert info["invalid"] == (0 if valid else 1)
     transcript = single.render()
@@ -234,7 +234,7 @@ def test_reverse_oracle_scores_one_and_render():
         assert r == 0.0 and not term
     obs, r, term, trunc, info = env.step(tok.eos_id)
     assert r == 1.0 and term and not trunc
-    assert info == {"score": 1.0, "completion": ex.references[0], "references": list(ex.references)}
+    assert info == {"score": 1.0, "completion": ex.references[0], "references": list(ex.references), "is_success": True}
     text = env.render()
     assert ex.prompt in text and "return:     1.000" in text
 

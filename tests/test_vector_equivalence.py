@@ -29,9 +29,9 @@ def _actions(env_id, n, rng, vocab):
 def _obs_equal(single, vector_row):
     if isinstance(single, dict):
         for k in single:
-            np.testing.assert_array_equal(single[k], vector_row[k].cpu().numpy(), err_msg=k)
+            np.testing.assert_array_equal(single[k], np.asarray(vector_row[k]), err_msg=k)
     else:
-        np.testing.assert_allclose(single, vector_row.cpu().numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(single, np.asarray(vector_row), rtol=0, atol=1e-6)
 
 
 def _row(obs, i):
@@ -93,7 +93,7 @@ def test_equivalence_on_a_list_task_with_two_references():
 
 
 def test_vector_env_declares_next_step_autoreset_and_batches_spaces():
-    vec = gym.make_vec("textgym/Reverse-v0", num_envs=3)
+    vec = gym.make_vec("textgym/Reverse-v0", num_envs=3, device="cpu")
     assert vec.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
     assert isinstance(vec, gym.vector.VectorEnv)
     assert vec.observation_space["input_ids"].shape == (3, vec.single_observation_space["input_ids"].shape[0])
@@ -102,7 +102,7 @@ def test_vector_env_declares_next_step_autoreset_and_batches_spaces():
 
 
 def test_reset_mask_restarts_only_the_masked_envs():
-    vec = gym.make_vec("textgym/GuessNumber-v0", num_envs=3)
+    vec = gym.make_vec("textgym/GuessNumber-v0", num_envs=3, device="cpu")
     vec.reset(seed=0)
     obs, *_ = vec.step(np.array([0, 0, 0]))
     before = obs.clone()
@@ -113,7 +113,7 @@ def test_reset_mask_restarts_only_the_masked_envs():
 
 def test_same_seed_same_episodes_and_different_seeds_differ():
     def prompts(seed):
-        vec = gym.make_vec("textgym/Reverse-v0", num_envs=8)
+        vec = gym.make_vec("textgym/Reverse-v0", num_envs=8, device="cpu")
         obs, _ = vec.reset(seed=seed)
         return obs["input_ids"]
 
@@ -122,7 +122,7 @@ def test_same_seed_same_episodes_and_different_seeds_differ():
 
 
 def test_disabled_autoreset_freezes_finished_envs_until_reset():
-    vec = gym.make_vec("textgym/GuessNumber-v0", num_envs=2, max_guesses=1, autoreset_mode="disabled")
+    vec = gym.make_vec("textgym/GuessNumber-v0", num_envs=2, max_guesses=1, autoreset_mode="disabled", device="cpu")
     assert vec.metadata["autoreset_mode"] == gym.vector.AutoresetMode.DISABLED
     obs, _ = vec.reset(seed=0)
     obs1, r1, term1, *_ = vec.step(np.array([0, 0]))
@@ -134,7 +134,7 @@ def test_disabled_autoreset_freezes_finished_envs_until_reset():
 
 
 def test_group_size_gives_groups_the_same_examples():
-    vec = gym.make_vec("textgym/Reverse-v0", num_envs=6, autoreset_mode="disabled")
+    vec = gym.make_vec("textgym/Reverse-v0", num_envs=6, autoreset_mode="disabled", device="cpu")
     obs, _ = vec.reset(seed=3, options={"group_size": 3})
     ids = obs["input_ids"]
     assert torch.equal(ids[0], ids[1]) and torch.equal(ids[1], ids[2]) and torch.equal(ids[3], ids[5])
@@ -146,5 +146,5 @@ def test_group_size_gives_groups_the_same_examples():
 
 
 def test_bad_autoreset_mode():
-    with pytest.raises(ValueError, match="autoreset_mode must be 'next_step' or 'disabled'"):
-        gym.make_vec("textgym/Reverse-v0", num_envs=2, autoreset_mode="same_step")
+    with pytest.raises(ValueError, match="autoreset_mode must be 'next_step', 'same_step' or 'disabled'"):
+        gym.make_vec("textgym/Reverse-v0", num_envs=2, autoreset_mode="first_step")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -47,7 +48,7 @@ def play(env: gym.Env, policy, episodes: int, seed: int) -> tuple[float, float, 
             obs, reward, terminated, truncated, info = env.step(policy(obs))
             total, steps, done = total + float(reward), steps + 1, terminated or truncated
         returns.append(total)
-        wins.append(bool(info["success"]) if "success" in info else info["score"] >= 1.0)
+        wins.append(bool(info.get("is_success", False)))
         lengths.append(steps)
     return float(np.mean(returns)), float(np.mean(wins)), float(np.mean(lengths))
 
@@ -119,9 +120,25 @@ def _build_config(cls, values: dict, settings: list[str] | None):
 
 
 def _check_env_id(env_id: str) -> None:
+    """A registered env id (``module:id`` imports the module first, as ``gym.make`` does)."""
+    if ":" in env_id:
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise CLIError(f"--env: cannot import {module!r} ({e})") from None
     known = [info.id for info in textgym.ENVS]
-    if env_id not in known:
-        raise CLIError(f"unknown env {env_id!r}: expected one of {known}")
+    if env_id not in gym.registry:
+        raise CLIError(f"unknown env {env_id!r}: expected one of {known}, or an id your own module registers "
+                       "(MODULE:ID imports it first)")
+    entry = gym.registry[env_id].vector_entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(importlib.import_module(module), name, None)
+    if not all(hasattr(entry, name) for name in ("max_episode_length", "sequence", "episode_metrics")):
+        raise CLIError(f"{env_id!r} is not a textgym env (its vector env does not follow the env -> trainer "
+                       f"protocol of textgym.envs.core.TorchVectorEnv): expected one of {known}, "
+                       "or textgym/MultiTurn-v0 with your text env")
 
 
 def _make_env(env_id: str, env_kwargs: dict) -> gym.Env:
@@ -156,7 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingError as e:
         print(f"textgym: {e}; the last good checkpoint is kept in {out}", file=sys.stderr)
         return 1
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise CLIError(str(e)) from None
     print(json.dumps({"run": str(out), **result.eval}))
     return 0

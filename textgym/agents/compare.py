@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from textgym.agents.common import text_table
-from textgym.agents.evaluate import completions, episode_metrics
+from textgym.agents.evaluate import episode_metrics
 from textgym.agents.model import Policy
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
-from textgym.envs.token_generation import TokenGenerationVectorEnv
 from textgym.rewards import metrics as text_metrics
 
 
@@ -86,9 +85,9 @@ def compare_policies(
         generator = torch.Generator(device=device).manual_seed(seed)
         rollout = collect(envs, view, policy, seed=seed, greedy=not sample, generator=generator)
         row = {"run": str(run), **episode_metrics(envs, rollout)}
-        if isinstance(envs, TokenGenerationVectorEnv):
-            texts = completions(envs, rollout)
-            examples = [envs.setup.task.example(k) for k in envs.keys.tolist()]
+        if hasattr(envs, "episode_texts"):  # token envs: text metrics against the references
+            pairs = envs.episode_texts()
+            examples, texts = [ex for ex, _ in pairs], [t for _, t in pairs]
             refs = [ex.references for ex in examples]
             for name, fn in (("bleu", text_metrics.bleu_score), ("rouge_l", text_metrics.rouge_l_score)):
                 row[name] = sum(fn(c, r) for c, r in zip(texts, refs)) / len(texts)

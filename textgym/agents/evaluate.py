@@ -9,9 +9,6 @@ import torch
 
 from textgym.agents.model import Policy
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
-from textgym.envs.core import TorchVectorEnv
-from textgym.envs.token_generation import TokenGenerationVectorEnv
-from textgym.rewards.metrics import exact_match_score, f1_score
 
 
 @dataclass
@@ -23,39 +20,21 @@ class TrainResult:
     eval: dict[str, float] = field(default_factory=dict)
 
 
-def completions(envs: TokenGenerationVectorEnv, rollout: Rollout) -> list[str]:
-    """The text each episode wrote (up to its eos), from the rollout's final sequences."""
-    prompt_len = rollout.positions[:, 0] + 1
-    written = rollout.lengths - (rollout.actions.gather(1, (rollout.lengths - 1)[:, None]).squeeze(1) == envs.tokenizer.eos_id).long()
-    out = []
-    for ids, start, n in zip(rollout.inputs.tolist(), prompt_len.tolist(), written.tolist()):
-        out.append(envs.tokenizer.decode(ids[start : start + n]))
-    return out
-
-
-def episode_metrics(envs: TorchVectorEnv, rollout: Rollout) -> dict[str, float]:
+def episode_metrics(envs, rollout: Rollout) -> dict[str, float]:
     """Mean return, success rate, mean episode length, and the env's own metrics.
 
-    Guessing games add ``mean_guesses`` (over all games); token envs add ``exact_match`` and ``f1``
-    of the completions against the references, and the task's own :meth:`~textgym.tasks.Task.text_metrics`
-    (the review task: ``grammatical`` and ``positive_words``).
+    The env's own come from ``envs.episode_metrics()`` (the env -> trainer protocol): guessing
+    games add ``mean_guesses``; token envs add ``exact_match`` and ``f1`` of the completions
+    against the references and the task's own metrics (Review-v0: ``grammatical`` and
+    ``positive_words``); multi-turn games add their turns and what their text env reports.
     """
-    metrics = {
+    return {
         "episodes": float(envs.num_envs),
         "mean_return": float(rollout.returns.mean()),
         "success_rate": float(rollout.success.float().mean()),
         "mean_length": float(rollout.lengths.float().mean()),
+        **envs.episode_metrics(),
     }
-    if hasattr(envs, "max_guesses"):
-        metrics["mean_guesses"] = float(rollout.guesses.float().mean())
-    if isinstance(envs, TokenGenerationVectorEnv):
-        examples = [envs.setup.task.example(k) for k in envs.keys.tolist()]
-        refs = [ex.references for ex in examples]
-        texts = completions(envs, rollout)
-        metrics["exact_match"] = sum(exact_match_score(c, r) for c, r in zip(texts, refs)) / len(texts)
-        metrics["f1"] = sum(f1_score(c, r) for c, r in zip(texts, refs)) / len(texts)
-        metrics.update(envs.setup.task.text_metrics([ex.prompt for ex in examples], texts))
-    return metrics
 
 
 @torch.no_grad()

@@ -167,6 +167,7 @@ def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None =
                 **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
                 "explained_variance": explained_variance(rollout.values, returns, mask),
                 "ref_kl": ref_kl, "kl_coef": kl_coef,
+                **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
             }
             logger.log(metrics)
             if out is not None and iteration % save_every == 0:

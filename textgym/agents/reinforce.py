@@ -110,6 +110,7 @@ def train(cfg: ReinforceConfig, policy: Policy | None = None, out: str | Path | 
                 "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
                 "episode_length": float(rollout.lengths.float().mean()),
                 "pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": ent.item(),
+                **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
             })
             if out is not None and iteration % save_every == 0:
                 policy.save(out)

@@ -20,44 +20,39 @@ import torch
 import torch.nn.functional as F
 
 from textgym.agents.model import Policy, PolicyConfig, sample
-from textgym.envs.core import TorchVectorEnv
-from textgym.envs.guess_number import GuessNumberVectorEnv
-from textgym.envs.guess_number_text import GuessNumberTextVectorEnv
-from textgym.envs.token_generation import TokenGenerationVectorEnv
+
+PROTOCOL = ("max_episode_length", "tokens_per_step", "sequence_spec", "sequence", "episode_metrics", "has_expert",
+            "expert", "device", "num_envs", "single_action_space")
+"""What a trainer reads from a vector env (see ``textgym.envs.core.TorchVectorEnv``'s docstring)."""
+
+
+def check_protocol(envs: object) -> None:
+    """Raise a TypeError naming what ``envs`` lacks of the env -> trainer protocol."""
+    missing = [name for name in PROTOCOL if not hasattr(envs, name)]
+    if missing:
+        raise TypeError(
+            f"{type(envs).__name__} is not a textgym vector env: it lacks {missing} of the env -> trainer "
+            "protocol (see the docstring of textgym's vector env base class, in textgym/envs/core.py)"
+        )
 
 
 class SequenceView:
-    """How a policy reads a vector env's observations as growing sequences.
-
-    Token envs: the observation's ``input_ids``, of length ``attention_mask.sum()``.
-    GuessNumber-v0: position 0 is the start and position ``k`` the ``k``-th guess, each a feature
-    vector ``[guess, feedback, lo, hi, possible_1 .. possible_n]``: the guess and feedback as in the
-    observation, the interval still possible after it, and that interval as a 0/1 mask over the
-    ``n`` numbers. The sequence only grows, like a transcript. The mask is what makes the game
-    easy to learn: a linear head with weights ``-|a - b|`` from number ``b`` to action ``a`` already
-    puts its argmax at the middle of the interval (binary search), where reading the midpoint
-    from ``lo``/``hi`` alone needs very large weights to tell neighbouring numbers apart.
+    """How a policy reads a vector env's observations as growing sequences, from the env's own
+    declaration (``envs.sequence_spec`` and ``envs.sequence``): token ids, or one feature vector
+    per position (GuessNumber-v0).
 
     Args:
-        envs: a textgym vector env.
+        envs: a textgym vector env (anything with the env -> trainer protocol).
     """
 
-    def __init__(self, envs: TorchVectorEnv) -> None:
-        if not isinstance(envs, TorchVectorEnv):
-            raise TypeError(f"expected a textgym vector env, got {type(envs).__name__}")
+    def __init__(self, envs) -> None:
+        check_protocol(envs)
         self.envs = envs
-        self.features = isinstance(envs, GuessNumberVectorEnv)
+        spec = envs.sequence_spec
         self.tokens_per_step = envs.tokens_per_step
         self.n_actions = int(envs.single_action_space.n)
-        if self.features:
-            self.max_len = envs.max_guesses + 1
-            n = envs.high - envs.low + 1
-            self.vocab_size, self.n_features = 0, 4 + n
-            self._step = 1.0 / (envs.high - envs.low)
-            self._numbers = torch.arange(n, device=envs.device) * self._step  # scaled as in the obs
-        else:
-            self.max_len = envs.single_observation_space["input_ids"].shape[0]
-            self.vocab_size, self.n_features = self.n_actions, 0
+        self.max_len, self.vocab_size, self.n_features = spec.max_len, spec.vocab_size, spec.n_features
+        self.features = spec.n_features > 0
 
     def policy_config(self, **kwargs) -> PolicyConfig:
         """A :class:`PolicyConfig` sized for this env; ``kwargs`` set the rest (layers, width...)."""
@@ -75,23 +70,8 @@ class SequenceView:
             )
 
     def sequence(self, obs) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(inputs, lengths)``: ``(B, L)`` ids or ``(B, L, 4)`` features, and the real lengths ``(B,)``."""
-        if not self.features:
-            return obs["input_ids"], obs["attention_mask"].sum(1).long()
-        guess, feedback = obs[:, 3::2], obs[:, 4::2]  # (B, M)
-        made = guess >= 0
-        lo = torch.where(made & (feedback > 0), guess + self._step, 0.0).cummax(1).values
-        hi = torch.where(made & (feedback < 0), guess - self._step, 1.0).cummin(1).values
-        won = made & (feedback == 0)
-        lo, hi = torch.where(won, guess, lo), torch.where(won, guess, hi)
-        lo = torch.cat([torch.zeros_like(lo[:, :1]), lo], 1)  # (B, M + 1) with the start
-        hi = torch.cat([torch.ones_like(hi[:, :1]), hi], 1)
-        guess = torch.cat([torch.full_like(guess[:, :1], -1.0), guess * made], 1)
-        feedback = torch.cat([torch.zeros_like(feedback[:, :1]), feedback * made], 1)
-        tol = self._step / 2
-        possible = (self._numbers >= lo[..., None] - tol) & (self._numbers <= hi[..., None] + tol)  # (B, M + 1, n)
-        head = torch.stack([guess, feedback, lo, hi], dim=-1)
-        return torch.cat([head, possible.float()], dim=-1), 1 + made.sum(1)
+        """``(inputs, lengths)``: ``(B, L)`` ids or ``(B, L, F)`` features, and the real lengths ``(B,)``."""
+        return self.envs.sequence(obs)
 
 
 @dataclass
@@ -105,8 +85,7 @@ class Rollout:
     values: torch.Tensor  # (B, T)
     rewards: torch.Tensor  # (B, T)
     mask: torch.Tensor  # (B, T) True for the steps the episode took
-    success: torch.Tensor  # (B,) the env's own success flag, else final score >= 1
-    guesses: torch.Tensor  # (B,) guesses made (guessing games; 0 elsewhere)
+    success: torch.Tensor  # (B,) the env's own success flag (info["is_success"] at the episode's end)
 
     @property
     def returns(self) -> torch.Tensor:
@@ -122,31 +101,18 @@ class Rollout:
         return Rollout(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
-def max_steps(envs: TorchVectorEnv) -> int:
-    """The longest possible episode of ``envs``."""
-    if isinstance(envs, GuessNumberVectorEnv):
-        steps = envs.max_guesses
-    elif isinstance(envs, GuessNumberTextVectorEnv):
-        steps = envs.max_guesses * (envs.text.max_digits + 1)
-    elif isinstance(envs, TokenGenerationVectorEnv):
-        steps = envs.setup.max_new_tokens
-    else:
-        raise TypeError(f"unknown vector env {type(envs).__name__}")
-    return min(steps, envs.max_episode_steps or steps)
-
-
-def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs) -> TorchVectorEnv:
-    """A textgym vector env with autoreset disabled, as rollouts need, and without action checks."""
+def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs):
+    """A textgym vector env of tensors on ``device``, with autoreset disabled, as rollouts need, and
+    without action checks."""
     envs = gym.make_vec(env_id, num_envs=num_envs, device=device, autoreset_mode="disabled", **env_kwargs)
-    if not isinstance(envs, TorchVectorEnv):
-        raise ValueError(f"{env_id} is not a textgym env")
+    check_protocol(envs)
     envs.check = False  # actions are sampled from the action space: no per-step validation (a device sync)
     return envs
 
 
 @torch.no_grad()
 def collect(
-    envs: TorchVectorEnv,
+    envs,
     view: SequenceView,
     policy: Policy | None = None,
     expert: Callable[[object], torch.Tensor] | None = None,
@@ -162,7 +128,7 @@ def collect(
     """Play one episode in every sub-env, with ``policy`` (sampling) or with ``expert`` (demonstrations).
 
     Args:
-        envs: a textgym vector env made with ``autoreset_mode="disabled"``.
+        envs: a textgym vector env of tensors (``device`` given), made with ``autoreset_mode="disabled"``.
         view: its :class:`SequenceView`.
         policy: the acting policy; its log-probs and values are recorded.
         expert: instead of a policy, a function ``obs -> actions (B,)``; log-probs and values are 0.
@@ -174,14 +140,13 @@ def collect(
     """
     if (policy is None) == (expert is None):
         raise ValueError("collect needs exactly one of policy and expert")
-    B, T, dev = envs.num_envs, max_steps(envs), envs.device
+    B, T, dev = envs.num_envs, envs.max_episode_length, envs.device
     W = view.tokens_per_step
     positions = torch.zeros(B, T, dtype=torch.int64, device=dev)
     actions = torch.zeros(B, T, dtype=torch.int64, device=dev)
     logprobs, values, rewards = (torch.zeros(B, T, device=dev) for _ in range(3))
     mask = torch.zeros(B, T, dtype=torch.bool, device=dev)
     success = torch.zeros(B, dtype=torch.bool, device=dev)
-    guesses = torch.zeros(B, dtype=torch.int64, device=dev)
     alive = torch.ones(B, dtype=torch.bool, device=dev)
     rows = torch.arange(B, device=dev)
 
@@ -211,12 +176,8 @@ def collect(
         obs, reward, terminated, truncated, info = envs.step(action)
         done = alive & (terminated | truncated)
         rewards[:, t] = reward * alive
-        if "success" in info:
-            success |= done & info["success"]
-        elif "score" in info:
-            success |= done & (info["score"] >= 1.0)
-        if "guesses" in info:
-            guesses = torch.where(done, info["guesses"], guesses)
+        if "is_success" in info:
+            success |= done & info["is_success"]
         alive = alive & ~done
         # 3. read the new positions into the cache
         inputs, new_lengths = view.sequence(obs)
@@ -231,7 +192,7 @@ def collect(
         lengths = new_lengths
         if (t + 1) % check_every == 0 and not bool(alive.any()):
             break
-    return Rollout(inputs, positions, actions, logprobs, values, rewards, mask, success, guesses)
+    return Rollout(inputs, positions, actions, logprobs, values, rewards, mask, success)
 
 
 def evaluate_logprobs(policy: Policy, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -3,12 +3,18 @@
 Vector envs subclass :class:`TorchVectorEnv` and implement three methods on masks of sub-envs:
 ``_start(mask, keys)`` begins new episodes, ``_advance(actions, active)`` applies one action to the
 running ones, ``_observe()`` returns the batched observation. The base class does the Gymnasium
-parts once: seeding, next-step autoreset, ``reset_mask``, ``max_episode_steps`` and action checks.
+parts once: seeding, autoreset, ``reset_mask``, ``max_episode_steps``, action checks, the info
+convention (``info[k]`` with its mask ``info["_k"]``, and ``is_success`` at episode ends) and
+numpy or torch arrays at the boundary.
+
+A vector env also tells a trainer what it needs, so that ``textgym.agents`` never names an env
+class: see "The env -> trainer protocol" in :class:`TorchVectorEnv`'s docstring.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -114,20 +120,55 @@ def pad_to(ids: list[int], length: int, pad_id: int) -> dict[str, np.ndarray]:
     return {"input_ids": input_ids, "attention_mask": mask}
 
 
+@dataclass(frozen=True)
+class SequenceSpec:
+    """How a policy reads a vector env's observations: as a sequence that only grows.
+
+    Attributes:
+        max_len: the longest sequence, in positions.
+        vocab_size: token ids the positions hold (0 when they are feature vectors).
+        n_features: the size of each position's feature vector (0 when they are token ids).
+    """
+
+    max_len: int
+    vocab_size: int
+    n_features: int = 0
+
+
+def as_numpy(x: Any) -> Any:
+    """Tensors (alone or in a dict) as numpy arrays; on the CPU this shares memory, with no copy."""
+    if isinstance(x, dict):
+        return {k: as_numpy(v) for k, v in x.items()}
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return x
+
+
 class TorchVectorEnv(VectorEnv):
     """Base of textgym's vector envs: a batch of episodes held as torch tensors on ``device``.
 
-    Observations, rewards, ``terminated`` and ``truncated`` are torch tensors on ``device``;
-    actions may be a tensor, a numpy array or a list of ints.
+    Arrays at the boundary: with ``device=None`` (the default) observations, rewards,
+    ``terminated``, ``truncated`` and the info values are numpy arrays, as from Gymnasium's own
+    vector envs, so Gymnasium's vector wrappers (``RecordEpisodeStatistics``, ``NormalizeReward``,
+    ``NormalizeObservation``, ``DictInfoToList``, ...) and torchrl work on them. With a ``device``
+    (``"cpu"``, ``"cuda"``) they are torch tensors on it, and nothing is copied: the trainers use
+    this. Actions may be a tensor, a numpy array or a list of ints either way.
 
     Autoreset (``autoreset_mode``, also in ``metadata["autoreset_mode"]``):
 
     * ``"next_step"`` (default, Gymnasium's): the step after a sub-env's episode ends starts its
       next episode, ignores that sub-env's action, and returns reward 0 with
       ``terminated = truncated = False``.
+    * ``"same_step"``: a sub-env whose episode ends starts the next one in the same step; the
+      observation is the new episode's first, and the last one is in ``info["final_obs"]`` (with
+      ``info["final_info"]``), where ``info["_final_obs"]`` is true.
     * ``"disabled"``: a finished sub-env stays finished: its actions are ignored, it returns reward
       0 and ``terminated = truncated = False``, and its observation stays the last one, until
       ``reset``. Trainers use it to play exactly one episode per sub-env.
+
+    Info: every ``info[k]`` is an array of one entry per sub-env with its mask ``info["_k"]``
+    (Gymnasium's convention). At the end of an episode ``info["is_success"]`` says whether it
+    succeeded (the name Stable-Baselines3 and RL Zoo read), where ``info["_is_success"]`` is true.
 
     ``reset(options={"reset_mask": mask})`` restarts only the sub-envs where ``mask`` is true.
 
@@ -136,19 +177,39 @@ class TorchVectorEnv(VectorEnv):
     ``options={"group_size": k}`` as well, sub-envs ``i`` come in groups of ``k`` that share the
     stream ``s + i // k``, so each group plays the same examples (for leave-one-out baselines).
 
+    ## The env -> trainer protocol
+
+    What a trainer reads from a vector env, so that it trains on envs it has never seen. A new
+    env declares these in its own module and touches nothing in ``textgym.agents``:
+
+    * ``max_episode_length``: the most steps one episode can take (with ``max_episode_steps``).
+    * ``tokens_per_step``: the most observation positions one step can add (1 for the token envs;
+      more where the env writes a reply), so a policy with a KV cache knows what to read.
+    * ``sequence_spec`` and ``sequence(obs)``: how a policy reads the observations as sequences
+      that only grow: token ids (the default, from ``input_ids`` and ``attention_mask``), or one
+      feature vector per position (GuessNumber-v0).
+    * ``info["success"]`` at the end of each episode (and ``is_success``, set by this class).
+    * ``episode_metrics()``: the env's own metrics (mean guesses, exact match, grammatical rate,
+      ...) over the episodes the sub-envs last played, as plain names and numbers a trainer logs
+      without knowing what they mean.
+    * ``expert(obs)`` when ``has_expert`` is true: the scripted player's actions, for SFT.
+    * ``episode_texts()`` (optional, token envs): prompt, completion and references of each
+      sub-env's last episode, for text metrics.
+
     Attributes:
-        tokens_per_step: the most observation positions one step adds (1 for the token envs,
-            more where the env writes feedback), so a policy with a KV cache knows what to read.
+        tokens_per_step: see above.
+        has_expert: whether :meth:`expert` is implemented.
     """
 
     tokens_per_step: int = 1
+    has_expert: bool = False
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
 
     def __init__(
         self,
         num_envs: int,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         max_episode_steps: int | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
@@ -156,14 +217,16 @@ class TorchVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
-        modes = {AutoresetMode.NEXT_STEP.value: AutoresetMode.NEXT_STEP, "next_step": AutoresetMode.NEXT_STEP,
-                 AutoresetMode.DISABLED.value: AutoresetMode.DISABLED, "disabled": AutoresetMode.DISABLED}
+        modes = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
+                 "disabled": AutoresetMode.DISABLED, **{m.value: m for m in AutoresetMode}}
         mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else modes.get(autoreset_mode)
-        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
-            raise ValueError(f"autoreset_mode must be 'next_step' or 'disabled', got {autoreset_mode!r}")
+        if mode is None:
+            raise ValueError(f"autoreset_mode must be 'next_step', 'same_step' or 'disabled', got {autoreset_mode!r}")
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
+        self.autoreset_mode = mode  # torchrl reads the attribute
         self.num_envs = num_envs
-        self.device = torch.device(device)
+        self.returns_numpy = device is None  # numpy arrays at the boundary; tensors when a device is given
+        self.device = torch.device("cpu" if device is None else device)
         self.max_episode_steps = max_episode_steps
         self.check = True  # validate actions in step(); a trainer that samples from the space may turn it off
         self._streams = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
@@ -184,15 +247,52 @@ class TorchVectorEnv(VectorEnv):
         raise NotImplementedError
 
     def _advance(self, actions: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        """Apply ``actions`` where ``active``; return ``(reward, terminated, truncated, info)``, zero elsewhere."""
+        """Apply ``actions`` where ``active``; return ``(reward, terminated, truncated, info)``, zero elsewhere.
+
+        ``info`` holds ``success`` (bool, read where the episode ended) and the env's own entries.
+        """
         raise NotImplementedError
 
     def _observe(self) -> Any:
         raise NotImplementedError
 
+    def _longest_episode(self) -> int:
+        """The most steps an episode can take by the env's own rules."""
+        raise NotImplementedError
+
+    # -- the env -> trainer protocol (see the class docstring) ---------------------------------
+    @property
+    def max_episode_length(self) -> int:
+        """The most steps one episode can take, ``max_episode_steps`` included."""
+        steps = self._longest_episode()
+        return min(steps, self.max_episode_steps or steps)
+
+    @property
+    def sequence_spec(self) -> SequenceSpec:
+        """Token observations: the length of ``input_ids``, and the vocabulary."""
+        ids = self.single_observation_space["input_ids"]
+        return SequenceSpec(max_len=int(ids.shape[0]), vocab_size=int(ids.high.max()) + 1)
+
+    def sequence(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs, lengths)``: ``(B, L)`` ids (or ``(B, L, F)`` features) and the real lengths ``(B,)``."""
+        return obs["input_ids"], obs["attention_mask"].sum(1).long()
+
+    def expert(self, obs: Any) -> torch.Tensor:
+        """The scripted player's actions ``(B,)`` for the current state (envs with ``has_expert``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no expert to imitate")
+
+    def episode_metrics(self) -> dict[str, float]:
+        """The env's own metrics, as means over the episodes the sub-envs last played (none here)."""
+        return {}
+
     # -- Gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        """Start new episodes in every sub-env, or in those of ``options["reset_mask"]``."""
+        """Start new episodes in every sub-env, or in those of ``options["reset_mask"]``.
+
+        Options: ``reset_mask`` (bool, one per sub-env), ``group_size`` (see the class docstring).
+        """
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"options must be a dict (keys 'reset_mask', 'group_size') or None, got {type(options).__name__}")
         mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         if options and "reset_mask" in options:
             mask = options["reset_mask"]
@@ -202,19 +302,25 @@ class TorchVectorEnv(VectorEnv):
             mask = mask.to(self.device)
             if not self._started and not bool(mask.all()):
                 raise ResetNeeded("the first reset must reset every sub-env; call reset() without reset_mask first")
-        group = int((options or {}).get("group_size", 1))
-        if group < 1 or self.num_envs % group:
-            raise ValueError(f"options['group_size'] must divide num_envs={self.num_envs}, got {group}")
+        group = (options or {}).get("group_size", 1)
+        if isinstance(group, bool) or not isinstance(group, (int, np.integer)) or group < 1 or self.num_envs % group:
+            raise ValueError(f"options['group_size'] must be a positive integer dividing num_envs={self.num_envs}, got {group!r}")
+        group = int(group)
         if seed is not None:
             streams = (as_stream(seed) + torch.arange(self.num_envs, device=self.device) // group) & 0xFFFFFFFF
             self._streams = torch.where(mask, streams, self._streams)
             self._episodes = torch.where(mask, 0, self._episodes)
+            self._seed_streams(mask, seed, group)
         elif not self._started:
             base = int(np.random.default_rng().integers(2**32))
             self._streams = (base + torch.arange(self.num_envs, device=self.device) // group) & 0xFFFFFFFF
+            self._seed_streams(mask, base, group)
         self._started = True
         self._begin(mask)
-        return self._observe(), {}
+        return self._out(self._observe()), {}
+
+    def _seed_streams(self, mask: torch.Tensor, seed: int, group: int) -> None:
+        """Hook for envs that keep per-sub-env generators of their own: sub-env ``i`` gets ``seed + i // group``."""
 
     def _begin(self, mask: torch.Tensor) -> None:
         keys = episode_key(self._streams, self._episodes)
@@ -223,8 +329,8 @@ class TorchVectorEnv(VectorEnv):
         self._needs_reset = self._needs_reset & ~mask
         self._start(mask, keys)
 
-    def step(self, actions: Any) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        """One action per sub-env; sub-envs whose episode ended at the last step start anew."""
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
+        """One action per sub-env; sub-envs whose episode ended start anew as ``autoreset_mode`` says."""
         if not self._started:
             raise ResetNeeded("call reset() before step()")
         n = int(self.single_action_space.n)
@@ -238,10 +344,32 @@ class TorchVectorEnv(VectorEnv):
         self._steps = self._steps + active.long()
         if self.max_episode_steps is not None:
             truncated = truncated | (active & (self._steps >= self.max_episode_steps))
-        if self.metadata["autoreset_mode"] == AutoresetMode.DISABLED:
-            self._needs_reset = finished | terminated | truncated
+        done = terminated | truncated
+        info = self._info(info, active, done)
+        mode = self.metadata["autoreset_mode"]
+        if mode == AutoresetMode.DISABLED:
+            self._needs_reset = finished | done
+        elif mode == AutoresetMode.SAME_STEP:
+            if bool(done.any()):
+                info["final_obs"], info["_final_obs"] = self._observe(), done
+                info["final_info"] = {k: v for k, v in info.items() if not k.startswith("final")}
+                info["_final_info"] = done
+                self._begin(done)
         else:
             if bool(finished.any()):
                 self._begin(finished)
-            self._needs_reset = terminated | truncated
-        return self._observe(), reward, terminated, truncated, info
+            self._needs_reset = done
+        return self._out(self._observe()), self._out(reward), self._out(terminated), self._out(truncated), self._out(info)
+
+    def _info(self, info: dict, active: torch.Tensor, done: torch.Tensor) -> dict:
+        """Gymnasium's info convention: a mask ``_k`` for every entry ``k``, and ``is_success`` at the ends."""
+        out = dict(info)
+        for key in info:
+            if not key.startswith("_") and f"_{key}" not in info:
+                out[f"_{key}"] = done if key == "success" else active
+        if "success" in info:
+            out["is_success"], out["_is_success"] = info["success"] & done, done
+        return out
+
+    def _out(self, x: Any) -> Any:
+        return as_numpy(x) if self.returns_numpy else x

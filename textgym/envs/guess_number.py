@@ -11,6 +11,7 @@ import torch
 
 from textgym.envs.core import (
     EpisodeKeys,
+    SequenceSpec,
     TorchVectorEnv,
     check_step,
     render_text,
@@ -34,6 +35,11 @@ def set_game(env, low: int, high: int, max_guesses: int, guess_penalty: float, s
         raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
     env.low, env.high, env.max_guesses = int(low), int(high), int(max_guesses)
     env.guess_penalty, env.shaping = float(guess_penalty), bool(shaping)
+
+
+def bisect_guess(lo, hi):
+    """The middle of the interval of secrets still possible (binary search's next guess); ints or tensors."""
+    return (lo + hi) // 2
 
 
 def guess_reward(correct: bool, guess_penalty: float) -> float:
@@ -81,7 +87,8 @@ _DOC = """
     * Termination: the guess is right, or `max_guesses` guesses were made.
     * Truncation: none (the game always ends by its own rules).
 
-    `info` holds `guesses` (made so far) and `success`; at the end also `secret`.
+    `info` holds `guesses` (made so far) and `success`; at the end also `secret` and
+    `is_success` (the key Stable-Baselines3 reads).
 
     ## Arguments
 
@@ -170,7 +177,7 @@ class GuessNumberEnv(gym.Env):
         self._done = correct or guesses >= self.max_guesses
         info: dict[str, Any] = {"guesses": guesses, "success": correct}
         if self._done:
-            info["secret"] = self._secret
+            info["secret"], info["is_success"] = self._secret, correct
         if self.render_mode == "human":
             self.render()
         if self.shaping:
@@ -189,6 +196,12 @@ class GuessNumberEnv(gym.Env):
         for k, (guess, feedback) in enumerate(self._history):
             obs[3 + 2 * k], obs[4 + 2 * k] = (guess - self.low) / n, feedback
         return obs
+
+    def expert(self, obs: np.ndarray) -> int:
+        """Binary search: the action guessing the middle of the interval that ``obs[0]``, ``obs[1]`` give."""
+        span = self.high - self.low
+        lo, hi = self.low + round(float(obs[0]) * span), self.low + round(float(obs[1]) * span)
+        return bisect_guess(lo, hi) - self.low  # action a guesses low + a
 
     def _render_text(self) -> str:
         words = {HIGHER: "higher", LOWER: "lower", 0.0: "correct"}
@@ -210,9 +223,14 @@ class GuessNumberVectorEnv(TorchVectorEnv):
     """A batch of :class:`GuessNumberEnv` games as torch tensors on ``device``.
 
     Same rules, arguments and spaces as :class:`GuessNumberEnv`, plus ``num_envs``, ``device`` and
-    ``max_episode_steps``. ``info`` holds tensors ``guesses`` and ``success``, and ``secret`` where
+    ``max_episode_steps``. ``info`` holds ``guesses`` and ``success``, and ``secret`` where
     ``info["_secret"]`` is true (games that just ended).
+
+    A policy reads the game as a sequence of feature vectors (:meth:`sequence`), its expert plays
+    binary search, and :meth:`episode_metrics` reports ``mean_guesses``.
     """
+
+    has_expert = True
 
     def __init__(
         self,
@@ -222,7 +240,7 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         max_guesses: int = 10,
         guess_penalty: float = 0.1,
         shaping: bool = False,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         max_episode_steps: int | None = None,
         autoreset_mode: str = "next_step",
         render_mode: str | None = None,
@@ -236,6 +254,7 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         self.secret, self.lo, self.hi, self.guesses = z.clone(), z.clone(), z.clone(), z.clone()
         self.history = torch.zeros(num_envs, M, 2, device=dev)  # (B, M, [guess, feedback]) scaled as in the obs
         self._slots = torch.arange(M, device=dev)
+        self._numbers = torch.arange(self.high - self.low + 1, device=dev) / (self.high - self.low)  # scaled as in the obs
 
     def _start(self, mask, keys):
         self.secret = torch.where(mask, self.low + keys % (self.high - self.low + 1), self.secret)
@@ -274,3 +293,46 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         head = torch.stack([(self.lo - self.low) / n, (self.hi - self.low) / n,
                             (self.max_guesses - self.guesses) / self.max_guesses], dim=-1)
         return torch.cat([head, self.history.flatten(1)], dim=1).float()
+
+    # -- the env -> trainer protocol -------------------------------------------------------------
+    def _longest_episode(self) -> int:
+        return self.max_guesses
+
+    @property
+    def sequence_spec(self) -> SequenceSpec:
+        return SequenceSpec(max_len=self.max_guesses + 1, vocab_size=0, n_features=4 + (self.high - self.low + 1))
+
+    def sequence(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The game as a growing sequence of feature vectors, ``(B, M + 1, 4 + n)``, and its lengths.
+
+        Position 0 is the start and position ``k`` the ``k``-th guess, each a feature vector
+        ``[guess, feedback, lo, hi, possible_1 .. possible_n]``: the guess and feedback as in the
+        observation, the interval still possible after it, and that interval as a 0/1 mask over the
+        ``n`` numbers. The mask is what makes the game easy to learn: a linear head with weights
+        ``-|a - b|`` from number ``b`` to action ``a`` already puts its argmax at the middle of the
+        interval (binary search), where reading the midpoint from ``lo``/``hi`` alone needs very
+        large weights to tell neighbouring numbers apart.
+        """
+        step = 1.0 / (self.high - self.low)
+        guess, feedback = obs[:, 3::2], obs[:, 4::2]  # (B, M)
+        made = guess >= 0
+        lo = torch.where(made & (feedback > 0), guess + step, 0.0).cummax(1).values
+        hi = torch.where(made & (feedback < 0), guess - step, 1.0).cummin(1).values
+        won = made & (feedback == 0)
+        lo, hi = torch.where(won, guess, lo), torch.where(won, guess, hi)
+        lo = torch.cat([torch.zeros_like(lo[:, :1]), lo], 1)  # (B, M + 1) with the start
+        hi = torch.cat([torch.ones_like(hi[:, :1]), hi], 1)
+        guess = torch.cat([torch.full_like(guess[:, :1], -1.0), guess * made], 1)
+        feedback = torch.cat([torch.zeros_like(feedback[:, :1]), feedback * made], 1)
+        tol = step / 2
+        possible = (self._numbers >= lo[..., None] - tol) & (self._numbers <= hi[..., None] + tol)  # (B, M + 1, n)
+        head = torch.stack([guess, feedback, lo, hi], dim=-1)
+        return torch.cat([head, possible.float()], dim=-1), 1 + made.sum(1)
+
+    def expert(self, obs) -> torch.Tensor:
+        """Binary search, read from the env's own interval."""
+        return bisect_guess(self.lo, self.hi) - self.low
+
+    def episode_metrics(self) -> dict[str, float]:
+        """``mean_guesses``: guesses per game, lost games included."""
+        return {"mean_guesses": float(self.guesses.float().mean())}

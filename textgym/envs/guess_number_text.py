@@ -16,7 +16,7 @@ from textgym.envs.core import (
     render_text,
     token_observation_space,
 )
-from textgym.envs.guess_number import guess_reward, potential, set_game, shaped_reward
+from textgym.envs.guess_number import bisect_guess, guess_reward, potential, set_game, shaped_reward
 from textgym.tokenizers import CharTokenizer
 
 # Feedback codes and their text; NONE is "the guess is not finished yet".
@@ -88,7 +88,8 @@ class GuessNumberTextEnv(gym.Env):
     * Termination: a right guess, or `max_guesses` guesses made (invalid ones count).
     * Truncation: none.
 
-    `info` holds `guesses`, `invalid` (how many were invalid) and `success`; at the end `secret`.
+    `info` holds `guesses`, `invalid` (how many were invalid) and `success`; at the end `secret`
+    and `is_success`.
 
     ## Arguments
 
@@ -178,13 +179,29 @@ class GuessNumberTextEnv(gym.Env):
         self._done = success or self._guesses >= self.max_guesses
         info = self._info(success)
         if self._done:
-            info["secret"] = self._secret
+            info["secret"], info["is_success"] = self._secret, success
         if self.render_mode == "human":
             self.render()
         return self._obs(), reward, self._done, False, info
 
     def _obs(self) -> dict[str, np.ndarray]:
         return pad_to(self._transcript, self.text.max_len, self.tokenizer.pad_id)
+
+    def expert(self, obs: dict) -> int:
+        """Binary search in text: read the feedback lines of the transcript, write the next digit or eos."""
+        tok = self.tokenizer
+        lines = tok.decode(obs["input_ids"][obs["attention_mask"].astype(bool)]).split("\n")
+        lo, hi = self.low, self.high
+        for line in lines[1:-1]:  # finished turns, "<guess>: <feedback>"
+            guess, _, word = line.partition(": ")
+            if word == "higher":
+                lo = max(lo, int(guess) + 1)
+            elif word == "lower":
+                hi = min(hi, int(guess) - 1)
+        target, written = str(bisect_guess(lo, hi)), lines[-1]
+        if written == target:
+            return tok.eos_id
+        return tok.encode(target[len(written)])[0]
 
     def render(self) -> str | None:
         """The transcript so far (eos tokens not shown)."""
@@ -196,9 +213,12 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
 
     Same rules, arguments and spaces as :class:`GuessNumberTextEnv`, plus ``num_envs``, ``device``
     and ``max_episode_steps``. Parsing digits and writing feedback are tensor operations on the
-    whole batch. ``info`` holds tensors ``guesses``, ``invalid``, ``success``, and ``secret`` where
-    ``info["_secret"]`` is true.
+    whole batch. ``info`` holds ``guesses``, ``invalid``, ``success``, and ``secret`` where
+    ``info["_secret"]`` is true. Its expert plays binary search in digits; :meth:`episode_metrics`
+    reports ``mean_guesses`` and ``invalid_guesses``.
     """
+
+    has_expert = True
 
     def __init__(
         self,
@@ -208,7 +228,7 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         max_guesses: int = 10,
         guess_penalty: float = 0.1,
         shaping: bool = False,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         max_episode_steps: int | None = None,
         autoreset_mode: str = "next_step",
         render_mode: str | None = None,
@@ -296,6 +316,25 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         L = self.text.max_len
         inside = self._cols[:L] < self.length[:, None]
         return {"input_ids": self.transcript[:, :L].clone(), "attention_mask": inside.to(torch.int8)}
+
+    # -- the env -> trainer protocol -------------------------------------------------------------
+    def _longest_episode(self) -> int:
+        return self.max_guesses * (self.text.max_digits + 1)
+
+    def expert(self, obs) -> torch.Tensor:
+        """Binary search in digits, read from the env's own interval and the digits written so far."""
+        if not hasattr(self, "_digit_ids"):
+            self._digit_ids = torch.tensor(self.tokenizer.encode("0123456789"), device=self.device)
+            self._pow10 = 10 ** torch.arange(10, device=self.device)
+        target = bisect_guess(self.lo, self.hi)
+        n_digits = 1 + (target >= self._pow10[1:, None]).sum(0)  # digits of the target
+        left = (n_digits - 1 - self.digits).clamp(min=0)
+        digit = (target // self._pow10[left]) % 10
+        return torch.where(self.digits < n_digits, self._digit_ids[digit], self.tokenizer.eos_id)
+
+    def episode_metrics(self) -> dict[str, float]:
+        """``mean_guesses`` (lost games included) and ``invalid_guesses`` per game."""
+        return {"mean_guesses": float(self.guesses.float().mean()), "invalid_guesses": float(self.invalid.float().mean())}
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

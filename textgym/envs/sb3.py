@@ -29,7 +29,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
 from torch import nn
 
-from textgym.envs.core import TorchVectorEnv
+from textgym.envs.core import TorchVectorEnv, as_numpy
 
 
 class TokenTransformerExtractor(BaseFeaturesExtractor):
@@ -83,14 +83,24 @@ class TokenTransformerExtractor(BaseFeaturesExtractor):
         return self.ln_f(h[torch.arange(len(ids), device=ids.device), last])  # (B, C)
 
 
-def _to_numpy(obs: Any) -> Any:
-    if isinstance(obs, dict):
-        return {k: v.cpu().numpy() for k, v in obs.items()}
-    return obs.cpu().numpy()
+def _per_env_infos(info: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
+    """Gymnasium's vector info (``info[k]`` with mask ``info["_k"]``) as SB3's list of dicts."""
+    infos: list[dict[str, Any]] = [{} for _ in range(num_envs)]
+    for key, value in info.items():
+        if key.startswith("_") or key.startswith("final"):
+            continue
+        mask = np.asarray(as_numpy(info.get(f"_{key}", np.ones(num_envs, dtype=bool))))
+        values = as_numpy(value)
+        for i in np.flatnonzero(mask).tolist():
+            infos[i][key] = values[i].item() if isinstance(values, np.ndarray) and values.ndim == 1 else values[i]
+    return infos
 
 
 class SB3VecEnv(VecEnv):
     """A textgym torch vector env as a Stable-Baselines3 ``VecEnv``.
+
+    Each sub-env's ``info`` is passed through, so ``info["is_success"]`` at the end of an episode
+    reaches SB3's ``Monitor``, ``VecMonitor`` and ``EvalCallback`` (which report a success rate).
 
     Args:
         env: a textgym vector env (e.g. from ``gym.make_vec``), or an env id to make one.
@@ -100,9 +110,12 @@ class SB3VecEnv(VecEnv):
 
     def __init__(self, env: TorchVectorEnv | str, num_envs: int = 8, **kwargs: Any) -> None:
         if isinstance(env, str):
+            kwargs.setdefault("device", "cpu")
             env = gym.make_vec(env, num_envs=num_envs, **kwargs)
         if not isinstance(env, TorchVectorEnv):
             raise TypeError(f"SB3VecEnv needs a textgym vector env or an env id, got {type(env).__name__}")
+        if env.metadata["autoreset_mode"] != gym.vector.AutoresetMode.NEXT_STEP:
+            raise ValueError("SB3VecEnv resets finished sub-envs itself: make the env with autoreset_mode='next_step'")
         self.env = env
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self._actions: np.ndarray | None = None
@@ -112,26 +125,26 @@ class SB3VecEnv(VecEnv):
         obs, _ = self.env.reset(seed=seed)
         self._reset_seeds()
         self._reset_options()
-        return _to_numpy(obs)
+        return as_numpy(obs)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(self._actions, dtype=np.int64))
+        terminated, truncated = np.asarray(as_numpy(terminated)), np.asarray(as_numpy(truncated))
         done = terminated | truncated
-        obs_np = _to_numpy(obs)
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if bool(done.any()):
+        obs_np = as_numpy(obs)
+        infos = _per_env_infos(info, self.num_envs)
+        if done.any():
             # SB3 semantics: reset finished sub-envs now and keep their last observation in info.
             reset_obs, _ = self.env.reset(options={"reset_mask": done})
-            reset_np = _to_numpy(reset_obs)
-            for i in done.nonzero().squeeze(1).tolist():
-                last = {k: v[i] for k, v in obs_np.items()} if isinstance(obs_np, dict) else obs_np[i]
-                infos[i] = {"terminal_observation": last, "TimeLimit.truncated": bool(truncated[i] and not terminated[i])}
+            reset_np = as_numpy(reset_obs)
+            for i in np.flatnonzero(done).tolist():
+                last = {k: v[i].copy() for k, v in obs_np.items()} if isinstance(obs_np, dict) else obs_np[i].copy()
+                infos[i].update(terminal_observation=last, **{"TimeLimit.truncated": bool(truncated[i] and not terminated[i])})
             obs_np = reset_np
-        return obs_np, reward.cpu().numpy().astype(np.float32), done.cpu().numpy(), infos
-
+        return obs_np, np.asarray(as_numpy(reward), dtype=np.float32), done, infos
     def close(self) -> None:
         self.env.close()
 

@@ -20,7 +20,8 @@ from textgym.envs.core import (
     token_observation_space,
 )
 from textgym.rewards import EpisodeBatch, Reward
-from textgym.tasks import EncodedExamples, Task, make_task
+from textgym.rewards.metrics import exact_match_score, f1_score
+from textgym.tasks import EncodedExamples, Example, Task, make_task
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
 
 
@@ -137,7 +138,8 @@ class TokenGenerationEnv(gym.Env):
     * Termination: the agent writes eos.
     * Truncation: `max_new_tokens` tokens were written without an eos.
 
-    `info` at the end holds `score` (the final score), `completion` and `references` (texts).
+    `info` at the end holds `score` (the final score), `completion` and `references` (texts), and
+    `is_success` (the score is at least 1, e.g. an exact match).
     {args}
     ## Version History
 
@@ -219,8 +221,9 @@ class TokenGenerationEnv(gym.Env):
             self._score = score
         if self._done:
             example = self.task.example(self._key)
-            info = {"score": self._score if self.setup.shaping else reward,
-                    "completion": self.tokenizer.decode(completion), "references": list(example.references)}
+            final = self._score if self.setup.shaping else reward
+            info = {"score": final, "completion": self.tokenizer.decode(completion),
+                    "references": list(example.references), "is_success": final >= 1.0}
         self._return += reward
         if self.render_mode == "human":
             self.render()
@@ -228,6 +231,12 @@ class TokenGenerationEnv(gym.Env):
 
     def _obs(self) -> dict[str, np.ndarray]:
         return pad_to(self._prompt + self._written, self.setup.max_len, self.tokenizer.pad_id)
+
+    def expert(self, obs: dict) -> int:
+        """The oracle: write the first reference of the current example, then eos."""
+        reference = self.tokenizer.encode(self.current_example.references[0])
+        written = int(obs["attention_mask"].sum()) - self.current_prompt_len
+        return reference[written] if written < len(reference) else self.tokenizer.eos_id
 
     def _render_text(self) -> str:
         example = self.task.example(self._key)
@@ -255,8 +264,12 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
     New examples come from the task's tensor encoder, so resets stay on the device for the
     built-in tasks. Rewards that run on ids (``token_accuracy``) are computed for the whole batch
     on the device; text rewards decode only the episodes that just ended. ``info["score"]`` holds
-    the final scores where ``info["_score"]`` is true.
+    the final scores where ``info["_score"]`` is true; an episode succeeds when its score is at
+    least 1. The expert writes the first reference; :meth:`episode_metrics` reports exact match,
+    F1 and the task's own metrics.
     """
+
+    has_expert = True
 
     def __init__(
         self,
@@ -267,7 +280,7 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         max_new_tokens: int | None = None,
         max_prompt_len: int | None = None,
         shaping: bool = False,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         max_episode_steps: int | None = None,
         autoreset_mode: str = "next_step",
         render_mode: str | None = None,
@@ -344,7 +357,8 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         else:
             reward = self._scores(done)
             self.score = torch.where(done, reward, self.score)
-        return reward, terminated, truncated, {"score": torch.where(done, self.score, 0.0), "_score": done}
+        return reward, terminated, truncated, {"score": torch.where(done, self.score, 0.0), "_score": done,
+                                               "success": done & (self.score >= 1.0)}
 
     def _observe(self) -> dict[str, torch.Tensor]:
         ex, P = self.example, self.setup.max_prompt_len
@@ -354,6 +368,32 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         inside = self._cols < plen + self.written_len[:, None]
         input_ids = torch.where(inside, both.gather(1, src), self.tokenizer.pad_id)
         return {"input_ids": input_ids, "attention_mask": inside.to(torch.int8)}
+
+    # -- the env -> trainer protocol -------------------------------------------------------------
+    def _longest_episode(self) -> int:
+        return self.setup.max_new_tokens
+
+    def expert(self, obs) -> torch.Tensor:
+        """The oracle: the first reference of each current example, then eos."""
+        ref, ref_len = self.example.reference_ids[:, 0], self.example.reference_len[:, 0]  # first reference
+        t = self.written_len.clamp(max=ref.shape[1] - 1)
+        return torch.where(self.written_len < ref_len, ref.gather(1, t[:, None]).squeeze(1), self.tokenizer.eos_id)
+
+    def episode_texts(self) -> list[tuple[Example, str]]:
+        """Each sub-env's current example and the completion it wrote (up to its eos)."""
+        n = (self.written_len - self.ended_with_eos.long()).tolist()
+        texts = [self.tokenizer.decode(row[:k]) for row, k in zip(self.written.tolist(), n)]
+        return [(self.setup.task.example(k), t) for k, t in zip(self.keys.tolist(), texts)]
+
+    def episode_metrics(self) -> dict[str, float]:
+        """``exact_match`` and ``f1`` of the completions against the references, and the task's own
+        :meth:`~textgym.tasks.Task.text_metrics` (Review-v0: ``grammatical``, ``positive_words``)."""
+        pairs = self.episode_texts()
+        n = len(pairs)
+        metrics = {"exact_match": sum(exact_match_score(c, ex.references) for ex, c in pairs) / n,
+                   "f1": sum(f1_score(c, ex.references) for ex, c in pairs) / n}
+        metrics.update(self.setup.task.text_metrics([ex.prompt for ex, _ in pairs], [c for _, c in pairs]))
+        return metrics
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

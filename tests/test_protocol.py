@@ -1,0 +1,69 @@
+"""The env -> trainer protocol: textgym's agents, CLI and benchmarks never name an env class."""
+
+import inspect
+import re
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+
+import textgym
+from textgym.agents.rollout import PROTOCOL, SequenceView, check_protocol, make_envs
+
+ROOT = Path(textgym.__file__).parent
+IDS = [info.id for info in textgym.ENVS]
+
+
+def env_classes() -> set[str]:
+    """Every Gymnasium env or vector env class defined in textgym.envs."""
+    import textgym.envs as envs_pkg
+
+    names = set()
+    for path in (ROOT / "envs").glob("*.py"):
+        module = __import__(f"textgym.envs.{path.stem}", fromlist=["_"])
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and obj.__module__.startswith("textgym.envs") and \
+                    issubclass(obj, (gym.Env, gym.vector.VectorEnv)):
+                names.add(name)
+    assert {"GuessNumberVectorEnv", "TokenGenerationEnv", "TorchVectorEnv"} <= names, envs_pkg
+    return names
+
+
+def agent_sources() -> dict[str, str]:
+    files = [*(ROOT / "agents").glob("*.py"), ROOT / "cli.py", ROOT / "bench.py"]
+    return {str(p.relative_to(ROOT)): p.read_text() for p in files}
+
+
+def test_no_env_class_is_named_in_the_agents_cli_or_bench():
+    classes = env_classes()
+    for path, text in agent_sources().items():
+        code = re.sub(r'""".*?"""', "", text, flags=re.S)  # docstrings may point to the protocol's home
+        named = sorted(c for c in classes if re.search(rf"\b{c}\b", code))
+        assert not named, f"{path} names env classes {named}"
+        assert not re.search(r"isinstance\([^)]*(Env|envs)\b", code), f"{path} branches on an env type"
+
+
+def test_the_agents_import_nothing_from_textgym_envs():
+    for path, text in agent_sources().items():
+        if path.startswith("agents"):
+            assert "textgym.envs" not in re.sub(r'""".*?"""', "", text, flags=re.S), path
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_every_vector_env_declares_the_protocol(env_id):
+    envs = make_envs(env_id, 4, torch.device("cpu"))
+    check_protocol(envs)
+    view = SequenceView(envs)
+    obs, _ = envs.reset(seed=0)
+    inputs, lengths = view.sequence(obs)
+    assert inputs.shape[:2] == (4, envs.sequence_spec.max_len)
+    assert bool((lengths >= 1).all()) and bool((lengths <= envs.sequence_spec.max_len).all())
+    assert envs.max_episode_length >= 1 and envs.tokens_per_step >= 1
+
+
+def test_a_plain_gymnasium_vector_env_is_refused_with_what_it_lacks():
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    with pytest.raises(TypeError, match=r"is not a textgym vector env: it lacks \['max_episode_length'"):
+        check_protocol(envs)
+    assert "sequence" in PROTOCOL
