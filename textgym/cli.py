@@ -137,7 +137,7 @@ def _check_env_id(env_id: str) -> None:
         entry = getattr(importlib.import_module(module), name, None)
     if not all(hasattr(entry, name) for name in ("max_episode_length", "sequence", "episode_metrics")):
         raise CLIError(f"{env_id!r} is not a textgym env (its vector env does not follow the env -> trainer "
-                       f"protocol of textgym.envs.core.TorchVectorEnv): expected one of {known}, "
+                       f"protocol of textgym's vector env base class): expected one of {known}, "
                        "or textgym/MultiTurn-v0 with your text env")
 
 
