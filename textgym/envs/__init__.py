@@ -7,8 +7,10 @@ from typing import Any
 
 import gymnasium as gym
 
+from textgym.envs.code_games import TEXT_GAMES, BullsAndCows, Mastermind
 from textgym.envs.guess_number import GuessNumberEnv, GuessNumberVectorEnv
 from textgym.envs.guess_number_text import GuessNumberTextEnv, GuessNumberTextVectorEnv
+from textgym.envs.multi_turn import MultiTurnEnv, MultiTurnVectorEnv
 from textgym.envs.token_generation import TokenGenerationEnv, TokenGenerationVectorEnv
 
 
@@ -24,6 +26,8 @@ class EnvInfo:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+_TURNS = "textgym.envs.multi_turn:MultiTurnEnv"
+_TURNS_VEC = "textgym.envs.multi_turn:MultiTurnVectorEnv"
 _TOKEN = "textgym.envs.token_generation:TokenGenerationEnv"
 _TOKEN_VEC = "textgym.envs.token_generation:TokenGenerationVectorEnv"
 
@@ -48,6 +52,15 @@ ENVS: tuple[EnvInfo, ...] = (
     EnvInfo("textgym/Review-v0", _TOKEN, _TOKEN_VEC,
             "RLHF teaching task: review an item, 'tea:' -> 'tea is very good'; a hidden rule prefers positive words",
             "review_rule", {"task": "review", "reward": "review_rule", "max_new_tokens": 48}),
+    EnvInfo("textgym/MultiTurn-v0", _TURNS, _TURNS_VEC,
+            "any text env (strings in, strings out) played token by token; text_env=ID (default mastermind)",
+            "the text env's, per turn", {"text_env": "mastermind"}),
+    EnvInfo("textgym/Mastermind-v0", _TURNS, _TURNS_VEC,
+            "find 4 pegs over 6 colours from black/white feedback: '1122' -> ' 1b2w'", "+1 found, -0.1 per wrong guess",
+            {"text_env": "mastermind"}),
+    EnvInfo("textgym/BullsAndCows-v0", _TURNS, _TURNS_VEC,
+            "find 4 different digits from bulls/cows feedback: '0123' -> ' 1b2c'", "+1 found, -0.1 per wrong guess",
+            {"text_env": "bulls_and_cows"}),
 )
 
 
@@ -65,6 +78,11 @@ def register_envs() -> None:
 
 __all__ = [
     "ENVS",
+    "TEXT_GAMES",
+    "BullsAndCows",
+    "Mastermind",
+    "MultiTurnEnv",
+    "MultiTurnVectorEnv",
     "EnvInfo",
     "GuessNumberEnv",
     "GuessNumberTextEnv",

@@ -1,0 +1,491 @@
+"""Multi-turn text envs as token envs: a game written once, in strings, played one token at a time.
+
+A *text env* is any ``gymnasium.Env`` whose observations and actions are strings, with spaces of
+type ``gymnasium.spaces.Text`` (the convention GEM and TextArena use too)::
+
+    reset(seed=, options=) -> (opening_text, info)
+    step(message: str)     -> (reply_text, reward, terminated, truncated, info)
+
+``textgym/MultiTurn-v0`` turns one into a token-level env: the agent writes its message one token
+at a time and ends it with eos (or reaches ``max_turn_tokens``); the text env then answers and
+its reply's tokens join the observation. ``gym.make_vec`` holds ``N`` text env instances and
+steps the tokens as tensors: Python runs only for the sub-envs whose turn just ended.
+
+A text env may offer an expert for SFT: a method ``expert() -> str``, the message its scripted
+player would write now.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from textgym.envs.code_games import TEXT_GAMES
+from textgym.envs.core import (
+    TorchVectorEnv,
+    check_step,
+    pad_to,
+    render_text,
+    token_observation_space,
+)
+from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
+
+
+def _preview(x: Any) -> str:
+    s = repr(x)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+def make_text_env(text_env: Any, text_env_kwargs: dict | None = None) -> tuple[gym.Env, str]:
+    """A text env and its name, from a registered id (``"module:Id-v0"`` imports the module first),
+    a built-in game's short name (``"mastermind"``, ``"bulls_and_cows"``) or a callable.
+
+    Raises:
+        ValueError: an unknown id, or an env whose spaces are not ``gymnasium.spaces.Text``.
+        TypeError: a callable that does not return a ``gymnasium.Env``.
+    """
+    kwargs = dict(text_env_kwargs or {})
+    if isinstance(text_env, str):
+        name = text_env
+        if text_env in TEXT_GAMES:
+            env = TEXT_GAMES[text_env](**kwargs)
+        else:
+            try:
+                env = gym.make(text_env, disable_env_checker=True, **kwargs)
+            except (gym.error.NameNotFound, gym.error.NamespaceNotFound, gym.error.VersionNotFound,
+                    gym.error.UnregisteredEnv, ModuleNotFoundError) as e:
+                raise ValueError(
+                    f"text_env {text_env!r} is not a registered env id ({e}); expected a short name "
+                    f"{sorted(TEXT_GAMES)}, an id you registered with gym.register (MODULE:ID imports "
+                    "MODULE first), or a callable that returns a text env"
+                ) from None
+    elif callable(text_env):
+        name = getattr(text_env, "__name__", type(text_env).__name__)
+        env = text_env(**kwargs)
+        if not isinstance(env, gym.Env):
+            raise TypeError(f"text_env {name} must return a gymnasium.Env, got {type(env).__name__}")
+    else:
+        raise TypeError(
+            f"text_env must be an env id, a short name {sorted(TEXT_GAMES)} or a callable returning a "
+            f"gymnasium.Env, got {type(text_env).__name__}"
+        )
+    for which in ("observation_space", "action_space"):
+        space = getattr(env, which, None)
+        if not isinstance(space, gym.spaces.Text):
+            raise ValueError(
+                f"text_env {name}: its {which} must be gymnasium.spaces.Text (observations and actions are "
+                f"strings), got {space}"
+            )
+    return env, name
+
+
+@dataclass
+class TurnSetup:
+    """The resolved arguments shared by the single and the vector MultiTurn env.
+
+    Attributes:
+        name: the text env's name, for errors.
+        tokenizer: the token-level vocabulary.
+        max_turn_tokens: the most tokens of one agent message, its eos included.
+        max_turns: turns (agent messages) per episode; the episode is truncated after them.
+        max_reply_tokens: the most tokens of one reply (and of the opening).
+        max_len: observation length: room for the opening and ``max_turns`` messages and replies.
+        has_expert: the text env offers ``expert()``.
+    """
+
+    name: str
+    tokenizer: Tokenizer
+    max_turn_tokens: int
+    max_turns: int
+    max_reply_tokens: int
+    max_len: int
+    has_expert: bool
+    alphabet: frozenset[str] | None
+
+    @classmethod
+    def build(cls, env: gym.Env, name: str, tokenizer: Any = None, max_turn_tokens: int | None = None,
+              max_turns: int | None = None, max_reply_tokens: int | None = None) -> TurnSetup:
+        obs_space, act_space = env.observation_space, env.action_space
+        alphabet = None
+        if tokenizer is None:
+            chars = "".join(sorted(set(obs_space.character_set) | set(act_space.character_set)))
+            tokenizer = CharTokenizer(chars)
+            alphabet = frozenset(chars)
+        tokenizer = as_tokenizer(tokenizer)
+        if max_turn_tokens is None:
+            max_turn_tokens = act_space.max_length + 1  # the longest message, then eos
+        if max_turns is None:
+            max_turns = getattr(env.unwrapped, "max_turns", None) or (env.spec.max_episode_steps if env.spec else None)
+            if max_turns is None:
+                raise ValueError(f"text_env {name} does not say how many turns it lasts: pass max_turns, or give it "
+                                 "a max_turns attribute")
+        if max_reply_tokens is None:
+            max_reply_tokens = obs_space.max_length
+        for what, value in (("max_turn_tokens", max_turn_tokens), ("max_turns", max_turns),
+                            ("max_reply_tokens", max_reply_tokens)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{what} must be a positive integer, got {value!r}")
+        max_len = max_reply_tokens + max_turns * (max_turn_tokens + max_reply_tokens)  # the longest game
+        has_expert = callable(getattr(env.unwrapped, "expert", None))
+        return cls(name, tokenizer, int(max_turn_tokens), int(max_turns), int(max_reply_tokens), int(max_len),
+                   has_expert, alphabet)
+
+    def encode(self, text: Any, what: str) -> list[int]:
+        """Token ids of a text the text env wrote (``what``: "opening", "reply to ..."), checked."""
+        if not isinstance(text, str):
+            raise ValueError(f"text_env {self.name}: its {what} must be a str, got {type(text).__name__} {_preview(text)}")
+        if self.alphabet is not None:
+            bad = sorted(set(text) - self.alphabet)
+            if bad:
+                raise ValueError(
+                    f"text_env {self.name}: its {what} {_preview(text)} has characters {bad} outside its alphabet "
+                    f"(the charsets of its Text spaces, {''.join(sorted(self.alphabet))!r}): add them to its "
+                    "observation_space's charset"
+                )
+        ids = self.tokenizer.encode(text)
+        if len(ids) > self.max_reply_tokens:
+            raise ValueError(
+                f"text_env {self.name}: its {what} {_preview(text)} is {len(ids)} tokens long, more than the "
+                f"{self.max_reply_tokens} a reply may take (max_reply_tokens, by default its observation_space's "
+                "max_length): raise max_reply_tokens or the space's max_length"
+            )
+        return ids
+
+    def reset(self, env: gym.Env, seed: int | None, options: dict | None) -> tuple[list[int], dict]:
+        try:
+            out = env.reset(seed=seed, options=options)
+        except Exception as e:
+            raise RuntimeError(f"text_env {self.name} raised {type(e).__name__} in reset(): {e}") from e
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise ValueError(f"text_env {self.name}: reset must return (opening, info), got {_preview(out)}")
+        return self.encode(out[0], "opening"), out[1]
+
+    def step(self, env: gym.Env, message: str) -> tuple[list[int], float, bool, bool, dict]:
+        """The text env's answer to ``message``, checked, with the reply as token ids."""
+        try:
+            out = env.step(message)
+        except Exception as e:
+            raise RuntimeError(f"text_env {self.name} raised {type(e).__name__} in step({message!r}): {e}") from e
+        if not (isinstance(out, tuple) and len(out) == 5):
+            raise ValueError(f"text_env {self.name}: step must return (reply, reward, terminated, truncated, info), "
+                             f"got {_preview(out)}")
+        reply, reward, terminated, truncated, info = out
+        if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)) or not math.isfinite(reward):
+            raise ValueError(f"text_env {self.name}: step({message!r}) returned the reward {_preview(reward)}; "
+                             "expected a finite number")
+        ids = self.encode(reply, f"reply to {message!r}")
+        return ids, float(reward), bool(terminated), bool(truncated), dict(info or {})
+
+    def expert_ids(self, env: gym.Env) -> list[int]:
+        """The expert's next message as token ids, eos included."""
+        message = env.unwrapped.expert()
+        if not isinstance(message, str):
+            raise ValueError(f"text_env {self.name}: expert() must return a str, got {_preview(message)}")
+        if self.alphabet is not None and set(message) - self.alphabet:
+            raise ValueError(f"text_env {self.name}: its expert wrote {message!r}, with characters "
+                             f"{sorted(set(message) - self.alphabet)} outside its alphabet "
+                             f"{''.join(sorted(self.alphabet))!r}")
+        ids = self.tokenizer.encode(message) + [self.tokenizer.eos_id]
+        if len(ids) > self.max_turn_tokens:
+            raise ValueError(f"text_env {self.name}: its expert wrote {message!r}, longer than max_turn_tokens="
+                             f"{self.max_turn_tokens} with its eos")
+        return ids
+
+
+def episode_success(info: dict) -> bool:
+    """A text env's success flag at the end of an episode: ``is_success``, else ``success``."""
+    return bool(info.get("is_success", info.get("success", False)))
+
+
+_DOC = """
+    ## Arguments
+
+    * `text_env`: the game: a registered env id (`"my_pkg:MyGame-v0"` imports `my_pkg` first), a
+      built-in game (`"mastermind"`, `"bulls_and_cows"`), or a callable returning a text env.
+    * `text_env_kwargs`: its arguments.
+    * `tokenizer`: default a `CharTokenizer` over the union of the `charset`s of the text env's two
+      `Text` spaces; or any `transformers` tokenizer.
+    * `max_turn_tokens`: the most tokens of one message, its eos included (default: the action
+      space's `max_length` + 1). A message that reaches it ends there.
+    * `max_turns`: messages per episode (default: the text env's `max_turns` attribute, else its
+      registered `max_episode_steps`); the episode is truncated after them.
+    * `max_reply_tokens`: the most tokens of the opening and of one reply (default: the
+      observation space's `max_length`). The observation has room for the opening and `max_turns`
+      messages and replies.
+    * `render_mode`: `"ansi"` (the transcript) or `"human"`.
+
+    A reply with a character outside the alphabet, a reply that does not fit, a non-string, a bad
+    reward or an exception in the text env is an error naming the text env and what it returned.
+"""
+
+
+class MultiTurnEnv(gym.Env):
+    """A multi-turn text env played token by token: write a message, read the reply, repeat.
+
+    ## Description
+
+    The text env (see the module docstring) opens with a text; the agent writes its message one
+    token at a time and ends it with eos; the text env answers, and its reply joins the transcript.
+    The observation is the whole transcript as token ids: the opening, then each message with its
+    eos, then each reply.
+
+    ## Action Space
+
+    `Discrete(vocab_size)`: the next token of the message; the tokenizer's eos ends it.
+
+    ## Observation Space
+
+    `Dict(input_ids=Box(0, vocab_size - 1, (max_len,), int64), attention_mask=Box(0, 1, (max_len,), int8))`:
+    the transcript's ids, right-padded.
+
+    ## Rewards
+
+    0 while a message is being written; the text env's reward for the turn on the step that ends
+    it (per-turn rewards).
+
+    ## Episode End
+
+    * Termination: the text env terminates.
+    * Truncation: the text env truncates, or `max_turns` messages were written.
+
+    `info` is `{}` while a message is written; at the end of a turn it holds the text env's info
+    plus `turns`, and at the end of the episode `is_success`. `env.unwrapped.text_env` is the text
+    env and `env.unwrapped.tokenizer` the tokenizer.
+    {args}
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(self, text_env: Any = "mastermind", text_env_kwargs: dict | None = None, tokenizer: Any = None,
+                 max_turn_tokens: int | None = None, max_turns: int | None = None, max_reply_tokens: int | None = None,
+                 render_mode: str | None = None) -> None:
+        self.text_env, name = make_text_env(text_env, text_env_kwargs)
+        self.setup = TurnSetup.build(self.text_env, name, tokenizer, max_turn_tokens, max_turns, max_reply_tokens)
+        self.render_mode = render_mode
+        vocab = self.setup.tokenizer.vocab_size
+        self.action_space = gym.spaces.Discrete(vocab)
+        self.observation_space = token_observation_space(self.setup.max_len, vocab)
+        self._transcript: list[int] | None = None
+        self._done = True
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.setup.tokenizer
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        self._transcript, info = self.setup.reset(self.text_env, seed, options)
+        self._message: list[int] = []
+        self._turns = 0
+        self._expert: list[int] | None = None
+        self._done = False
+        return self._obs(), dict(info or {})
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        token = check_step(self._transcript is not None, self._done, action, self.action_space.n)
+        s = self.setup
+        self._transcript.append(token)
+        self._message.append(token)
+        if token != s.tokenizer.eos_id and len(self._message) < s.max_turn_tokens:
+            return self._obs(), 0.0, False, False, {}
+        text = s.tokenizer.decode([t for t in self._message if t != s.tokenizer.eos_id])
+        reply, reward, terminated, truncated, info = s.step(self.text_env, text)
+        self._transcript += reply
+        self._message, self._expert = [], None
+        self._turns += 1
+        truncated = truncated or (not terminated and self._turns >= s.max_turns)
+        self._done = terminated or truncated
+        info["turns"] = self._turns
+        if self._done:
+            info["is_success"] = episode_success(info)
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), reward, terminated, truncated, info
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return pad_to(self._transcript, self.setup.max_len, self.setup.tokenizer.pad_id)
+
+    def expert(self, obs: dict) -> int:
+        """The text env's expert message, one token at a time, then eos."""
+        if not self.setup.has_expert:
+            raise NotImplementedError(f"text_env {self.setup.name} has no expert() method")
+        if self._expert is None:
+            self._expert = self.setup.expert_ids(self.text_env)
+        return self._expert[min(len(self._message), len(self._expert) - 1)]
+
+    def render(self) -> str | None:
+        """The transcript so far (eos tokens not shown)."""
+        text = self.setup.tokenizer.decode(self._transcript) if self._transcript is not None else ""
+        return render_text(self.render_mode, text)
+
+
+MultiTurnEnv.__doc__ = MultiTurnEnv.__doc__.replace("{args}", _DOC)
+
+
+class MultiTurnVectorEnv(TorchVectorEnv):
+    """A batch of :class:`MultiTurnEnv` episodes: ``N`` text env instances, tokens as tensors.
+
+    Same rules, arguments and spaces as :class:`MultiTurnEnv`, plus ``num_envs``, ``device`` and
+    ``max_episode_steps``. Writing tokens is a tensor operation on the whole batch; Python runs
+    only for the sub-envs whose message just ended (decode it, call the text env, write its reply).
+    Sub-env ``i`` reset with ``seed=s`` resets its text env with ``seed=s + i`` (``s + i // k`` with
+    ``options={"group_size": k}``), so it plays the episodes of the single env seeded ``s + i``.
+
+    ``info`` holds ``success`` and ``turns``; :meth:`episode_metrics` reports ``mean_turns`` and
+    the mean of every number the text env put in its last ``info`` (``mean_guesses``, ...). The
+    expert is the text env's ``expert()`` (when it has one), written token by token.
+    """
+
+    def __init__(self, num_envs: int = 1, text_env: Any = "mastermind", text_env_kwargs: dict | None = None,
+                 tokenizer: Any = None, max_turn_tokens: int | None = None, max_turns: int | None = None,
+                 max_reply_tokens: int | None = None, device: str | torch.device | None = None, max_episode_steps: int | None = None,
+                 autoreset_mode: str = "next_step", render_mode: str | None = None) -> None:
+        super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
+        first, name = make_text_env(text_env, text_env_kwargs)
+        self.text_envs = [first] + [make_text_env(text_env, text_env_kwargs)[0] for _ in range(num_envs - 1)]
+        self.text_env = first
+        self.setup = s = TurnSetup.build(first, name, tokenizer, max_turn_tokens, max_turns, max_reply_tokens)
+        self.has_expert = s.has_expert
+        if render_mode is not None and render_mode != "ansi":
+            raise ValueError(f"render_mode of the vector env must be 'ansi' or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        vocab = s.tokenizer.vocab_size
+        self._set_spaces(token_observation_space(s.max_len, vocab), gym.spaces.Discrete(vocab))
+        self.tokens_per_step = 1 + s.max_reply_tokens  # the agent's token, then a whole reply
+        B, dev = num_envs, self.device
+        # One spare column: a message token written when the transcript is full lands there and is cut.
+        self.transcript = torch.full((B, s.max_len + 1), s.tokenizer.pad_id, dtype=torch.int64, device=dev)
+        z = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.length, self.message_len, self.turns = z.clone(), z.clone(), z.clone()
+        self._cols = torch.arange(s.max_len, device=dev)
+        self._seeds: list[int | None] = [None] * B
+        self._final_info: list[dict] = [{} for _ in range(B)]
+        self._expert_ids: torch.Tensor | None = None  # (B, max_turn_tokens), filled once SFT asks for the expert
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.setup.tokenizer
+
+    def _seed_streams(self, mask: torch.Tensor, seed: int, group: int) -> None:
+        for i in mask.nonzero().squeeze(1).tolist():
+            self._seeds[i] = int(seed) + i // group
+
+    def _write_rows(self, rows: list[int], texts: list[list[int]]) -> None:
+        """Append token ids ``texts[j]`` to the transcript of sub-env ``rows[j]``, in one scatter."""
+        if not rows:
+            return
+        width = max(1, max(len(t) for t in texts))
+        ids = torch.full((len(rows), width), self.setup.tokenizer.pad_id, dtype=torch.int64)
+        for j, t in enumerate(texts):
+            ids[j, : len(t)] = torch.tensor(t, dtype=torch.int64)
+        count = torch.tensor([len(t) for t in texts])
+        rows_t = torch.tensor(rows, device=self.device)
+        offset = torch.arange(width)
+        pos = (self.length[rows_t].cpu()[:, None] + offset).clamp(max=self.transcript.shape[1] - 1)
+        keep = offset < count[:, None]
+        old = self.transcript[rows_t].cpu()
+        new = old.scatter(1, pos, torch.where(keep, ids, old.gather(1, pos)))
+        self.transcript[rows_t] = new.to(self.device)
+        self.length[rows_t] += count.to(self.device)
+
+    def _refresh_expert(self, rows: list[int]) -> None:
+        if self._expert_ids is None:
+            return
+        for i in rows:
+            ids = self.setup.expert_ids(self.text_envs[i])
+            self._expert_ids[i] = self.setup.tokenizer.eos_id
+            self._expert_ids[i, : len(ids)] = torch.tensor(ids, device=self.device)
+
+    def _start(self, mask, keys):
+        rows = mask.nonzero().squeeze(1).tolist()
+        openings = []
+        for i in rows:
+            ids, _ = self.setup.reset(self.text_envs[i], self._seeds[i], None)
+            self._seeds[i] = None  # later episodes continue the text env's own generator
+            self._final_info[i] = {}
+            openings.append(ids)
+        self.transcript[mask] = self.setup.tokenizer.pad_id
+        self.length = torch.where(mask, 0, self.length)
+        self.message_len = torch.where(mask, 0, self.message_len)
+        self.turns = torch.where(mask, 0, self.turns)
+        self._write_rows(rows, openings)
+        self._refresh_expert(rows)
+
+    def _advance(self, actions, active):
+        s = self.setup
+        slot = self.length.clamp(max=s.max_len)[:, None]
+        self.transcript.scatter_(1, slot, torch.where(active, actions, self.transcript.gather(1, slot)[:, 0])[:, None])
+        self.length = self.length + active.long()
+        self.message_len = self.message_len + active.long()
+        ends = active & ((actions == s.tokenizer.eos_id) | (self.message_len >= s.max_turn_tokens))
+        reward = torch.zeros(self.num_envs, device=self.device)
+        terminated, truncated, success = (torch.zeros(self.num_envs, dtype=torch.bool, device=self.device) for _ in range(3))
+        rows = ends.nonzero().squeeze(1).tolist()  # the one sync of a step: Python plays these turns
+        if rows:
+            lengths, counts = self.length[rows].tolist(), self.message_len[rows].tolist()
+            messages = self.transcript[rows].tolist()
+            replies, rewards, terms, truncs, wins = [], [], [], [], []
+            for j, i in enumerate(rows):
+                ids = [t for t in messages[j][lengths[j] - counts[j] : lengths[j]] if t != s.tokenizer.eos_id]
+                reply, r, te, tr, info = s.step(self.text_envs[i], s.tokenizer.decode(ids))
+                self._final_info[i] = info
+                replies.append(reply)
+                rewards.append(r)
+                terms.append(te)
+                truncs.append(tr)
+                wins.append(episode_success(info))
+            idx = torch.tensor(rows, device=self.device)
+            reward[idx] = torch.tensor(rewards, device=self.device)
+            terminated[idx] = torch.tensor(terms, device=self.device)
+            truncated[idx] = torch.tensor(truncs, device=self.device)
+            success[idx] = torch.tensor(wins, device=self.device)
+            self._write_rows(rows, replies)
+            self.message_len[idx] = 0
+            self.turns[idx] += 1
+            truncated = truncated | (ends & ~terminated & (self.turns >= s.max_turns))
+            self._refresh_expert([i for i, te, tr in zip(rows, terms, truncs) if not (te or tr)])
+        return reward, terminated, truncated, {"success": success, "turns": self.turns.clone(), "_turns": ends}
+
+    def _observe(self):
+        inside = self._cols < self.length[:, None]
+        return {"input_ids": torch.where(inside, self.transcript[:, : self.setup.max_len], self.setup.tokenizer.pad_id),
+                "attention_mask": inside.to(torch.int8)}
+
+    # -- the env -> trainer protocol -------------------------------------------------------------
+    def _longest_episode(self) -> int:
+        return self.setup.max_turns * self.setup.max_turn_tokens
+
+    def expert(self, obs) -> torch.Tensor:
+        """The text env's expert message for each sub-env, one token at a time, then eos."""
+        if not self.has_expert:
+            raise NotImplementedError(f"text_env {self.setup.name} has no expert() method")
+        if self._expert_ids is None:  # from now on, every new turn asks the text envs for their message
+            self._expert_ids = torch.full((self.num_envs, self.setup.max_turn_tokens), self.setup.tokenizer.eos_id,
+                                          dtype=torch.int64, device=self.device)
+            self._refresh_expert([i for i in range(self.num_envs) if not bool(self._needs_reset[i])])
+        col = self.message_len.clamp(max=self.setup.max_turn_tokens - 1)[:, None]
+        return self._expert_ids.gather(1, col).squeeze(1)
+
+    def episode_metrics(self) -> dict[str, float]:
+        """``mean_turns``, and ``mean_K`` for every number ``K`` the text env put in its last info."""
+        metrics = {"mean_turns": float(self.turns.float().mean())}
+        keys = set.intersection(*(set(info) for info in self._final_info)) if self._final_info else set()
+        for key in sorted(keys):
+            values = [info[key] for info in self._final_info]
+            if all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in values):
+                metrics[f"mean_{key}"] = float(np.mean(values))
+        return metrics
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        return "\n---\n".join(self.setup.tokenizer.decode(row[:n]) for row, n in zip(self.transcript.tolist(), self.length.tolist()))
+
