@@ -17,6 +17,7 @@ player would write now.
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,8 @@ def _preview(x: Any) -> str:
 
 def make_text_env(text_env: Any, text_env_kwargs: dict | None = None) -> tuple[gym.Env, str]:
     """A text env and its name, from a registered id (``"module:Id-v0"`` imports the module first),
-    a built-in game's short name (``"mastermind"``, ``"bulls_and_cows"``) or a callable.
+    a class or function named as ``"module:Name"``, a built-in game's short name (``"mastermind"``,
+    ``"bulls_and_cows"``) or a callable.
 
     Raises:
         ValueError: an unknown id, or an env whose spaces are not ``gymnasium.spaces.Text``.
@@ -52,8 +54,11 @@ def make_text_env(text_env: Any, text_env_kwargs: dict | None = None) -> tuple[g
     kwargs = dict(text_env_kwargs or {})
     if isinstance(text_env, str):
         name = text_env
+        maker = _named_callable(text_env)
         if text_env in TEXT_GAMES:
             env = TEXT_GAMES[text_env](**kwargs)
+        elif maker is not None:
+            env = maker(**kwargs)
         else:
             try:
                 env = gym.make(text_env, disable_env_checker=True, **kwargs)
@@ -67,13 +72,13 @@ def make_text_env(text_env: Any, text_env_kwargs: dict | None = None) -> tuple[g
     elif callable(text_env):
         name = getattr(text_env, "__name__", type(text_env).__name__)
         env = text_env(**kwargs)
-        if not isinstance(env, gym.Env):
-            raise TypeError(f"text_env {name} must return a gymnasium.Env, got {type(env).__name__}")
     else:
         raise TypeError(
             f"text_env must be an env id, a short name {sorted(TEXT_GAMES)} or a callable returning a "
             f"gymnasium.Env, got {type(text_env).__name__}"
         )
+    if not isinstance(env, gym.Env):
+        raise TypeError(f"text_env {name} must make a gymnasium.Env, got {type(env).__name__}")
     for which in ("observation_space", "action_space"):
         space = getattr(env, which, None)
         if not isinstance(space, gym.spaces.Text):
@@ -82,6 +87,18 @@ def make_text_env(text_env: Any, text_env_kwargs: dict | None = None) -> tuple[g
                 f"strings), got {space}"
             )
     return env, name
+
+
+def _named_callable(spec: str) -> Any:
+    """The callable ``"module:Name"`` names, or None (then the string is an env id)."""
+    module, sep, attr = spec.partition(":")
+    if not sep or not attr.isidentifier():
+        return None
+    try:
+        found = getattr(importlib.import_module(module), attr, None)
+    except ImportError:
+        return None
+    return found if callable(found) else None
 
 
 @dataclass
@@ -160,7 +177,7 @@ class TurnSetup:
         try:
             out = env.reset(seed=seed, options=options)
         except Exception as e:
-            raise RuntimeError(f"text_env {self.name} raised {type(e).__name__} in reset(): {e}") from e
+            raise RuntimeError(f"text_env {self.name}: raised {type(e).__name__} in reset(): {e}") from e
         if not (isinstance(out, tuple) and len(out) == 2):
             raise ValueError(f"text_env {self.name}: reset must return (opening, info), got {_preview(out)}")
         return self.encode(out[0], "opening"), out[1]
@@ -170,7 +187,7 @@ class TurnSetup:
         try:
             out = env.step(message)
         except Exception as e:
-            raise RuntimeError(f"text_env {self.name} raised {type(e).__name__} in step({message!r}): {e}") from e
+            raise RuntimeError(f"text_env {self.name}: raised {type(e).__name__} in step({message!r}): {e}") from e
         if not (isinstance(out, tuple) and len(out) == 5):
             raise ValueError(f"text_env {self.name}: step must return (reply, reward, terminated, truncated, info), "
                              f"got {_preview(out)}")
