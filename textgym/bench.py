@@ -3,7 +3,8 @@
 1. End-to-end PPO (rollout plus updates) on Reverse-v0 with textgym's default transformer, against
    Stable-Baselines3 PPO with textgym's features extractor of the same width and depth, on the
    same env with the same number of envs.
-2. Random-action steps of the torch vector env against Gymnasium's ``SyncVectorEnv`` of single envs.
+2. Random-action steps of the torch vector env against Gymnasium's ``SyncVectorEnv`` of single envs,
+   for Reverse-v0 and for MultiTurn-v0 on Mastermind (a text game whose turns run in Python).
 3. Rollout time (median of ``repeats``) for long against short generations with the KV cache
    (linear growth is the ratio of the lengths), next to generation without a cache (a full
    forward pass per token), with the memory of the cache and the process's peak.
@@ -43,6 +44,8 @@ class BenchConfig:
     """Steps of the torch vector env."""
     sync_steps: int = 20
     """Steps of SyncVectorEnv."""
+    turn_steps: int = 100
+    """Token steps of MultiTurn-v0 on Mastermind (vector env and SyncVectorEnv alike)."""
     short: int = 32
     """Tokens generated in the short rollout."""
     long: int = 256
@@ -56,7 +59,7 @@ class BenchConfig:
     @classmethod
     def quick(cls) -> BenchConfig:
         return cls(num_envs=16, ppo_steps=500, sb3_steps=256, vec_envs=32, vec_steps=5, sync_steps=2,
-                   short=4, long=16, gen_batch=4, repeats=1)
+                   turn_steps=10, short=4, long=16, gen_batch=4, repeats=1)
 
 
 def _timed(fn) -> float:
@@ -111,6 +114,28 @@ def bench_vector_env(cfg: BenchConfig, device: torch.device) -> dict[str, float]
     np_actions = np.random.default_rng(0).integers(0, n, (cfg.sync_steps, cfg.vec_envs))
     sync_sps = cfg.sync_steps * cfg.vec_envs / _timed(lambda: [sync.step(np_actions[t]) for t in range(cfg.sync_steps)])
     return {"torch_vec_sps": torch_sps, "sync_vec_sps": sync_sps}
+
+
+def bench_multi_turn(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
+    """Random token steps per second of MultiTurn-v0 on Mastermind: the vector env against
+    SyncVectorEnv of the single token env, both over the same text game."""
+    env_id, n = "textgym/Mastermind-v0", cfg.vec_envs
+    vec = gym.make_vec(env_id, num_envs=n, device=device)
+    vec.reset(seed=0)
+    g = torch.Generator(device=device).manual_seed(0)
+    actions = torch.randint(0, vec.single_action_space.n, (cfg.turn_steps, n), device=device, generator=g)
+
+    def run_torch():
+        for t in range(cfg.turn_steps):
+            vec.step(actions[t])
+        _sync(device)
+
+    torch_sps = cfg.turn_steps * n / _timed(run_torch)
+    sync = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n)])
+    sync.reset(seed=0)
+    np_actions = actions.cpu().numpy()
+    sync_sps = cfg.turn_steps * n / _timed(lambda: [sync.step(np_actions[t]) for t in range(cfg.turn_steps)])
+    return {"turns_vec_sps": torch_sps, "turns_sync_sps": sync_sps}
 
 
 def _no_cache_generation(policy: Policy, prompt: torch.Tensor, tokens: int) -> None:
@@ -168,9 +193,11 @@ def run(cfg: BenchConfig) -> dict[str, float]:
     """Run the three benchmarks; returns every figure and ratio."""
     device = resolve_device(cfg.device)
     torch.manual_seed(0)
-    results = {**bench_ppo(cfg, device), **bench_vector_env(cfg, device), **bench_generation(cfg, device)}
+    results = {**bench_ppo(cfg, device), **bench_vector_env(cfg, device), **bench_multi_turn(cfg, device),
+               **bench_generation(cfg, device)}
     results["ppo_ratio"] = results["textgym_ppo_sps"] / results["sb3_ppo_sps"]
     results["vec_ratio"] = results["torch_vec_sps"] / results["sync_vec_sps"]
+    results["turns_ratio"] = results["turns_vec_sps"] / results["turns_sync_sps"]
     results["long_over_short"] = results["long_seconds"] / results["short_seconds"]
     results["no_cache_long_over_short"] = results["long_no_cache_seconds"] / results["short_no_cache_seconds"]
     return results
@@ -183,6 +210,8 @@ def report(cfg: BenchConfig, r: dict[str, float]) -> str:
     rows = [
         ("PPO env steps/s, Reverse-v0", f"{r['textgym_ppo_sps']:,.0f}", f"SB3 PPO: {r['sb3_ppo_sps']:,.0f}", f"{r['ppo_ratio']:.1f}x", ">= 30x"),
         (f"vector env steps/s, {cfg.vec_envs} envs", f"{r['torch_vec_sps']:,.0f}", f"SyncVectorEnv: {r['sync_vec_sps']:,.0f}", f"{r['vec_ratio']:.1f}x", ">= 50x"),
+        (f"Mastermind-v0 token steps/s, {cfg.vec_envs} envs", f"{r['turns_vec_sps']:,.0f}",
+         f"SyncVectorEnv: {r['turns_sync_sps']:,.0f}", f"{r['turns_ratio']:.1f}x", "report"),
         (f"rollout s, {cfg.long} vs {cfg.short} tokens (KV cache)", f"{r['long_seconds']:.3f}", f"{cfg.short} tokens: {r['short_seconds']:.3f}",
          f"{r['long_over_short']:.1f}x", f"<= 10x (linear {cfg.long / cfg.short:.0f}x)"),
         (f"generation s, {cfg.long} vs {cfg.short} tokens (no cache)", f"{r['long_no_cache_seconds']:.3f}",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -123,6 +123,8 @@ class TurnSetup:
     max_len: int
     has_expert: bool
     alphabet: frozenset[str] | None
+    _encoded: dict = field(default_factory=dict)  # text -> ids: games repeat their replies
+    _decoded: dict = field(default_factory=dict)  # ids -> text: and agents their messages
 
     @classmethod
     def build(cls, env: gym.Env, name: str, tokenizer: Any = None, max_turn_tokens: int | None = None,
@@ -154,6 +156,8 @@ class TurnSetup:
 
     def encode(self, text: Any, what: str) -> list[int]:
         """Token ids of a text the text env wrote (``what``: "opening", "reply to ..."), checked."""
+        if isinstance(text, str) and text in self._encoded:
+            return self._encoded[text]
         if not isinstance(text, str):
             raise ValueError(f"text_env {self.name}: its {what} must be a str, got {type(text).__name__} {_preview(text)}")
         if self.alphabet is not None:
@@ -171,7 +175,18 @@ class TurnSetup:
                 f"{self.max_reply_tokens} a reply may take (max_reply_tokens, by default its observation_space's "
                 "max_length): raise max_reply_tokens or the space's max_length"
             )
+        if len(self._encoded) < 100_000:
+            self._encoded[text] = ids
         return ids
+
+    def decode(self, ids: tuple[int, ...]) -> str:
+        """The text of a message (its eos dropped)."""
+        text = self._decoded.get(ids)
+        if text is None:
+            text = self.tokenizer.decode([t for t in ids if t != self.tokenizer.eos_id])
+            if len(self._decoded) < 100_000:
+                self._decoded[ids] = text
+        return text
 
     def reset(self, env: gym.Env, seed: int | None, options: dict | None) -> tuple[list[int], dict]:
         try:
@@ -299,7 +314,8 @@ class MultiTurnEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
-        self._transcript, info = self.setup.reset(self.text_env, seed, options)
+        opening, info = self.setup.reset(self.text_env, seed, options)
+        self._transcript = list(opening)  # a copy: the setup caches the ids of the texts it encodes
         self._message: list[int] = []
         self._turns = 0
         self._expert: list[int] | None = None
@@ -313,7 +329,7 @@ class MultiTurnEnv(gym.Env):
         self._message.append(token)
         if token != s.tokenizer.eos_id and len(self._message) < s.max_turn_tokens:
             return self._obs(), 0.0, False, False, {}
-        text = s.tokenizer.decode([t for t in self._message if t != s.tokenizer.eos_id])
+        text = s.decode(tuple(self._message))
         reply, reward, terminated, truncated, info = s.step(self.text_env, text)
         self._transcript += reply
         self._message, self._expert = [], None
@@ -399,10 +415,8 @@ class MultiTurnVectorEnv(TorchVectorEnv):
         """Append token ids ``texts[j]`` to the transcript of sub-env ``rows[j]``, in one scatter."""
         if not rows:
             return
-        width = max(1, max(len(t) for t in texts))
-        ids = torch.full((len(rows), width), self.setup.tokenizer.pad_id, dtype=torch.int64)
-        for j, t in enumerate(texts):
-            ids[j, : len(t)] = torch.tensor(t, dtype=torch.int64)
+        width, pad = max(1, max(len(t) for t in texts)), self.setup.tokenizer.pad_id
+        ids = torch.tensor([t + [pad] * (width - len(t)) for t in texts], dtype=torch.int64)
         count = torch.tensor([len(t) for t in texts])
         rows_t = torch.tensor(rows, device=self.device)
         offset = torch.arange(width)
@@ -447,19 +461,20 @@ class MultiTurnVectorEnv(TorchVectorEnv):
         terminated, truncated, success = (torch.zeros(self.num_envs, dtype=torch.bool, device=self.device) for _ in range(3))
         rows = ends.nonzero().squeeze(1).tolist()  # the one sync of a step: Python plays these turns
         if rows:
-            lengths, counts = self.length[rows].tolist(), self.message_len[rows].tolist()
-            messages = self.transcript[rows].tolist()
+            idx = torch.tensor(rows, device=self.device)
+            # The last max_turn_tokens positions of each ended transcript hold its message, at the end.
+            W = s.max_turn_tokens
+            cols = (self.length[idx, None] - W + torch.arange(W, device=self.device)).clamp(min=0)
+            tails, counts = self.transcript[idx].gather(1, cols).tolist(), self.message_len[idx].tolist()
             replies, rewards, terms, truncs, wins = [], [], [], [], []
             for j, i in enumerate(rows):
-                ids = [t for t in messages[j][lengths[j] - counts[j] : lengths[j]] if t != s.tokenizer.eos_id]
-                reply, r, te, tr, info = s.step(self.text_envs[i], s.tokenizer.decode(ids))
+                reply, r, te, tr, info = s.step(self.text_envs[i], s.decode(tuple(tails[j][W - counts[j]:])))
                 self._final_info[i] = info
                 replies.append(reply)
                 rewards.append(r)
                 terms.append(te)
                 truncs.append(tr)
                 wins.append(episode_success(info))
-            idx = torch.tensor(rows, device=self.device)
             reward[idx] = torch.tensor(rewards, device=self.device)
             terminated[idx] = torch.tensor(terms, device=self.device)
             truncated[idx] = torch.tensor(truncs, device=self.device)
