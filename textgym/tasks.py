@@ -74,6 +74,10 @@ class Task:
         """The example for ``key`` (an int in ``[0, 2**32)``); the same key gives the same example."""
         raise NotImplementedError
 
+    def examples(self, keys: Sequence[int]) -> list[Example]:
+        """The examples for many keys (a task may make them in one batch)."""
+        return [self.example(int(k)) for k in keys]
+
     def alphabet(self) -> str | None:
         """Every character the task's prompts and references use, or ``None`` if open-ended.
 
@@ -170,11 +174,14 @@ class _SymbolTask(Task):
         return self.symbols
 
     def example(self, key: int) -> Example:
-        prompt, ref = self.generate(torch.tensor([key], dtype=torch.int64))
-        return Example(self._text(prompt[0]), (self._text(ref[0]),))
+        return self.examples([key])[0]
 
-    def _text(self, idx: torch.Tensor) -> str:
-        return "".join(self.symbols[i] for i in idx.tolist() if i != _PAD_SYMBOL)
+    def examples(self, keys: Sequence[int]) -> list[Example]:
+        prompts, refs = self.generate(torch.tensor(list(keys), dtype=torch.int64))  # one batch
+        return [Example(self._text(p), (self._text(r),)) for p, r in zip(prompts.tolist(), refs.tolist())]
+
+    def _text(self, idx: list[int]) -> str:
+        return "".join(self.symbols[i] for i in idx if i != _PAD_SYMBOL)
 
     def encode(
         self, keys: torch.Tensor, tokenizer: Tokenizer, prompt_capacity: int, reference_capacity: int
@@ -423,12 +430,17 @@ class ReviewTask(Task):
     name = "review"
 
     def example(self, key: int) -> Example:
-        r = draws(torch.tensor([key], dtype=torch.int64), 6)[0].tolist()
-        item = REVIEW_ITEMS[r[0] % len(REVIEW_ITEMS)]
-        first = r[2] % len(ADJECTIVES)
-        second = (first + 1 + r[4] % (len(ADJECTIVES) - 1)) % len(ADJECTIVES)  # never the same
-        phrases = [(bool(r[3] % 2), ADJECTIVES[first]), (bool(r[5] % 2), ADJECTIVES[second])][: 1 + r[1] % 2]
-        return Example(f"{item}:", (review_text(item, phrases),))
+        return self.examples([key])[0]
+
+    def examples(self, keys: Sequence[int]) -> list[Example]:
+        out = []
+        for r in draws(torch.tensor(list(keys), dtype=torch.int64), 6).tolist():  # one batch of draws
+            item = REVIEW_ITEMS[r[0] % len(REVIEW_ITEMS)]
+            first = r[2] % len(ADJECTIVES)
+            second = (first + 1 + r[4] % (len(ADJECTIVES) - 1)) % len(ADJECTIVES)  # never the same
+            phrases = [(bool(r[3] % 2), ADJECTIVES[first]), (bool(r[5] % 2), ADJECTIVES[second])][: 1 + r[1] % 2]
+            out.append(Example(f"{item}:", (review_text(item, phrases),)))
+        return out
 
     def alphabet(self) -> str:
         return alphabet_of([*REVIEW_ITEMS, *ADJECTIVES, INTENSIFIER, "is and :"])
