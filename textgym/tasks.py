@@ -74,7 +74,7 @@ class Task:
         """The example for ``key`` (an int in ``[0, 2**32)``); the same key gives the same example."""
         raise NotImplementedError
 
-    def examples(self, keys: Sequence[int]) -> list[Example]:
+    def examples_for(self, keys: Sequence[int]) -> list[Example]:
         """The examples for many keys (a task may make them in one batch)."""
         return [self.example(int(k)) for k in keys]
 
@@ -174,9 +174,9 @@ class _SymbolTask(Task):
         return self.symbols
 
     def example(self, key: int) -> Example:
-        return self.examples([key])[0]
+        return self.examples_for([key])[0]
 
-    def examples(self, keys: Sequence[int]) -> list[Example]:
+    def examples_for(self, keys: Sequence[int]) -> list[Example]:
         prompts, refs = self.generate(torch.tensor(list(keys), dtype=torch.int64))  # one batch
         return [Example(self._text(p), (self._text(r),)) for p, r in zip(prompts.tolist(), refs.tolist())]
 
@@ -430,9 +430,9 @@ class ReviewTask(Task):
     name = "review"
 
     def example(self, key: int) -> Example:
-        return self.examples([key])[0]
+        return self.examples_for([key])[0]
 
-    def examples(self, keys: Sequence[int]) -> list[Example]:
+    def examples_for(self, keys: Sequence[int]) -> list[Example]:
         out = []
         for r in draws(torch.tensor(list(keys), dtype=torch.int64), 6).tolist():  # one batch of draws
             item = REVIEW_ITEMS[r[0] % len(REVIEW_ITEMS)]

@@ -336,7 +336,7 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
             keys = self.keys[idx].tolist()
             batch = EpisodeBatch(ex.prompt_ids[idx], ex.prompt_len[idx], self.written[idx], completion_len[idx],
                                  ex.reference_ids[idx], ex.reference_len[idx], self.tokenizer,
-                                 lambda: self.setup.task.examples(keys))
+                                 lambda: self.setup.task.examples_for(keys))
             out[idx] = self.setup.reward(batch)
         return out
 
@@ -383,7 +383,7 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         """Each sub-env's current example and the completion it wrote (up to its eos)."""
         n = (self.written_len - self.ended_with_eos.long()).tolist()
         texts = [self.tokenizer.decode(row[:k]) for row, k in zip(self.written.tolist(), n)]
-        return list(zip(self.setup.task.examples(self.keys.tolist()), texts))
+        return list(zip(self.setup.task.examples_for(self.keys.tolist()), texts))
 
     def episode_metrics(self) -> dict[str, float]:
         """``exact_match`` and ``f1`` of the completions against the references, and the task's own
