@@ -47,6 +47,12 @@ def test_example_05_sft_then_ppo_smoke(capsys):
     assert "binary search" in capsys.readouterr().out
 
 
+def test_example_08_your_own_game_smoke(capsys):
+    ev = _load_example("08_your_own_game").main(steps=300, num_envs=8)
+    out = capsys.readouterr().out
+    assert "mean_right" in ev and "after one turn: " in out and "game 0: return" in out
+
+
 def test_learning_benchmark_quick(tmp_path):
     import json
     import subprocess
