@@ -115,6 +115,32 @@ def test_a_policy_for_another_env_is_refused():
         ppo.train(ppo.PPOConfig(env_id="textgym/Addition-v0", total_steps=10, num_envs=8), policy=policy, progress=False)
 
 
+@pytest.mark.parametrize("cls,field,value,message", [
+    (sft.SFTConfig, "max_grad_norm", -1, "max_grad_norm must be a number > 0, got -1"),
+    (ppo.PPOConfig, "gamma", 5, r"gamma must be a number in \[0, 1\], got 5"),
+    (ppo.PPOConfig, "gamma", "abc", r"gamma must be a number in \[0, 1\], got 'abc'"),
+    (ppo.PPOConfig, "clip_coef", -1, "clip_coef must be a number > 0, got -1"),
+    (ppo.PPOConfig, "target_kl", -1, "target_kl must be a number > 0 or None, got -1"),
+    (ppo.PPOConfig, "update_epochs", 0, "update_epochs must be an integer >= 1, got 0"),
+    (ppo.PPOConfig, "update_epochs", 1.5, "update_epochs must be an integer >= 1, got 1.5"),
+    (ppo.PPOConfig, "temperature", 0, "temperature must be a number > 0, got 0"),
+    (ppo.PPOConfig, "learning_rate", float("nan"), "learning_rate must be a number > 0, got nan"),
+    (ppo.PPOConfig, "norm_adv", "false", "norm_adv must be true or false, got 'false'"),
+    (ppo.PPOConfig, "kl_estimator", "k2", r"kl_estimator must be one of \['k1', 'k3'\], got 'k2'"),
+    (reinforce.ReinforceConfig, "baseline_decay", 1, r"baseline_decay must be a number in \[0, 1\), got 1"),
+    (ppo.PPOConfig, "env_kwargs", None, "env_kwargs must be a JSON object, got None"),
+    (sft.SFTConfig, "eval_every", 0, "eval_every must be an integer >= 1, got 0"),
+])
+def test_every_config_field_is_checked_for_type_and_range(cls, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**{field: value})
+
+
+def test_an_unknown_env_id_is_a_value_error_not_a_traceback():
+    with pytest.raises(ValueError, match="cannot make env 'foo'"):
+        sft.train(sft.SFTConfig(env_id="foo", total_steps=10, num_envs=2), progress=False)
+
+
 def test_bad_config_values():
     with pytest.raises(ValueError, match="unknown baseline 'mean'"):
         reinforce.ReinforceConfig(baseline="mean")
@@ -124,9 +150,9 @@ def test_bad_config_values():
         resolve_device("tpu")
     with pytest.raises(ValueError, match="num_minibatches must be between 1 and num_envs=2"):
         ppo.PPOConfig(num_envs=2)
-    with pytest.raises(ValueError, match="num_envs must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="num_envs must be an integer >= 1, got 0"):
         sft.SFTConfig(num_envs=0)
-    with pytest.raises(ValueError, match="num_envs must be a positive integer"):
+    with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
         reinforce.ReinforceConfig(num_envs=-4, rloo_k=2)
     with pytest.raises(ValueError, match="adaptive_kl_target needs kl_coef > 0"):
         ppo.PPOConfig(adaptive_kl_target=6.0)

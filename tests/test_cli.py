@@ -1,6 +1,7 @@
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,12 +120,30 @@ def test_eval_of_a_corrupt_or_missing_checkpoint(tmp_path, capsys):
 
 
 def test_nan_during_training_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    from textgym.agents import ppo
+
+    real, calls, saved = ppo.value_loss, [], {}
+    real_save = ppo.Policy.save
+
+    def save(policy, directory, *a, **k):
+        real_save(policy, directory, *a, **k)
+        saved["bytes"] = (Path(directory) / "policy.safetensors").read_bytes()
+
+    def value_loss(*a, **k):  # NaN from the 12th iteration on (4 minibatches x 4 epochs each)
+        calls.append(1)
+        return torch.tensor(float("nan")) if len(calls) > 11 * 16 else real(*a, **k)
+
+    monkeypatch.setattr("textgym.agents.ppo.value_loss", value_loss)
+    monkeypatch.setattr(ppo.Policy, "save", save)
     out = tmp_path / "run"
-    assert main(["train", "ppo", "--out", str(out), *TINY]) == 0
-    good = (out / "policy.safetensors").read_bytes()
-    monkeypatch.setattr("textgym.agents.ppo.value_loss", lambda *a, **k: torch.tensor(float("nan")))
-    capsys.readouterr()
-    assert main(["train", "ppo", "--out", str(out), "--force", *TINY]) == 1
+    assert main(["train", "ppo", "--out", str(out), *TINY[:1], "20000", *TINY[2:]]) == 1
     err = capsys.readouterr().err
-    assert "iteration 1: v_loss became NaN" in err and "last good checkpoint is kept" in err
-    assert (out / "policy.safetensors").read_bytes() == good
+    assert "iteration 12: v_loss became NaN" in err and f"the last good checkpoint is kept in {out}" in err
+    assert (out / "policy.safetensors").read_bytes() == saved["bytes"]  # the iteration-10 save
+
+
+def test_nan_at_the_first_iteration_says_no_checkpoint_was_saved(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("textgym.agents.ppo.value_loss", lambda *a, **k: torch.tensor(float("nan")))
+    assert main(["train", "ppo", "--out", str(tmp_path / "run"), *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "iteration 1: v_loss became NaN" in err and "no checkpoint was saved before it" in err

@@ -149,15 +149,59 @@ def _make_env(env_id: str, env_kwargs: dict) -> gym.Env:
         raise CLIError(f"{env_id}: {e}") from None
 
 
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png")
+
+
+def _usable_dir(out: Path, flag: str = "--out") -> None:
+    """Create ``out`` if needed and check that files can be written there (nothing else is touched)."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{flag} {out} is a file, not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / ".textgym-write-check"
+    try:
+        probe.write_text("")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _clear_run(out: Path) -> None:
+    """Remove a previous run's files from ``out`` (``--force``), so no file of it mixes with the new run."""
+    for name in RUN_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    for events in out.glob("events.out.tfevents.*"):
+        events.unlink()
+
+
+def _check_start(algo: str, cfg, policy) -> None:
+    """Everything a run needs before it starts, checked on one env: the env and its kwargs, the
+    device, the policy's fit and, for SFT, an expert. A start that fails here touches no file."""
+    from textgym.agents.common import resolve_device
+    from textgym.agents.rollout import SequenceView, make_envs
+
+    resolve_device(cfg.device)
+    import torch
+
+    envs = make_envs(cfg.env_id, 1, torch.device("cpu"), **cfg.env_kwargs)
+    if policy is not None:
+        SequenceView(envs).check(policy.cfg)
+    if algo == "sft" and not envs.has_expert:
+        raise CLIError(f"{cfg.env_id} has no expert to imitate, so SFT cannot train on it")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a policy and write the run directory."""
+    """Train a policy and write the run directory.
+
+    The run directory is claimed only once the run can start: bad arguments leave an existing run
+    untouched, ``--force`` removes the old run's files before the new run writes any, and a start
+    that fails leaves nothing behind.
+    """
     from textgym.agents import Policy
     from textgym.agents.common import TrainingError, write_json
 
     _check_env_id(args.env)
     module, cfg = _config(args.algo, args)
     out = Path(args.out)
-    if out.exists() and any((out / name).exists() for name in RUN_FILES) and not args.force:
+    if out.is_dir() and any((out / name).exists() for name in RUN_FILES) and not args.force:
         raise CLIError(f"{out} holds another run; choose another --out or pass --force to overwrite it")
     policy = None
     if args.init is not None:
@@ -165,16 +209,26 @@ def cmd_train(args: argparse.Namespace) -> int:
             policy = Policy.load(args.init)
         except (FileNotFoundError, ValueError) as e:
             raise CLIError(f"--init: {e}") from None
-    out.mkdir(parents=True, exist_ok=True)
+    _check_start(args.algo, cfg, policy)
+    existed = out.exists()
+    _usable_dir(out)
+    _clear_run(out)
     write_json(out / "config.json", {"algo": args.algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
                                      "init": args.init, "config": dataclasses.asdict(cfg), "version": textgym.__version__})
     try:
         result = module.train(cfg, policy=policy, out=out, progress=not args.quiet)
     except TrainingError as e:
-        print(f"textgym: {e}; the last good checkpoint is kept in {out}", file=sys.stderr)
+        kept = (f"the last good checkpoint is kept in {out}" if (out / "policy.safetensors").exists()
+                else "no checkpoint was saved before it")
+        print(f"textgym: {e}; {kept}", file=sys.stderr)
         return 1
-    except (TypeError, ValueError) as e:
-        raise CLIError(str(e)) from None
+    except BaseException:
+        metrics = out / "metrics.jsonl"
+        if not metrics.exists() or metrics.stat().st_size == 0:  # it never started: leave nothing behind
+            _clear_run(out)
+            if not existed and not any(out.iterdir()):
+                out.rmdir()
+        raise
     print(json.dumps({"run": str(out), **result.eval}))
     return 0
 
@@ -385,7 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="write comparison.csv, comparison.json and comparison.png here")
     p.set_defaults(func=cmd_compare)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return parser
+
+
+USER_ERRORS = (CLIError, ValueError, TypeError, OSError, ImportError, gym.error.Error)
+"""What a user's input can cause: each is one line on stderr and exit status 2 (``--debug`` shows the traceback)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -394,8 +454,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "episodes", 1) < 1:
             raise CLIError(f"--episodes must be at least 1, got {args.episodes}")
         return args.func(args)
-    except CLIError as e:
-        print(f"textgym: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        if getattr(args, "debug", False):
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in message:
+            message += f": {e.filename}"
+        print(f"textgym: {message}", file=sys.stderr)
         return 2
 
 

@@ -10,13 +10,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from textgym.agents.model import Policy
 from textgym.agents.rollout import SequenceView, make_envs
+from textgym.config import POSITIVE, POSITIVE_INT, Check, check_fields
 
 
 class TrainingError(RuntimeError):
@@ -52,13 +53,17 @@ class TrainConfig:
     eval_episodes: int = 256
     """Greedy episodes for the final evaluation."""
 
+    RULES: ClassVar[dict[str, Check]] = {
+        "env_id": Check(str), "env_kwargs": Check(dict), "num_envs": POSITIVE_INT, "total_steps": POSITIVE_INT,
+        "learning_rate": POSITIVE, "max_grad_norm": POSITIVE, "seed": Check(int), "device": Check(str),
+        "n_layers": POSITIVE_INT, "n_heads": POSITIVE_INT, "d_model": POSITIVE_INT, "eval_episodes": POSITIVE_INT,
+    }
+    """Every field's type and range (see :mod:`textgym.config`); subclasses add theirs."""
+
     def __post_init__(self) -> None:
-        for name in ("num_envs", "total_steps", "eval_episodes", "n_layers", "n_heads", "d_model"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        check_fields(self)
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -231,9 +231,10 @@ class Policy(nn.Module):
 
         Raises:
             FileNotFoundError: no checkpoint in ``directory``.
-            ValueError: the checkpoint is corrupt or does not match its config.
+            ValueError: the config is invalid, the file's shapes do not match it (checked before
+                anything is built), or a weight is not finite.
         """
-        from safetensors.torch import load_model
+        from textgym.checkpoints import load_checked
 
         directory = Path(directory)
         weights, config = directory / "policy.safetensors", directory / "policy.json"
@@ -242,14 +243,9 @@ class Policy(nn.Module):
                 raise FileNotFoundError(f"no checkpoint in {directory}: {path.name} is missing")
         try:
             cfg = PolicyConfig(**json.loads(config.read_text())["policy"])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{config} is not a valid policy config: {e}") from None
-        policy = cls(cfg)
-        try:
-            load_model(policy, str(weights), device=str(device))
-        except Exception as e:  # safetensors raises several types for a damaged file
-            raise ValueError(f"{weights} is corrupt or does not match {config.name}: {e}") from None
-        return policy.to(device)
+        return load_checked(lambda: cls(cfg), weights, device)
 
 
 def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,

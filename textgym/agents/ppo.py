@@ -19,6 +19,7 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -36,6 +37,7 @@ from textgym.agents.losses import (
 )
 from textgym.agents.model import Policy
 from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,14 @@ class PPOConfig(TrainConfig):
     """Horizon of the adaptive controller, in episodes."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts."""
+
+    RULES: ClassVar[dict[str, Check]] = {
+        "gamma": FRACTION, "gae_lambda": FRACTION, "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT,
+        "clip_coef": POSITIVE, "clip_vloss": Check(bool), "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE,
+        "norm_adv": Check(bool), "target_kl": Check(float, 0, low_open=True, optional=True), "kl_coef": NON_NEGATIVE,
+        "kl_estimator": Check(str, choices=("k1", "k3")), "adaptive_kl_target": Check(float, 0, low_open=True, optional=True),
+        "adaptive_kl_horizon": POSITIVE_INT, "temperature": POSITIVE,
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

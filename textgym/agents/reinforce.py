@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -27,6 +28,7 @@ from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import masked_mean, returns_to_go, rloo_baseline
 from textgym.agents.model import Policy
 from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, Check
 
 BASELINES = ("moving_average", "value", "rloo")
 
@@ -49,6 +51,11 @@ class ReinforceConfig(TrainConfig):
     """Weight of the entropy bonus."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts."""
+
+    RULES: ClassVar[dict[str, Check]] = {
+        "gamma": FRACTION, "rloo_k": Check(int, 2), "baseline_decay": Check(float, 0, 1, high_open=True),
+        "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE, "temperature": POSITIVE,
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

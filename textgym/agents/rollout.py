@@ -104,7 +104,10 @@ class Rollout:
 def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs):
     """A textgym vector env of tensors on ``device``, with autoreset disabled, as rollouts need, and
     without action checks."""
-    envs = gym.make_vec(env_id, num_envs=num_envs, device=device, autoreset_mode="disabled", **env_kwargs)
+    try:
+        envs = gym.make_vec(env_id, num_envs=num_envs, device=device, autoreset_mode="disabled", **env_kwargs)
+    except gym.error.Error as e:  # an unknown id, a missing module, ...
+        raise ValueError(f"cannot make env {env_id!r}: {e}") from None
     check_protocol(envs)
     envs.check = False  # actions are sampled from the action space: no per-step validation (a device sync)
     return envs

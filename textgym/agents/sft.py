@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -27,6 +28,7 @@ from textgym.agents.losses import masked_mean
 from textgym.agents.model import Policy
 from textgym.agents.rollout import collect, evaluate_logprobs
 from textgym.agents.scripted import vector_expert
+from textgym.config import POSITIVE_INT, Check
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class SFTConfig(TrainConfig):
     """Adam's step size."""
     eval_every: int = 10
     """Iterations between greedy evaluations of the policy (logged as ``mean_return``)."""
+
+    RULES: ClassVar[dict[str, Check]] = {"eval_every": POSITIVE_INT}
 
 
 def train(cfg: SFTConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,

@@ -22,12 +22,13 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
 from textgym.rewards.core import EpisodeBatch, Reward
 from textgym.tasks import iter_jsonl
 from textgym.tokenizers import CharTokenizer, Tokenizer, alphabet_of
@@ -219,17 +220,16 @@ class RewardModelTrainConfig:
     max_len: int | None = None
     """Context; default: the longest example. ``textgym train-rm --env`` sets it to what the env lets a policy write."""
 
+    RULES: ClassVar[dict[str, Check]] = {
+        "epochs": POSITIVE_INT, "batch_size": POSITIVE_INT, "learning_rate": POSITIVE, "warmup_steps": Check(int, 0),
+        "center_coef": NON_NEGATIVE, "eval_fraction": Check(float, 0, 1, high_open=True), "seed": Check(int),
+        "n_layers": POSITIVE_INT, "n_heads": POSITIVE_INT, "d_model": POSITIVE_INT, "max_len": Check(int, 2, optional=True),
+    }
+
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "warmup_steps", "n_layers", "n_heads", "d_model", "max_len"):
-            value = getattr(self, name)
-            if value is None and name == "max_len":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "warmup_steps" else 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction!r}")
+        check_fields(self)
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
 
 
 def _scores(model: RewardModel, enc: dict[str, torch.Tensor], idx: torch.Tensor, kind: str) -> tuple[torch.Tensor, ...]:
@@ -335,29 +335,35 @@ def load_reward_model(directory: str | os.PathLike, device: str | torch.device =
     Raises:
         FileNotFoundError: a file is missing. ValueError: a corrupt file.
     """
-    from safetensors.torch import load_model
+    from textgym.checkpoints import load_checked
 
     directory = Path(directory)
     config, weights = directory / "reward_model.json", directory / "reward_model.safetensors"
     for p in (config, weights):
         if not p.is_file():
             raise FileNotFoundError(f"no reward model in {directory}: {p.name} is missing")
-    meta = json.loads(config.read_text())
-    tok_meta = meta["tokenizer"]
-    if tok_meta["type"] == "char":
+    try:
+        meta = json.loads(config.read_text())
+        tok_meta, model_cfg = meta["tokenizer"], RewardModelConfig(**meta["reward_model"])
+        kind = tok_meta["type"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{config} is not a valid reward model config: {type(e).__name__} {e}") from None
+    if kind == "char":
         tokenizer: Tokenizer = CharTokenizer.from_dict(tok_meta)
-    else:
+    elif kind == "hf":
+        # Only a tokenizer saved inside the run directory, and never the network.
+        path = (directory / str(tok_meta.get("path", ""))).resolve()
+        if not path.is_dir() or directory.resolve() not in (path, *path.parents):
+            raise ValueError(f"{config}: the tokenizer path {tok_meta.get('path')!r} is not a folder inside {directory}")
         from transformers import AutoTokenizer
 
         from textgym.tokenizers import HFTokenizer
 
-        tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(str(directory / tok_meta["path"])))
-    model = RewardModel(RewardModelConfig(**meta["reward_model"]))
-    try:
-        load_model(model, str(weights), device=str(device))
-    except Exception as e:  # safetensors raises several types for a damaged file
-        raise ValueError(f"{weights} is corrupt or does not match {config.name}: {e}") from None
-    return model.to(device).eval(), tokenizer
+        tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+    else:
+        raise ValueError(f"{config}: unknown tokenizer type {kind!r}: expected 'char' or 'hf'")
+    model = load_checked(lambda: RewardModel(model_cfg), weights, device)
+    return model.eval(), tokenizer
 
 
 # -- the reward ---------------------------------------------------------------------------------
