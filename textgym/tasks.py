@@ -476,11 +476,16 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, str, Any]]:
     Raises:
         ValueError: a line that is not valid JSON, naming the file and line.
     """
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            where = f"{path}, line {lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{where}: not UTF-8 (byte {raw[e.start]:#x} at column {e.start + 1}); "
+                                 "save the file as UTF-8") from None
             if not line.strip():
                 continue
-            where = f"{path}, line {lineno}"
             try:
                 yield lineno, where, json.loads(line)
             except json.JSONDecodeError as e:
@@ -525,6 +530,8 @@ class ListTask(Task):
     """
 
     name = "list"
+    MAX_PADDED_TOKENS = 50_000_000
+    """The most tokens the padded table of prompts (or of references) may hold."""
 
     def __init__(self, examples: Iterable[Any], name: str = "list") -> None:
         self.examples = [_as_example(ex, f"example {i}") for i, ex in enumerate(examples)]
@@ -593,6 +600,16 @@ class ListTask(Task):
             refs = [tokenizer.encode(r) for ex in self.examples for r in ex.references]
             width_p = max(len(p) for p in prompts)
             width_r = max(1, max(len(r) for r in refs))
+            # Every example is padded to the longest: one outlier must not cost gigabytes.
+            for what, width, count, lengths in (("prompt", width_p, len(prompts), prompts),
+                                                ("reference", width_r, len(refs), refs)):
+                if width * count > self.MAX_PADDED_TOKENS:
+                    longest = max(range(len(lengths)), key=lambda i: len(lengths[i]))
+                    raise ValueError(
+                        f"{self.name}: a {what} is {width} tokens long (the {longest + 1}th), and padding all "
+                        f"{count} {what}s to it would hold {width * count:,} tokens, more than "
+                        f"{self.MAX_PADDED_TOKENS:,}: drop or shorten the long ones"
+                    )
             enc = _encode_examples(self.examples, tokenizer, width_p, width_r, self.max_references, torch.device("cpu"), self.name)
             self._encoded = (tokenizer, enc)
         return self._encoded[1]

@@ -173,13 +173,27 @@ def as_tokenizer(obj: Any) -> Tokenizer:
     and ``eos_id``.
     """
     if isinstance(obj, Tokenizer):
-        return obj
+        return check_special_ids(obj)
     if hasattr(obj, "eos_token_id") and hasattr(obj, "encode"):
         return HFTokenizer(obj)
     raise TypeError(
         f"cannot use {type(obj).__name__} as a tokenizer: expected a CharTokenizer, a transformers "
         "tokenizer, or an object with encode, decode, vocab_size, pad_id and eos_id"
     )
+
+
+def check_special_ids(tokenizer: Tokenizer) -> Tokenizer:
+    """``tokenizer``, after checking that its pad and eos ids lie inside its vocabulary.
+
+    Raises:
+        ValueError: an id that is not an integer in ``[0, vocab_size)``.
+    """
+    n = tokenizer.vocab_size
+    for name in ("pad_id", "eos_id"):
+        i = getattr(tokenizer, name)
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
+            raise ValueError(f"the tokenizer's {name} {i!r} is outside its vocabulary of {n} ids [0, {n})")
+    return tokenizer
 
 
 def alphabet_of(texts: Sequence[str]) -> str:

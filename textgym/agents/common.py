@@ -126,7 +126,9 @@ class RunLogger:
         self.tb = None
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.out / "metrics.jsonl", "w")
+            metrics = self.out / "metrics.jsonl"
+            metrics.unlink(missing_ok=True)  # a symlink is replaced, never followed
+            self.file = open(metrics, "x")
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -178,8 +180,10 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+    os.replace(tmp, path)  # replaces a symlink at ``path`` rather than writing through it
 
 
 def finish(cfg: TrainConfig, policy: Policy, logger: RunLogger, out: str | os.PathLike | None, device: torch.device):

@@ -47,13 +47,17 @@ class PolicyConfig:
     """Give the value head its own trunk (default False: one shared trunk, two heads)."""
 
     def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_features", "n_actions", "max_len", "n_layers", "n_heads", "d_model"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name in ("vocab_size", "n_features") else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if name in ('vocab_size', 'n_features') else 'positive'} "
+                                 f"integer, got {value!r}")
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.n_features == 0 and self.vocab_size < 1:
             raise ValueError("vocab_size must be positive when the model reads tokens")
-        for name in ("n_actions", "max_len", "n_layers", "n_heads", "d_model"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 class KVCache:

@@ -54,7 +54,10 @@ def check_step(started: bool, done: bool, action: Any, n: int) -> int:
 def check_actions(actions: Any, n: int, num_envs: int, device: torch.device) -> torch.Tensor:
     """The batch of actions as int64 ``(num_envs,)`` on ``device``, or a ValueError."""
     if not isinstance(actions, torch.Tensor):
-        actions = torch.as_tensor(np.asarray(actions))
+        array = np.asarray(actions)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"actions must be integers in [0, {n}), one per sub-env, got an array of {array.dtype}")
+        actions = torch.as_tensor(array)
     if actions.dtype.is_floating_point or actions.dtype == torch.bool or actions.dtype.is_complex:
         raise ValueError(f"actions must be integers in [0, {n}), got a tensor of {actions.dtype}")
     if actions.shape != (num_envs,):

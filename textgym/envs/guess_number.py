@@ -29,8 +29,11 @@ def set_game(env, low: int, high: int, max_guesses: int, guess_penalty: float, s
         raise ValueError(f"low must be smaller than high, got low={low}, high={high}")
     if max_guesses < 1:
         raise ValueError(f"max_guesses must be at least 1, got {max_guesses}")
-    if not guess_penalty >= 0:
-        raise ValueError(f"guess_penalty must be >= 0, got {guess_penalty!r}")
+    if isinstance(guess_penalty, bool) or not isinstance(guess_penalty, (int, float, np.number)) \
+            or not math.isfinite(guess_penalty) or guess_penalty < 0:
+        raise ValueError(f"guess_penalty must be a finite number >= 0, got {guess_penalty!r}")
+    if not isinstance(shaping, (bool, np.bool_)):
+        raise ValueError(f"shaping must be true or false, got {shaping!r}")
     if text and low < 0:
         raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
     env.low, env.high, env.max_guesses = int(low), int(high), int(max_guesses)

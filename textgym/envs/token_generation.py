@@ -53,6 +53,8 @@ class TokenSetup:
         task_kwargs: dict | None = None,
         reward_kwargs: dict | None = None,
     ) -> TokenSetup:
+        if not isinstance(shaping, (bool, np.bool_)):
+            raise ValueError(f"shaping must be true or false, got {shaping!r}")
         task = make_task(task, **(task_kwargs or {}))
         if tokenizer is None:
             alphabet = task.alphabet()

@@ -153,9 +153,14 @@ class Reward:
 def _validated(name: str, scores: Any, n: int, device: torch.device) -> torch.Tensor:
     if isinstance(scores, torch.Tensor):
         out = scores
+    elif isinstance(scores, (dict, str, bytes)) or not hasattr(scores, "__iter__"):
+        raise ValueError(f"reward {name!r} must return {n} numbers, got a {type(scores).__name__}: {_preview(scores)}")
     else:
         try:
-            out = torch.tensor([float(s) for s in scores], dtype=torch.float32)
+            values = list(scores)
+            if any(isinstance(v, (str, bytes)) for v in values):
+                raise TypeError
+            out = torch.tensor([float(v) for v in values], dtype=torch.float32)
         except (TypeError, ValueError):
             raise ValueError(
                 f"reward {name!r} must return {n} numbers, got {_preview(scores)}"

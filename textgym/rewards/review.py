@@ -101,7 +101,7 @@ def preference_pairs(n: int, noise: float = 0.1, seed: int = 0, corrupt_prob: fl
         ValueError: ``n`` not positive, or ``noise``/``corrupt_prob`` out of range.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+        raise ValueError(f"the number of pairs n must be a positive integer (--pairs), got {n!r}")
     if not 0 <= noise < 0.5:
         raise ValueError(f"noise must be in [0, 0.5) (the fraction of labels flipped), got {noise!r}")
     if not 0 <= corrupt_prob <= 1:
