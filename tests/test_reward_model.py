@@ -179,3 +179,25 @@ def test_cli_train_rm_and_eval_rm(tmp_path, capsys):
     (tmp_path / "empty.jsonl").write_text("")
     assert main(["train-rm", "--data", str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "x")]) == 2
     assert "no examples" in capsys.readouterr().err
+
+
+def test_a_tokenizer_with_other_characters_of_the_same_size_is_refused(trained):
+    other = CharTokenizer("abd=")  # 'd' where the reward model has 'c'
+    assert other.vocab_size == TOK.vocab_size
+    with pytest.raises(ValueError, match="token id 4 is 'c' for the reward model and 'd' for the env"):
+        gym.make("textgym/TokenGeneration-v0", task=[("a=", ["ab"])], tokenizer=other,
+                 reward="reward_model", reward_kwargs={"path": str(trained[0])})
+
+
+def test_an_env_whose_episodes_outrun_the_context_is_refused(trained):
+    context = trained[1].cfg.max_len
+    with pytest.raises(ValueError, match=f"reads at most {context} tokens, but the env's episodes reach"):
+        gym.make("textgym/TokenGeneration-v0", task=[("a=", ["a" * context])], tokenizer=TOK,
+                 reward="reward_model", reward_kwargs={"path": str(trained[0])})
+
+
+def test_scoring_in_chunks_gives_the_same_scores(trained):
+    texts = ["aaaaaa", "cccccc", "abcabc", "aabbcc", "ccccca", "aaaaac", "a", "", "cab", "bb"]
+    batch = rewards.EpisodeBatch.from_texts(["a="] * 10, texts, [["a"]] * 10, TOK)
+    whole = LearnedReward(trained[0])(batch)
+    assert torch.allclose(LearnedReward(trained[0], chunk=3)(batch), whole, atol=1e-6)

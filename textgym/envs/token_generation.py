@@ -63,10 +63,6 @@ class TokenSetup:
             tokenizer = CharTokenizer(alphabet)
         tokenizer = as_tokenizer(tokenizer)
         reward = rewards.make(reward, **(reward_kwargs or {}))
-        parts = [r for r, _ in reward.parts] if isinstance(reward, rewards.WeightedSum) else [reward]
-        for part in parts:  # a learned reward must read the env's tokens
-            if hasattr(part, "check_tokenizer"):
-                part.check_tokenizer(tokenizer)
         if max_prompt_len is None:
             max_prompt_len = task.max_prompt_tokens(tokenizer)
             if max_prompt_len is None:
@@ -79,6 +75,10 @@ class TokenSetup:
         for name, value in (("max_prompt_len", max_prompt_len), ("max_new_tokens", max_new_tokens)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        parts = [r for r, _ in reward.parts] if isinstance(reward, rewards.WeightedSum) else [reward]
+        for part in parts:  # a learned reward must read the env's tokens, and all it can write
+            if hasattr(part, "check_tokenizer"):
+                part.check_tokenizer(tokenizer, max_prompt_len + max_new_tokens)
         return cls(task, tokenizer, reward, max_prompt_len, max_new_tokens, bool(shaping))
 
     def encode(self, keys: torch.Tensor) -> EncodedExamples:

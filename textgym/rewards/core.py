@@ -264,10 +264,10 @@ class WeightedSum(Reward):
         return sum(w * r(batch) for r, w in self.parts)
 
 
-def _reward_model(path: str, normalize: bool = False, device: str = "cpu") -> Reward:
+def _reward_model(path: str, normalize: bool = False, device: str = "cpu", chunk: int = 1024) -> Reward:
     from textgym.rewards.model import LearnedReward  # imported here: it needs the transformer
 
-    return LearnedReward(path, normalize=normalize, device=device)
+    return LearnedReward(path, normalize=normalize, device=device, chunk=chunk)
 
 
 def _review_rule() -> Reward:

@@ -369,6 +369,17 @@ def load_reward_model(directory: str | os.PathLike, device: str | torch.device =
 # -- the reward ---------------------------------------------------------------------------------
 
 
+def _vocabulary(tokenizer: Tokenizer) -> list[str] | None:
+    """Every token of ``tokenizer`` in id order, where it can say (a char or transformers tokenizer)."""
+    if isinstance(tokenizer, CharTokenizer):
+        return [tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
+    inner = getattr(tokenizer, "tokenizer", None)
+    if inner is not None and hasattr(inner, "get_vocab"):
+        by_id = {i: t for t, i in inner.get_vocab().items()}
+        return [by_id.get(i, "") for i in range(tokenizer.vocab_size)]
+    return None
+
+
 class LearnedReward(Reward):
     """A trained :class:`RewardModel` as a textgym reward.
 
@@ -380,34 +391,62 @@ class LearnedReward(Reward):
         path: a directory written by :func:`save_reward_model` (``textgym train-rm``).
         normalize: standardise the scores.
         device: where the model runs.
+        chunk: episodes scored per forward pass, so memory stays bounded for any batch.
     """
 
     name = "reward_model"
 
-    def __init__(self, path: str | os.PathLike, normalize: bool = False, device: str | torch.device = "cpu") -> None:
+    def __init__(self, path: str | os.PathLike, normalize: bool = False, device: str | torch.device = "cpu",
+                 chunk: int = 1024) -> None:
+        if not isinstance(normalize, bool):
+            raise ValueError(f"normalize must be true or false, got {normalize!r}")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         self.model, self.tokenizer = load_reward_model(path, device)
         self.device = torch.device(device)
-        self.normalize = normalize
+        self.normalize, self.chunk = normalize, chunk
         self.count, self.mean, self.m2 = 0, 0.0, 0.0
 
-    def check_tokenizer(self, tokenizer: Tokenizer) -> None:
-        """Raise when the env's tokenizer and the reward model's have different vocabularies."""
+    def check_tokenizer(self, tokenizer: Tokenizer, max_len: int | None = None) -> None:
+        """Raise when the env's tokenizer is not the reward model's, token for token, or when the
+        env's episodes (``max_len`` tokens of prompt and completion, then eos) do not fit its context."""
+        mine, theirs = _vocabulary(self.tokenizer), _vocabulary(tokenizer)
         if tokenizer.vocab_size != self.tokenizer.vocab_size:
             raise ValueError(
                 f"the reward model's vocabulary has {self.tokenizer.vocab_size} tokens but the env's tokenizer "
-                f"has {tokenizer.vocab_size}: train the reward model with the env's tokenizer"
+                f"has {tokenizer.vocab_size}: train the reward model with the env's tokenizer (textgym train-rm --env)"
+            )
+        if mine is not None and theirs is not None and mine != theirs:
+            i = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+            raise ValueError(
+                f"the reward model's tokenizer differs from the env's: token id {i} is {mine[i]!r} for the reward "
+                f"model and {theirs[i]!r} for the env; train the reward model with the env's tokenizer "
+                "(textgym train-rm --env)"
+            )
+        if (tokenizer.pad_id, tokenizer.eos_id) != (self.tokenizer.pad_id, self.tokenizer.eos_id):
+            raise ValueError("the reward model's pad and eos ids differ from the env's tokenizer's")
+        if max_len is not None and max_len + 1 > self.model.cfg.max_len:
+            raise ValueError(
+                f"the reward model reads at most {self.model.cfg.max_len} tokens, but the env's episodes reach "
+                f"{max_len + 1} (prompt, completion and eos), so longer ones would be cut: retrain it with "
+                "textgym train-rm --env ENV, which sizes its context to the env"
             )
 
     @torch.no_grad()
     def score(self, batch: EpisodeBatch) -> torch.Tensor:
         self.check_tokenizer(batch.tokenizer)
         tok, L = self.tokenizer, self.model.cfg.max_len
-        seqs = [(tok.encode(p) + tok.encode(c) + [tok.eos_id])[:L] for p, c in zip(batch.prompts, batch.completions)]
-        ids = torch.full((len(seqs), L), tok.pad_id, dtype=torch.int64)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-        lengths = torch.tensor([len(s) for s in seqs])
-        r = self.model(ids.to(self.device), lengths.to(self.device)).float().cpu()
+        texts = list(zip(batch.prompts, batch.completions))
+        out = []
+        for lo in range(0, len(texts), self.chunk):  # bounded memory, whatever the batch
+            seqs = [(tok.encode(p) + tok.encode(c) + [tok.eos_id])[:L] for p, c in texts[lo : lo + self.chunk]]
+            width = max(len(x) for x in seqs)
+            ids = torch.full((len(seqs), width), tok.pad_id, dtype=torch.int64)
+            for i, x in enumerate(seqs):
+                ids[i, : len(x)] = torch.tensor(x)
+            lengths = torch.tensor([len(x) for x in seqs])
+            out.append(self.model(ids.to(self.device), lengths.to(self.device)).float().cpu())
+        r = torch.cat(out) if out else torch.zeros(0)
         if self.normalize:
             for x in r.tolist():  # Welford's running mean and variance
                 self.count += 1
