@@ -272,3 +272,28 @@ def test_the_readme_says_what_must_match_for_the_same_metrics():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert "same device, the same number of torch threads" in readme
     assert np.isfinite(torch.get_num_threads())
+
+
+# -- 9. train-rm checks --out first and saves as it goes -----------------------------------------
+def test_train_rm_saves_after_every_epoch(tmp_path, monkeypatch):
+    from textgym.rewards import model as rm
+
+    rows = [{"prompt": "a", "chosen": "aa", "rejected": "b"}] * 20
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    saved = []
+    real = rm.save_reward_model
+    monkeypatch.setattr(rm, "save_reward_model", lambda m, t, d: (saved.append(d), real(m, t, d)))
+    data = rm.load_reward_data(tmp_path / "p.jsonl")
+    cfg = rm.RewardModelTrainConfig(epochs=3, n_layers=1, d_model=8, n_heads=2)
+    rm.train_reward_model(data, cfg, out=tmp_path / "rm")
+    assert saved == [tmp_path / "rm"] * 3 and (tmp_path / "rm" / "reward_model.safetensors").is_file()
+
+
+def test_train_rm_refuses_a_bad_out_before_training(tmp_path, capsys, monkeypatch):
+    from textgym.rewards import model as rm
+
+    (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": "a", "chosen": "aa", "rejected": "b"}) + "\n")
+    monkeypatch.setattr(rm, "train_reward_model", lambda *a, **k: pytest.fail("trained before checking --out"))
+    (tmp_path / "file").write_text("")
+    assert main(["train-rm", "--data", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "file" / "rm")]) == 2
+    assert "textgym: " in capsys.readouterr().err

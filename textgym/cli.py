@@ -282,8 +282,10 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     from textgym.rewards import model as rm
 
     out = Path(args.out)
-    if (out / "reward_model.safetensors").exists() and not args.force:
+    if out.is_dir() and (out / "reward_model.safetensors").exists() and not args.force:
         raise CLIError(f"{out} holds another reward model; choose another --out or pass --force to overwrite it")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a directory")
     tokenizer, max_len = None, None
     if args.env is not None:  # read the env's tokens, and anything it can write
         env = _make_env(args.env, _json_arg(args.env_kwargs, "--env-kwargs"))
@@ -292,12 +294,10 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
         tokenizer, max_len = env.unwrapped.tokenizer, env.unwrapped.setup.max_len + 1  # + the eos it scores
     cfg = _build_config(rm.RewardModelTrainConfig, {"epochs": args.epochs, "center_coef": args.center_coef,
                                                     "seed": args.seed, "max_len": max_len}, args.set)
-    try:
-        data = rm.load_reward_data(args.data)
-        model, tokenizer, metrics = rm.train_reward_model(data, cfg, tokenizer, device=resolve_device(args.device))
-    except (FileNotFoundError, ValueError) as e:
-        raise CLIError(str(e)) from None
-    rm.save_reward_model(model, tokenizer, out)
+    data = rm.load_reward_data(args.data)
+    device = resolve_device(args.device)
+    _usable_dir(out)  # before training: a bad --out costs nothing
+    model, tokenizer, metrics = rm.train_reward_model(data, cfg, tokenizer, device=device, out=out)
     print(json.dumps({"out": str(out), **metrics}))
     return 0
 

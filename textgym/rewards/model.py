@@ -258,8 +258,13 @@ def evaluate_reward_model(model: RewardModel, enc: dict[str, torch.Tensor], kind
 
 
 def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardModelTrainConfig(),
-                       tokenizer: Tokenizer | None = None, device: str | torch.device = "cpu"):
-    """Train a reward model on ``data``; returns ``(model, tokenizer, metrics)`` with held-out metrics."""
+                       tokenizer: Tokenizer | None = None, device: str | torch.device = "cpu",
+                       out: str | os.PathLike | None = None):
+    """Train a reward model on ``data``; returns ``(model, tokenizer, metrics)`` with held-out metrics.
+
+    With ``out``, the model is saved there (atomically) after every epoch, so an interrupted run
+    keeps its last finished epoch.
+    """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     texts = [r[k] for r in data.rows for k in ("prompt", "chosen", "rejected", "completion") if k in r]
@@ -297,6 +302,8 @@ def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardMod
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
+        if out is not None:
+            save_reward_model(model, tokenizer, out)
     held_out = {k: v[eval_idx] for k, v in enc.items()} if n_eval else None
     metrics = {"train": evaluate_reward_model(model, {k: v[train_idx] for k, v in enc.items()}, data.kind),
                "eval": evaluate_reward_model(model, held_out, data.kind) if held_out else {},
