@@ -297,3 +297,36 @@ def test_train_rm_refuses_a_bad_out_before_training(tmp_path, capsys, monkeypatc
     (tmp_path / "file").write_text("")
     assert main(["train-rm", "--data", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "file" / "rm")]) == 2
     assert "textgym: " in capsys.readouterr().err
+
+
+# -- 10. paths that cost more than they need ---------------------------------------------------------
+def test_single_env_resets_encode_their_examples_in_blocks(monkeypatch):
+    env = gym.make("textgym/Reverse-v0").unwrapped
+    calls = []
+    real = env.setup.encode
+    monkeypatch.setattr(env.setup, "encode", lambda keys: (calls.append(len(keys)), real(keys))[1])
+    prompts = []
+    for episode in range(300):
+        env.reset(seed=0 if episode == 0 else None)
+        prompts.append(env.current_example.prompt)
+    assert len(calls) <= 10 and sum(calls) >= 300  # blocks of 1, 2, 4, ... 256 keys
+    # The same episodes as the vector env's sub-env 0, which makes one key per episode.
+    vec = gym.make_vec("textgym/Reverse-v0", num_envs=1, device="cpu", autoreset_mode="disabled")
+    expected = []
+    for episode in range(300):
+        vec.reset(seed=0 if episode == 0 else None)
+        expected.append(vec.episode_texts()[0][0].prompt)
+    assert prompts == expected
+
+
+def test_a_vector_env_encodes_only_the_sub_envs_that_restart(monkeypatch):
+    envs = gym.make_vec("textgym/Review-v0", num_envs=50, device="cpu")
+    envs.reset(seed=0)
+    sizes = []
+    real = envs.setup.encode
+    monkeypatch.setattr(envs.setup, "encode", lambda keys: (sizes.append(len(keys)), real(keys))[1])
+    actions = torch.full((50,), 5)
+    actions[:3] = envs.tokenizer.eos_id  # three episodes end now and restart at the next step
+    envs.step(actions)
+    envs.step(torch.full((50,), 5))
+    assert sizes == [3]

@@ -71,21 +71,38 @@ def check_actions(actions: Any, n: int, num_envs: int, device: torch.device) -> 
 
 
 class EpisodeKeys:
-    """The episode keys of a single env (see :mod:`textgym.seeding`)."""
+    """The episode keys of a single env (see :mod:`textgym.seeding`).
+
+    Keys are made in blocks, as one tensor expression each: the first block after a seed holds one
+    key, and each next block twice as many (up to 256), so ``reset(seed=...)`` every episode costs
+    one key and a long run of ``reset()`` costs a few tensor calls per 256 episodes. An env that
+    prepares its episodes from the keys (a token task's examples) does it per block as well.
+    """
+
+    MAX_BLOCK = 256
 
     def __init__(self) -> None:
         self.stream: int | None = None
         self.episode = 0
+        self.block: torch.Tensor = torch.zeros(0, dtype=torch.int64)  # the keys of the current block
+        self.block_start = 0
+        self.block_id = 0  # changes whenever a new block is made
+        self.index = 0  # the last key's place in its block
 
     def next(self, seed: int | None, np_random: np.random.Generator) -> int:
         """Key of the next episode; a seed restarts the stream, as ``reset(seed=...)`` does."""
         if seed is not None:
-            self.stream, self.episode = as_stream(seed), 0
+            self.stream, self.episode, self.block = as_stream(seed), 0, self.block[:0]
         elif self.stream is None:
-            self.stream, self.episode = int(np_random.integers(2**32)), 0
-        key = episode_key(torch.tensor(self.stream), torch.tensor(self.episode))
+            self.stream, self.episode, self.block = int(np_random.integers(2**32)), 0, self.block[:0]
+        if not self.block_start <= self.episode < self.block_start + len(self.block):
+            size = min(self.MAX_BLOCK, 2 * len(self.block)) if self.episode == self.block_start + len(self.block) else 1
+            self.block_start, self.block_id = self.episode, self.block_id + 1
+            self.block = episode_key(torch.tensor(self.stream), torch.arange(self.episode, self.episode + max(1, size)))
+            self._keys = self.block.tolist()
+        self.index = self.episode - self.block_start
         self.episode += 1
-        return int(key)
+        return self._keys[self.index]
 
 
 RENDER_MODES = ["ansi", "human"]

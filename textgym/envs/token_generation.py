@@ -168,6 +168,7 @@ class TokenGenerationEnv(gym.Env):
         self.action_space = gym.spaces.Discrete(tok.vocab_size)
         self.observation_space = token_observation_space(self.setup.max_len, tok.vocab_size)
         self._keys = EpisodeKeys()
+        self._block_id = -1
         self._example: EncodedExamples | None = None
         self._done = True
 
@@ -180,11 +181,13 @@ class TokenGenerationEnv(gym.Env):
         return self.setup.tokenizer
 
     @property
-    def current_example(self):
+    def current_example(self) -> Example:
         """The example of the current episode (prompt and reference texts)."""
         if self._example is None:
             raise ResetNeeded("call reset() first")
-        return self.task.example(self._key)
+        if self._block_examples is None:
+            self._block_examples = self.task.examples_for(self._keys.block.tolist())
+        return self._block_examples[self._keys.index]
 
     @property
     def current_prompt_len(self) -> int:
@@ -194,7 +197,11 @@ class TokenGenerationEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         self._key = self._keys.next(seed, self.np_random)
-        self._example = self.setup.encode(torch.tensor([self._key]))
+        if self._block_id != self._keys.block_id:  # the examples of a block of keys, encoded at once
+            self._block, self._block_id = self.setup.encode(self._keys.block), self._keys.block_id
+            self._block_examples: list | None = None  # their texts, made when first asked for
+        i = self._keys.index
+        self._example = EncodedExamples(*(t[i : i + 1] for t in vars(self._block).values()))
         self._prompt = self._example.prompt_ids[0, : self._example.prompt_len[0]].tolist()
         self._written: list[int] = []
         self._done = False
@@ -206,7 +213,7 @@ class TokenGenerationEnv(gym.Env):
         ex = self._example
         ids = torch.tensor([completion + [self.tokenizer.pad_id]], dtype=torch.int64)
         batch = EpisodeBatch(ex.prompt_ids, ex.prompt_len, ids, torch.tensor([len(completion)]),
-                             ex.reference_ids, ex.reference_len, self.tokenizer, lambda: [self.task.example(self._key)])
+                             ex.reference_ids, ex.reference_len, self.tokenizer, lambda: [self.current_example])
         return float(self.setup.reward(batch)[0])
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
@@ -222,7 +229,7 @@ class TokenGenerationEnv(gym.Env):
             reward = score - self._score if self.setup.shaping else score
             self._score = score
         if self._done:
-            example = self.task.example(self._key)
+            example = self.current_example
             final = self._score if self.setup.shaping else reward
             info = {"score": final, "completion": self.tokenizer.decode(completion),
                     "references": list(example.references), "is_success": final >= 1.0}
@@ -241,7 +248,7 @@ class TokenGenerationEnv(gym.Env):
         return reference[written] if written < len(reference) else self.tokenizer.eos_id
 
     def _render_text(self) -> str:
-        example = self.task.example(self._key)
+        example = self.current_example
         wrote = self.tokenizer.decode(self._written)
         end = " <eos>" if self._written and self._written[-1] == self.tokenizer.eos_id else ""
         lines = [f"prompt:     {example.prompt!r}", f"completion: {wrote!r}{end}"]
@@ -310,15 +317,15 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         return self.setup.tokenizer
 
     def _start(self, mask: torch.Tensor, keys: torch.Tensor) -> None:
-        new = self.setup.encode(keys)
-        m1, m2 = mask[:, None], mask[:, None, None]
-        ex = self.example
-        self.example = EncodedExamples(
-            torch.where(m1, new.prompt_ids, ex.prompt_ids), torch.where(mask, new.prompt_len, ex.prompt_len),
-            torch.where(m2, new.reference_ids, ex.reference_ids), torch.where(m1, new.reference_len, ex.reference_len),
-        )
+        idx = mask.nonzero().squeeze(1)
+        if len(idx) == self.num_envs:
+            self.example = self.setup.encode(keys)
+        else:  # only the restarted sub-envs: a task that encodes in Python pays for those alone
+            new = self.setup.encode(keys[idx])
+            self.example = EncodedExamples(*(old.index_copy(0, idx, part) for old, part in
+                                             zip(vars(self.example).values(), vars(new).values())))
         self.keys = torch.where(mask, keys, self.keys)
-        self.written = torch.where(m1, self.tokenizer.pad_id, self.written)
+        self.written = torch.where(mask[:, None], self.tokenizer.pad_id, self.written)
         self.written_len = torch.where(mask, 0, self.written_len)
         self.ended_with_eos = self.ended_with_eos & ~mask
         if self.setup.shaping:
