@@ -160,6 +160,9 @@ BAD_COMMANDS = [
     (["train-rm", "--data", "/no/such.jsonl"], "such.jsonl"),
     (["eval-rm", "/no/such", "--data", "/no/such.jsonl"], "no reward model"),
     (["preferences", "--pairs", "-1"], "n must be a positive integer (--pairs), got -1"),
+    (["preferences", "--pairs", "4", "--noise", "2"], "noise"),
+    (["demo", "--episodes", "0"], "--episodes must be at least 1"),
+    (["bench", "--device", "tpu", "--quick"], "unknown device 'tpu'"),
 ]
 
 
