@@ -106,11 +106,10 @@ def test_the_expert_writes_the_text_envs_message_token_by_token():
 
 
 # -- the built-in games ---------------------------------------------------------------------------
-def test_mastermind_expert_is_knuths_strategy():
-    solver = _solver("mastermind")
-    env = Mastermind(max_guesses=10)
+def expert_guesses(env, codes) -> list[int]:
+    """The guesses the text game's expert needs for each secret in ``codes``."""
     counts = []
-    for code in solver.codes:
+    for code in codes:
         env.reset(seed=0)
         env._secret = tuple(int(v) for v in code)
         done = False
@@ -118,21 +117,16 @@ def test_mastermind_expert_is_knuths_strategy():
             _, _, done, _, info = env.step(env.expert())
         assert info["is_success"]
         counts.append(info["guesses"])
+    return counts
+
+
+def test_mastermind_expert_is_knuths_strategy():
+    counts = expert_guesses(Mastermind(max_guesses=10), _solver("mastermind").codes)
     assert max(counts) == 5 and sum(counts) == 5801  # Knuth (1977): 5801 / 1296 = 4.476, never more than 5
 
 
 def test_bulls_and_cows_expert_finds_every_secret():
-    solver = _solver("bulls_and_cows")
-    env = BullsAndCows(max_guesses=10)
-    counts = []
-    for code in solver.codes[::7]:
-        env.reset(seed=0)
-        env._secret = tuple(int(v) for v in code)
-        done = False
-        while not done:
-            _, _, done, _, info = env.step(env.expert())
-        assert info["is_success"]
-        counts.append(info["guesses"])
+    counts = expert_guesses(BullsAndCows(max_guesses=10), _solver("bulls_and_cows").codes[::7])
     assert 5.2 <= np.mean(counts) <= 5.45 and max(counts) <= 8
 
 
