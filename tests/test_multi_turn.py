@@ -251,3 +251,32 @@ def test_a_game_that_runs_past_max_turns_is_truncated():
 def test_multi_turn_is_registered_with_the_built_in_games():
     ids = [info.id for info in textgym.ENVS]
     assert {"textgym/MultiTurn-v0", "textgym/Mastermind-v0", "textgym/BullsAndCows-v0"} <= set(ids)
+
+
+def test_a_transformers_tokenizer_reads_and_writes_the_game():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel({"<pad>": 0, "<eos>": 1, "<unk>": 2, "the": 3, "cat": 4, "sat": 5}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+    class Words(gym.Env):
+        observation_space = gym.spaces.Text(max_length=3, charset="thecasd")
+        action_space = gym.spaces.Text(max_length=3, charset="thecasd")
+        max_turns = 2
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return "the", {}
+
+        def step(self, message):
+            return "sat", float(message == "cat"), False, False, {}
+
+    env = gym.make("textgym/MultiTurn-v0", text_env=Words, tokenizer=hf)
+    assert env.action_space.n == 6
+    env.reset(seed=0)
+    env.step(4)
+    obs, reward, term, trunc, info = env.step(1)
+    assert reward == 1.0 and info["turns"] == 1
+    assert obs["input_ids"][: obs["attention_mask"].sum()].tolist() == [3, 4, 1, 5]
