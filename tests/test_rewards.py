@@ -53,6 +53,16 @@ def test_bleu_is_sacrebleu_sentence_bleu_over_100():
     assert bleu_score("a b c d e", ["zzz", "a b c d e"]) == 1.0
 
 
+def test_multi_reference_bleu_scores_all_references_together_as_sacrebleu_does():
+    import sacrebleu
+
+    refs = ["hello world", "hi there world"]
+    expected = sacrebleu.sentence_bleu("hello there world", refs).score / 100
+    assert expected == pytest.approx(0.630, abs=5e-4)
+    assert bleu_score("hello there world", refs) == pytest.approx(expected, abs=1e-9)
+    assert bleu_score("hello there world", refs, multi_reference=False) == pytest.approx(0.550, abs=5e-4)
+
+
 def test_chrf_is_sacrebleu_chrf_over_100():
     # char n-grams of 'abc' vs 'abd': P = R = 2/3 (1-grams), 1/2 (2-grams), 0 (3-grams)
     assert chrf_score("abc", ["abd"]) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)

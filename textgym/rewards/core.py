@@ -279,7 +279,7 @@ def _review_rule() -> Reward:
 REWARDS: dict[str, Callable[..., Reward]] = {
     "exact_match": lambda **kw: TextReward(metrics.exact_match_score, "exact_match", **kw),
     "f1": lambda: TextReward(metrics.f1_score, "f1"),
-    "bleu": lambda: TextReward(metrics.bleu_score, "bleu"),
+    "bleu": lambda **kw: TextReward(metrics.bleu_score, "bleu", **kw),
     "chrf": lambda: TextReward(metrics.chrf_score, "chrf"),
     "rouge_l": lambda: TextReward(metrics.rouge_l_score, "rouge_l"),
     "token_accuracy": TokenAccuracy,

@@ -58,13 +58,21 @@ def f1_score(prediction: str, references: Sequence[str]) -> float:
     return best
 
 
-def bleu_score(prediction: str, references: Sequence[str]) -> float:
-    """sacrebleu's sentence BLEU (default exponential smoothing) / 100, best single reference. Range: [0, 1]."""
+def bleu_score(prediction: str, references: Sequence[str], multi_reference: bool = True) -> float:
+    """sacrebleu's sentence BLEU (default exponential smoothing) / 100. Range: [0, 1].
+
+    With several references, BLEU counts each n-gram against all of them at once (clipped by the
+    most any reference has) and takes the closest reference length, as sacrebleu and the BLEU
+    paper do. ``multi_reference=False`` gives the best score against one reference at a time.
+    """
     import sacrebleu
 
     _check_references(references)
-    best = max(sacrebleu.sentence_bleu(prediction, [ref]).score for ref in references)
-    return min(1.0, best / 100.0)  # sacrebleu can give 100.00000000000004
+    if multi_reference:
+        score = sacrebleu.sentence_bleu(prediction, list(references)).score
+    else:
+        score = max(sacrebleu.sentence_bleu(prediction, [ref]).score for ref in references)
+    return min(1.0, score / 100.0)  # sacrebleu can give 100.00000000000004
 
 
 def chrf_score(prediction: str, references: Sequence[str]) -> float:
