@@ -221,3 +221,55 @@ def test_rollout_on_cuda_matches_the_full_forward():
 def test_ppo_trains_on_cuda():
     result = ppo.train(ppo.PPOConfig(device="cuda", **TINY), progress=False)
     assert next(result.policy.parameters()).device.type == "cuda"
+
+
+def test_grpo_group_size_must_divide_num_envs_and_fields_are_checked():
+    from textgym.agents import grpo
+
+    with pytest.raises(ValueError, match="group_size=3 must divide num_envs=16"):
+        grpo.GRPOConfig(num_envs=16, group_size=3)
+    with pytest.raises(ValueError, match=r"loss_type must be one of \['grpo', 'dr_grpo'\], got 'sum'"):
+        grpo.GRPOConfig(loss_type="sum")
+    with pytest.raises(ValueError, match="group_size must be an integer >= 2, got 1"):
+        grpo.GRPOConfig(group_size=1)
+
+
+def test_the_shared_kl_penalty_is_zero_at_the_start_and_matches_the_estimator():
+    from textgym.agents.common import KLConfig, frozen_reference, kl_to_reference
+    from textgym.agents.losses import kl_penalty
+
+    envs = make_envs("textgym/Reverse-v0", 8, torch.device("cpu"))
+    view = SequenceView(envs)
+    policy = Policy(view.policy_config(n_layers=1, d_model=32))
+    assert frozen_reference(policy, KLConfig(kl_coef=0.0)) is None  # no copy without a penalty
+    reference = frozen_reference(policy, KLConfig(kl_coef=0.1, kl_estimator="k3"))
+    rollout = collect(envs, view, policy, seed=0)
+    assert torch.allclose(kl_to_reference(reference, rollout, KLConfig(0.1, "k3")), torch.zeros(1), atol=1e-5)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rollout = collect(envs, view, policy, seed=0)
+    ref_lp = evaluate_logprobs(reference, rollout)[0]
+    for est in ("k1", "k3"):
+        expected = kl_penalty(rollout.logprobs, ref_lp, est) * rollout.mask
+        assert torch.allclose(kl_to_reference(reference, rollout, KLConfig(0.1, est)), expected, atol=1e-6)
+    assert bool((kl_to_reference(reference, rollout, KLConfig(0.1, "k3")) >= -1e-6).all())  # k3 is never negative
+
+
+@pytest.mark.parametrize("algo", ["ppo", "reinforce", "grpo"])
+def test_sft_then_rl_with_the_kl_penalty_starts_at_zero_kl(algo):
+    from textgym.agents import grpo
+
+    base = dict(env_id="textgym/Reverse-v0", num_envs=16, total_steps=300, n_layers=1, d_model=32, eval_episodes=8)
+    start = sft.train(sft.SFTConfig(**base), progress=False).policy
+    module, cls = {"ppo": (ppo, ppo.PPOConfig), "reinforce": (reinforce, reinforce.ReinforceConfig),
+                   "grpo": (grpo, grpo.GRPOConfig)}[algo]
+    extra = {"rloo_k": 4} if algo == "reinforce" else {"group_size": 4} if algo == "grpo" else {}
+    result = module.train(cls(**base, kl_coef=0.1, **extra), policy=start, progress=False)
+    first = result.history[0]
+    # The reference is the policy it starts from: PPO and REINFORCE measure the KL on the rollout,
+    # before any update; GRPO logs its mean over the iteration's updates, which move a little.
+    if algo == "grpo":
+        assert 0 <= first["kl"] < 5e-3
+    else:
+        assert abs(first["ref_kl"]) < 1e-4

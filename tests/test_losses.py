@@ -96,3 +96,36 @@ def test_adaptive_kl_controller():
     ctl = AdaptiveKLController(0.1, target=6.0, horizon=1000)
     assert ctl.update(kl=9.0, n_steps=100) == pytest.approx(0.1 * (1 + 0.2 * 0.1))  # error clipped to 0.2
     assert ctl.update(kl=5.4, n_steps=100) == pytest.approx(0.102 * (1 - 0.1 * 0.1))
+
+
+def test_group_advantages_hand_computed():
+    from textgym.agents.losses import group_advantages
+
+    returns = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    a = 0.5 / math.sqrt(1 / 3)  # group 1: mean 0.5, sample std sqrt((4 * 0.25) / 3)
+    expected = torch.tensor([a, -a, -a, a, 0, 0, 0, 0])
+    assert torch.allclose(group_advantages(returns, 4, eps=0.0 + 1e-12), expected, atol=1e-6)
+    assert torch.allclose(group_advantages(returns, 4, scale=False),
+                          torch.tensor([0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0]))  # Dr. GRPO: no std
+    with pytest.raises(ValueError, match="group_size must be at least 2 and divide the 8 episodes, got 3"):
+        group_advantages(returns, 3)
+
+
+def test_sequence_loss_grpo_and_dr_grpo_hand_computed():
+    from textgym.agents.losses import sequence_loss
+
+    per_token = torch.tensor([[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]])
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    assert sequence_loss(per_token, mask, "grpo").item() == pytest.approx((2.0 + 4.0) / 2)  # per episode, then mean
+    assert sequence_loss(per_token, mask, "dr_grpo").item() == pytest.approx(10.0 / 6)  # token sum / (B * T)
+
+
+def test_grpo_policy_loss_clips_per_episode_advantage():
+    from textgym.agents.losses import grpo_policy_loss
+
+    old = torch.zeros(2, 1)
+    new = torch.full((2, 1), math.log(1.5))  # ratio 1.5 for both
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    loss, clipfrac, _ = grpo_policy_loss(new, old, torch.tensor([1.0, -1.0]), mask, clip_coef=0.2)
+    # A = +1: -min(1.5, 1.2) = -1.2; A = -1: -min(-1.5, -1.2) = 1.5; mean = 0.15
+    assert loss.item() == pytest.approx(0.15) and clipfrac.item() == 1.0

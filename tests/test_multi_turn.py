@@ -67,7 +67,7 @@ def test_check_env_and_sb3_check_env_on_the_new_game():
     sb3_check_env(gym.make("textgym/MultiTurn-v0", **ECHO), warn=True)
 
 
-@pytest.mark.parametrize("algo", ["ppo", "reinforce", "sft"])
+@pytest.mark.parametrize("algo", ["ppo", "reinforce", "grpo", "sft"])
 def test_textgym_train_runs_on_the_new_game(tmp_path, capsys, algo):
     import json
 
@@ -86,6 +86,16 @@ def test_ppo_learns_the_new_game_well_above_random():
     # Random play: a turn is right with odds 1/6 * 1/6 (the letter, then eos), three in a row ~ 0.
     assert result.history[0]["success_rate"] < 0.05
     assert result.eval["success_rate"] > 0.9, result.eval
+
+
+def test_grpo_learns_the_new_game_well_above_random():
+    from textgym.agents import grpo
+
+    cfg = grpo.GRPOConfig(env_id="textgym/MultiTurn-v0", env_kwargs=ECHO, num_envs=32, group_size=8,
+                          total_steps=30_000, learning_rate=1e-3, eval_episodes=256, seed=0)
+    result = grpo.train(cfg, progress=False)
+    assert result.history[0]["success_rate"] < 0.05
+    assert result.eval["success_rate"] > 0.8, result.eval
 
 
 def test_vector_env_plays_the_single_envs_episodes():

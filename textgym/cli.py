@@ -69,7 +69,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-ALGOS = ("ppo", "reinforce", "sft")
+ALGOS = ("ppo", "reinforce", "grpo", "sft")
 RUN_FILES = ("config.json", "metrics.jsonl", "policy.safetensors")
 
 
@@ -89,10 +89,11 @@ def _json_arg(text: str, what: str) -> dict:
 
 def _config(algo: str, args: argparse.Namespace):
     """The trainer's config from the command line: the common flags plus ``--set KEY=VALUE``."""
-    from textgym.agents import ppo, reinforce, sft
+    from textgym.agents import grpo, ppo, reinforce, sft
 
-    module = {"ppo": ppo, "reinforce": reinforce, "sft": sft}[algo]
-    cls = {"ppo": ppo.PPOConfig, "reinforce": reinforce.ReinforceConfig, "sft": sft.SFTConfig}[algo]
+    module = {"ppo": ppo, "reinforce": reinforce, "grpo": grpo, "sft": sft}[algo]
+    cls = {"ppo": ppo.PPOConfig, "reinforce": reinforce.ReinforceConfig, "grpo": grpo.GRPOConfig,
+           "sft": sft.SFTConfig}[algo]
     values = {"env_id": args.env, "env_kwargs": _json_arg(args.env_kwargs, "--env-kwargs"), "seed": args.seed,
               "device": args.device}
     if args.total_steps is not None:
@@ -365,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train a policy with PPO, REINFORCE or SFT")
+    p = sub.add_parser("train", help="train a policy with PPO, REINFORCE, GRPO or SFT")
     p.add_argument("algo", choices=ALGOS)
     p.add_argument("--env", default="textgym/Reverse-v0", help="env id (default textgym/Reverse-v0)")
     p.add_argument("--env-kwargs", default="{}", help="the env's arguments as JSON, e.g. '{\"shaping\": true}'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -15,9 +16,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from textgym.agents.losses import kl_penalty
 from textgym.agents.model import Policy
-from textgym.agents.rollout import SequenceView, make_envs
-from textgym.config import POSITIVE, POSITIVE_INT, Check, check_fields
+from textgym.agents.rollout import Rollout, SequenceView, evaluate_logprobs, make_envs
+from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
 
 
 class TrainingError(RuntimeError):
@@ -64,6 +66,42 @@ class TrainConfig:
         check_fields(self)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+
+
+@dataclass(frozen=True)
+class KLConfig:
+    """The KL penalty to a frozen reference policy, shared by PPO, REINFORCE and GRPO.
+
+    The reference is the policy a run starts from (after SFT, the SFT policy), frozen. Each step's
+    ``kl_penalty(logprob, ref_logprob)`` (see :func:`textgym.agents.losses.kl_penalty`) is
+    subtracted from the reward by PPO and REINFORCE (Ziegler et al., 2019) and added to the loss by
+    GRPO (Shao et al., 2024), each times ``kl_coef``.
+    """
+
+    kl_coef: float = 0.0
+    """Weight of the penalty; 0 turns the reference off (no copy of the policy is kept)."""
+    kl_estimator: str = "k1"
+    """``"k1"`` or ``"k3"`` (see :func:`textgym.agents.losses.kl_penalty`)."""
+
+    RULES: ClassVar[dict[str, Check]] = {"kl_coef": NON_NEGATIVE, "kl_estimator": Check(str, choices=("k1", "k3"))}
+
+
+def frozen_reference(policy: Policy, cfg: KLConfig) -> Policy | None:
+    """A frozen copy of ``policy``, the KL reference, or None when ``cfg.kl_coef`` is 0."""
+    return copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+
+
+@torch.no_grad()
+def reference_logprobs(reference: Policy, rollout: Rollout) -> torch.Tensor:
+    """The reference's log-probs ``(B, T)`` of a rollout's actions, one forward pass per episode."""
+    return evaluate_logprobs(reference, rollout)[0]
+
+
+def kl_to_reference(reference: Policy | None, rollout: Rollout, cfg: KLConfig) -> torch.Tensor:
+    """The per-step KL estimate ``(B, T)`` of the acting policy to the reference (0 without one)."""
+    if reference is None:
+        return torch.zeros_like(rollout.rewards)
+    return kl_penalty(rollout.logprobs, reference_logprobs(reference, rollout), cfg.kl_estimator) * rollout.mask
 
 
 def resolve_device(name: str) -> torch.device:

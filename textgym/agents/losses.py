@@ -134,3 +134,59 @@ class AdaptiveKLController:
         error = max(-0.2, min(0.2, kl / self.target - 1))
         self.value *= 1 + error * n_steps / self.horizon
         return self.value
+
+
+def group_advantages(returns: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's advantages (Shao et al., 2024): each episode's return less the mean return of its group of
+    ``group_size`` samples of the same prompt, divided by the group's standard deviation when ``scale``.
+
+    ``scale=False`` is Dr. GRPO's (Liu et al., 2025): dividing by the std weights the groups whose
+    samples nearly agree (too easy or too hard prompts) the most. The std is the sample std
+    (``n - 1``), as TRL computes it; a group whose returns all agree gets advantages of 0.
+
+    Args:
+        returns: ``(B,)``, episodes in consecutive groups of ``group_size``.
+    """
+    if group_size < 2 or returns.shape[0] % group_size:
+        raise ValueError(f"group_size must be at least 2 and divide the {returns.shape[0]} episodes, got {group_size}")
+    grouped = returns.reshape(-1, group_size)
+    centred = grouped - grouped.mean(1, keepdim=True)
+    if scale:
+        centred = centred / (grouped.std(1, keepdim=True) + eps)
+    return centred.reshape(-1)
+
+
+def sequence_loss(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str = "grpo") -> torch.Tensor:
+    """Reduce a per-token loss ``(B, T)`` to a scalar.
+
+    * ``"grpo"``: the mean over each episode's steps, then over episodes (Shao et al., 2024), so
+      every episode weighs the same, however long.
+    * ``"dr_grpo"``: the sum over every step divided by ``B * T``, a constant (Liu et al., 2025),
+      so a long wrong episode is not pushed down less per token than a short one.
+    """
+    m = mask.float()
+    if loss_type == "grpo":
+        return ((per_token * m).sum(1) / m.sum(1).clamp(min=1)).mean()
+    if loss_type == "dr_grpo":
+        return (per_token * m).sum() / m.numel()
+    raise ValueError(f"unknown loss_type {loss_type!r}: expected 'grpo' or 'dr_grpo'")
+
+
+def grpo_policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+    clip_coef: float, loss_type: str = "grpo",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The clipped surrogate of PPO with one advantage per episode ``(B,)`` for all its steps, reduced
+    by :func:`sequence_loss`.
+
+    Returns:
+        ``(pg_loss, clipfrac, approx_kl)`` as :func:`ppo_policy_loss`.
+    """
+    log_ratio = logprobs - old_logprobs
+    ratio = log_ratio.exp()
+    adv = advantages[:, None]
+    per_token = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip_coef, 1 + clip_coef))
+    with torch.no_grad():
+        clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).float(), mask)
+        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)
+    return sequence_loss(per_token, mask, loss_type), clipfrac, approx_kl

@@ -15,7 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,21 @@ from typing import ClassVar
 
 import torch
 
-from textgym.agents.common import RunLogger, TrainConfig, check_finite, finish, setup
+from textgym.agents.common import (
+    KLConfig,
+    RunLogger,
+    TrainConfig,
+    check_finite,
+    finish,
+    frozen_reference,
+    kl_to_reference,
+    setup,
+)
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
     AdaptiveKLController,
     explained_variance,
     gae,
-    kl_penalty,
     masked_mean,
     masked_whiten,
     ppo_policy_loss,
@@ -41,7 +48,7 @@ from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
 @dataclass(frozen=True)
-class PPOConfig(TrainConfig):
+class PPOConfig(TrainConfig, KLConfig):
     """PPO's hyperparameters (and, from :class:`TrainConfig`, the env, budget, device and model)."""
 
     gamma: float = 1.0
@@ -64,10 +71,6 @@ class PPOConfig(TrainConfig):
     """Whiten advantages over the rollout."""
     target_kl: float | None = None
     """Stop an iteration's epochs once approx_kl passes this (None: never)."""
-    kl_coef: float = 0.0
-    """Penalty ``kl_coef * KL(policy ‖ reference)`` in the reward; 0 turns the reference off."""
-    kl_estimator: str = "k1"
-    """``"k1"`` or ``"k3"`` (see :func:`textgym.agents.losses.kl_penalty`)."""
     adaptive_kl_target: float | None = None
     """When set, adapt ``kl_coef`` so the KL per episode tracks this value (Ziegler et al.)."""
     adaptive_kl_horizon: int = 10_000
@@ -78,8 +81,8 @@ class PPOConfig(TrainConfig):
     RULES: ClassVar[dict[str, Check]] = {
         "gamma": FRACTION, "gae_lambda": FRACTION, "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT,
         "clip_coef": POSITIVE, "clip_vloss": Check(bool), "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE,
-        "norm_adv": Check(bool), "target_kl": Check(float, 0, low_open=True, optional=True), "kl_coef": NON_NEGATIVE,
-        "kl_estimator": Check(str, choices=("k1", "k3")), "adaptive_kl_target": Check(float, 0, low_open=True, optional=True),
+        "norm_adv": Check(bool), "target_kl": Check(float, 0, low_open=True, optional=True),
+        "adaptive_kl_target": Check(float, 0, low_open=True, optional=True),
         "adaptive_kl_horizon": POSITIVE_INT, "temperature": POSITIVE,
     }
 
@@ -87,8 +90,6 @@ class PPOConfig(TrainConfig):
         super().__post_init__()
         if not 1 <= self.num_minibatches <= self.num_envs:
             raise ValueError(f"num_minibatches must be between 1 and num_envs={self.num_envs}, got {self.num_minibatches}")
-        if self.kl_estimator not in ("k1", "k3"):
-            raise ValueError(f"unknown KL estimator {self.kl_estimator!r}: expected 'k1' or 'k3'")
         if self.adaptive_kl_target is not None and self.kl_coef <= 0:
             raise ValueError("adaptive_kl_target needs kl_coef > 0 (the starting coefficient)")
 
@@ -112,7 +113,7 @@ def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None =
     """
     # 1. Setup: envs with one episode per sub-env per rollout, the policy, its frozen reference.
     device, envs, view, policy, generator = setup(cfg, policy)
-    reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    reference = frozen_reference(policy, cfg)
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon) if cfg.adaptive_kl_target else None
     kl_coef = cfg.kl_coef
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
@@ -129,13 +130,8 @@ def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None =
             env_steps += int(mask.sum())
 
             # 3. Rewards: the env's, minus the KL penalty to the reference at every step.
-            rewards = rollout.rewards
-            kl = torch.zeros_like(rewards)
-            if reference is not None:
-                with torch.no_grad():
-                    ref_logprobs, _, _ = evaluate_logprobs(reference, rollout)
-                kl = kl_penalty(rollout.logprobs, ref_logprobs, cfg.kl_estimator) * mask
-                rewards = rewards - kl_coef * kl
+            kl = kl_to_reference(reference, rollout, cfg)
+            rewards = rollout.rewards - kl_coef * kl
 
             # 4. Advantages: GAE on the rollout's values, whitened.
             advantages, returns = gae(rewards, rollout.values, mask, cfg.gamma, cfg.gae_lambda)

@@ -23,7 +23,16 @@ from typing import ClassVar
 
 import torch
 
-from textgym.agents.common import RunLogger, TrainConfig, check_finite, finish, setup
+from textgym.agents.common import (
+    KLConfig,
+    RunLogger,
+    TrainConfig,
+    check_finite,
+    finish,
+    frozen_reference,
+    kl_to_reference,
+    setup,
+)
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import masked_mean, returns_to_go, rloo_baseline
 from textgym.agents.model import Policy
@@ -34,7 +43,7 @@ BASELINES = ("moving_average", "value", "rloo")
 
 
 @dataclass(frozen=True)
-class ReinforceConfig(TrainConfig):
+class ReinforceConfig(TrainConfig, KLConfig):
     """REINFORCE's hyperparameters (and, from :class:`TrainConfig`, the env, budget, device and model)."""
 
     gamma: float = 1.0
@@ -70,6 +79,7 @@ def train(cfg: ReinforceConfig, policy: Policy | None = None, out: str | Path | 
     """Train ``policy`` (a new one when None) with REINFORCE; arguments as :func:`textgym.agents.ppo.train`."""
     # 1. Setup. With RLOO, sub-envs come in groups of k that play the same examples.
     device, envs, view, policy, generator = setup(cfg, policy)
+    reference = frozen_reference(policy, cfg)  # the KL penalty's, when kl_coef > 0 (SFT-then-RL)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
     reset_options = {"group_size": cfg.rloo_k} if cfg.baseline == "rloo" else None
     moving = None  # (T,) moving average of the return-to-go at each step index
@@ -86,8 +96,9 @@ def train(cfg: ReinforceConfig, policy: Policy | None = None, out: str | Path | 
             mask = rollout.mask
             env_steps += int(mask.sum())
 
-            # 3. Returns-to-go and the baseline.
-            returns = returns_to_go(rollout.rewards, mask, cfg.gamma)  # (B, T)
+            # 3. Returns-to-go of the rewards less the KL penalty, and the baseline.
+            kl = kl_to_reference(reference, rollout, cfg)
+            returns = returns_to_go(rollout.rewards - cfg.kl_coef * kl, mask, cfg.gamma)  # (B, T)
             if cfg.baseline == "rloo":
                 baseline = rloo_baseline(returns, cfg.rloo_k)
             elif cfg.baseline == "moving_average":
@@ -117,6 +128,7 @@ def train(cfg: ReinforceConfig, policy: Policy | None = None, out: str | Path | 
                 "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
                 "episode_length": float(rollout.lengths.float().mean()),
                 "pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": ent.item(),
+                "ref_kl": float(kl.sum(1).mean()),
                 **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
             })
             if out is not None and iteration % save_every == 0:

@@ -1,0 +1,155 @@
+"""Group Relative Policy Optimization (GRPO) on textgym envs, in one loop that reads top to bottom.
+
+GRPO (Shao et al., "DeepSeekMath", 2024) is PPO without a critic: it samples ``k`` episodes of the
+same prompt, and each episode's advantage is its return against the others of its group,
+``(R - mean(R_group)) / std(R_group)``, for every step it took. The policy then takes several
+clipped steps on the batch, as PPO does, with a KL penalty to a frozen reference in the loss
+(the k3 estimator by default).
+
+Dr. GRPO (Liu et al., "Understanding R1-Zero-Like Training", 2025) is the option
+``scale_rewards=False, loss_type="dr_grpo"``: no division by the group's std, and a loss summed
+over tokens with a constant normaliser, which removes GRPO's biases toward easy or hard prompts
+and toward long wrong answers.
+
+Usage::
+
+    from textgym.agents import grpo
+    result = grpo.train(grpo.GRPOConfig(env_id="textgym/Reverse-v0", env_kwargs={"shaping": True}))
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from textgym.agents.common import (
+    KLConfig,
+    RunLogger,
+    TrainConfig,
+    check_finite,
+    finish,
+    frozen_reference,
+    reference_logprobs,
+    setup,
+)
+from textgym.agents.evaluate import TrainResult
+from textgym.agents.losses import (
+    group_advantages,
+    grpo_policy_loss,
+    kl_penalty,
+    masked_mean,
+    sequence_loss,
+)
+from textgym.agents.model import Policy
+from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
+
+
+@dataclass(frozen=True)
+class GRPOConfig(TrainConfig, KLConfig):
+    """GRPO's hyperparameters (and, from :class:`TrainConfig`, the env, budget, device and model;
+    from :class:`KLConfig`, the KL penalty to the reference)."""
+
+    group_size: int = 8
+    """Samples of each prompt; ``num_envs`` must be a multiple of it."""
+    update_epochs: int = 2
+    """Passes over each batch."""
+    num_minibatches: int = 4
+    """Minibatches per pass (of whole episodes)."""
+    clip_coef: float = 0.2
+    """The ratio clip of the surrogate."""
+    scale_rewards: bool = True
+    """Divide by the group's std (GRPO); False is Dr. GRPO's."""
+    loss_type: str = "grpo"
+    """``"grpo"`` (mean per episode, then over episodes) or ``"dr_grpo"`` (token sum / constant)."""
+    kl_estimator: str = "k3"
+    """GRPO's in-loss estimator: ``"k3"`` (unbiased, never negative) or ``"k1"``."""
+    ent_coef: float = 0.0
+    """Weight of an entropy bonus (GRPO has none; 0 by default)."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts."""
+
+    RULES: ClassVar[dict[str, Check]] = {
+        "group_size": Check(int, 2), "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT,
+        "clip_coef": POSITIVE, "scale_rewards": Check(bool), "loss_type": Check(str, choices=("grpo", "dr_grpo")),
+        "ent_coef": NON_NEGATIVE, "temperature": POSITIVE,
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_envs % self.group_size:
+            raise ValueError(f"group_size={self.group_size} must divide num_envs={self.num_envs} "
+                             "(every prompt is sampled group_size times)")
+        if not self.num_minibatches <= self.num_envs:
+            raise ValueError(f"num_minibatches must be between 1 and num_envs={self.num_envs}, got {self.num_minibatches}")
+
+
+def train(cfg: GRPOConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,
+          save_every: int = 10) -> TrainResult:
+    """Train ``policy`` (a new one when None) with GRPO; arguments as :func:`textgym.agents.ppo.train`.
+
+    ``policy``, when given, is also the KL reference.
+    """
+    # 1. Setup: sub-envs in groups of k that play the same prompts, the policy, its frozen reference.
+    device, envs, view, policy, generator = setup(cfg, policy)
+    reference = frozen_reference(policy, cfg)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    logger = RunLogger(out, cfg.total_steps, "grpo", progress)
+    env_steps, iteration, start = 0, 0, time.time()
+    try:
+        while env_steps < cfg.total_steps:
+            iteration += 1
+            # 2. Rollout: k samples of each prompt, with the KV cache.
+            policy.eval()
+            rollout = collect(envs, view, policy, seed=cfg.seed if iteration == 1 else None,
+                              reset_options={"group_size": cfg.group_size} if iteration == 1 else None,
+                              temperature=cfg.temperature, generator=generator)
+            mask = rollout.mask
+            env_steps += int(mask.sum())
+
+            # 3. Advantages: each episode's return against its group's, for every step it took.
+            advantages = group_advantages(rollout.returns, cfg.group_size, cfg.scale_rewards)  # (B,)
+            ref_logprobs = reference_logprobs(reference, rollout) if reference is not None else None
+
+            # 4. Update: epochs of minibatches of whole episodes, the clipped surrogate plus the KL.
+            policy.train()
+            batch = cfg.num_envs // cfg.num_minibatches
+            stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "kl", "entropy", "approx_kl", "clipfrac")}
+            for _epoch in range(cfg.update_epochs):
+                perm = torch.randperm(cfg.num_envs, device=device)
+                for lo in range(0, cfg.num_envs, batch):
+                    idx = perm[lo : lo + batch]
+                    mb, mb_mask = rollout.index(idx), mask[idx]
+                    logprobs, entropy, _ = evaluate_logprobs(policy, mb)
+                    pg_loss, clipfrac, approx_kl = grpo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask,
+                                                                    cfg.clip_coef, cfg.loss_type)
+                    kl = torch.zeros((), device=device)
+                    if ref_logprobs is not None:  # the estimator of KL(policy ‖ reference) on the sampled actions
+                        kl = sequence_loss(kl_penalty(logprobs, ref_logprobs[idx], cfg.kl_estimator), mb_mask, cfg.loss_type)
+                    ent = masked_mean(entropy, mb_mask)
+                    loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
+                    check_finite(iteration, pg_loss=pg_loss, kl=kl, entropy=ent)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    for k, v in zip(stats, (pg_loss, kl, ent, approx_kl, clipfrac)):
+                        stats[k].append(v.detach())  # kept on the device; read once, to log
+
+            # 5. Log and checkpoint.
+            logger.log({
+                "iteration": iteration, "env_steps": env_steps, "time": time.time() - start,
+                "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
+                "episode_length": float(rollout.lengths.float().mean()),
+                **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
+                **envs.episode_metrics(),
+            })
+            if out is not None and iteration % save_every == 0:
+                policy.save(out)
+    finally:
+        logger.close()
+    return finish(cfg, policy, logger, out, device)
