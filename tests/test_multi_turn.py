@@ -72,7 +72,7 @@ def test_textgym_train_runs_on_the_new_game(tmp_path, capsys, algo):
     import json
 
     argv = ["train", algo, "--env", "textgym/MultiTurn-v0", "--env-kwargs", json.dumps(ECHO), "--total-steps", "600",
-            "--num-envs", "16", "--out", str(tmp_path / algo), "--quiet", "--set", "eval_episodes=16"]
+            "--num-envs", "16", "--out", str(tmp_path / algo), "--quiet", "--json", "--set", "eval_episodes=16"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["mean_turns"] == 3.0 and "mean_right" in result  # the game's own metric, unknown to textgym

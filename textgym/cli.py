@@ -230,8 +230,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not existed and not any(out.iterdir()):
                 out.rmdir()
         raise
-    print(json.dumps({"run": str(out), **result.eval}))
+    final = {"run": str(out), **result.eval}
+    if args.json:
+        print(json.dumps(final))
+    else:
+        print(f"\ngreedy evaluation of {out} ({result.eval.get('episodes', 0):.0f} episodes):")
+        print(_metrics_table(result.eval))
     return 0
+
+
+def _metrics_table(metrics: dict) -> str:
+    """A two-column table of metrics, as ``eval`` prints it."""
+    return text_table(["metric", "value"], [[k, v if isinstance(v, str) else f"{v:.4f}"] for k, v in metrics.items()])
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -259,7 +269,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(text_table(["metric", "value"], [[k, v if isinstance(v, str) else f"{v:.4f}"] for k, v in metrics.items()]))
+        print(_metrics_table(metrics))
     return 0
 
 
@@ -379,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite a run already in --out")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config field, e.g. --set learning_rate=1e-3")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of the final evaluation, not a table")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a saved policy greedily")

@@ -186,7 +186,7 @@ class RunLogger:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and k != "env_steps" and math.isfinite(v):
                     self.tb.add_scalar(k, v, metrics["env_steps"])
-        self.bar.update(metrics["env_steps"] - self.bar.n)
+        self.bar.update(min(metrics["env_steps"], self.bar.total) - self.bar.n)  # the last batch may overrun the budget
         self.bar.set_postfix(mean_return=f"{metrics['mean_return']:.3f}")
 
     def close(self) -> None:
