@@ -1,4 +1,4 @@
-"""Learning results: each target trained from scratch with a fixed budget, then evaluated greedily.
+"""Learning results: each recipe (and a few runs beside them) trained from scratch, then evaluated greedily.
 
     python benchmarks/learning.py                 # all of them, about 30 minutes on a 2-core CPU
     python benchmarks/learning.py --only ppo-guess --only sft-reverse
@@ -13,23 +13,31 @@ import json
 import time
 
 from textgym.agents import evaluate_policy, ppo, reinforce, sft
+from textgym.recipes import find_recipe
 
 SHAPED = {"shaping": True}
+
+
+def recipe(trainer, cls, env_id: str, algo: str):
+    """``(trainer, config)`` of the shipped recipe of ``algo`` on ``env_id`` (textgym recipes)."""
+    r = find_recipe(env_id, algo, required=True)
+    return trainer, cls(env_id=env_id, env_kwargs=r.env_kwargs, **r.config)
+
 
 # name: (what, target, list of (trainer, config) run in sequence, each starting from the last policy)
 RUNS = {
     "ppo-guess": ("PPO, GuessNumber-v0", "success >= 99%, mean guesses <= 6.1, < 10 min",
-                  [(ppo, ppo.PPOConfig(env_id="textgym/GuessNumber-v0", env_kwargs=SHAPED, total_steps=3_000_000, learning_rate=1e-3))]),
+                  [recipe(ppo, ppo.PPOConfig, "textgym/GuessNumber-v0", "ppo")]),
     "reinforce-guess": ("REINFORCE (RLOO), GuessNumber-v0", "success >= 95%",
-                        [(reinforce, reinforce.ReinforceConfig(env_id="textgym/GuessNumber-v0", env_kwargs=SHAPED, total_steps=4_000_000, learning_rate=1e-3))]),
+                        [recipe(reinforce, reinforce.ReinforceConfig, "textgym/GuessNumber-v0", "reinforce")]),
     "ppo-reverse": ("PPO, Reverse-v0", "token accuracy >= 0.95",
-                    [(ppo, ppo.PPOConfig(env_id="textgym/Reverse-v0", env_kwargs=SHAPED, total_steps=600_000))]),
+                    [recipe(ppo, ppo.PPOConfig, "textgym/Reverse-v0", "ppo")]),
     "sft-reverse": ("SFT, Reverse-v0", "exact match >= 0.99",
-                    [(sft, sft.SFTConfig(env_id="textgym/Reverse-v0", total_steps=400_000))]),
+                    [recipe(sft, sft.SFTConfig, "textgym/Reverse-v0", "sft")]),
     "ppo-text": ("PPO, GuessNumberText-v0", "report",
                  [(ppo, ppo.PPOConfig(env_id="textgym/GuessNumberText-v0", env_kwargs=SHAPED, total_steps=1_000_000, learning_rate=1e-3))]),
     "sft-ppo-text": ("SFT then PPO, GuessNumberText-v0", "report",
-                     [(sft, sft.SFTConfig(env_id="textgym/GuessNumberText-v0", env_kwargs=SHAPED, total_steps=400_000)),
+                     [recipe(sft, sft.SFTConfig, "textgym/GuessNumberText-v0", "sft"),
                       (ppo, ppo.PPOConfig(env_id="textgym/GuessNumberText-v0", env_kwargs=SHAPED, total_steps=400_000, kl_coef=0.05))]),
 }
 

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,41 @@ def test_nan_at_the_first_iteration_says_no_checkpoint_was_saved(tmp_path, capsy
     assert main(["train", "ppo", "--out", str(tmp_path / "run"), *TINY]) == 1
     err = capsys.readouterr().err
     assert "iteration 1: v_loss became NaN" in err and "no checkpoint was saved before it" in err
+
+
+def test_train_starts_from_the_envs_recipe_and_flags_override_it(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "ppo", "--env", "textgym/GuessNumber-v0", "--out", str(out), *TINY]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["learning_rate"] == 1e-3 and saved["env_kwargs"] == {"shaping": True}  # the recipe's
+    assert saved["config"]["total_steps"] == 200  # the flag's
+    assert main(["train", "ppo", "--env", "textgym/GuessNumber-v0", "--out", str(out), "--force", *TINY,
+                 "--set", "learning_rate=2e-3", "--env-kwargs", '{"shaping": false}']) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["learning_rate"] == 2e-3 and saved["env_kwargs"] == {"shaping": False}
+    assert main(["train", "ppo", "--env", "textgym/GuessNumber-v0", "--out", str(out), "--force", *TINY,
+                 "--recipe", "none"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["learning_rate"] == 3e-4 and saved["env_kwargs"] == {}  # the plain defaults
+
+
+def test_a_missing_recipe_lists_what_exists(tmp_path, capsys):
+    assert main(["train", "grpo", "--env", "textgym/GuessNumber-v0", "--recipe", "require", "--out", str(tmp_path / "x"),
+                 *TINY]) == 2
+    assert "no grpo recipe for textgym/GuessNumber-v0: it has recipes for ['ppo', 'reinforce']" in capsys.readouterr().err
+    assert main(["recipes", "--env", "textgym/Nope-v0"]) == 2
+    assert "no recipe for 'textgym/Nope-v0'" in capsys.readouterr().err
+    assert main(["recipes"]) == 0
+    assert "textgym/Reverse-v0" in capsys.readouterr().out
+
+
+def test_every_recipe_is_a_valid_config_of_a_registered_env():
+    from textgym.agents import grpo, ppo, reinforce, sft
+    from textgym.recipes import all_recipes
+
+    classes = {"ppo": ppo.PPOConfig, "reinforce": reinforce.ReinforceConfig, "grpo": grpo.GRPOConfig,
+               "sft": sft.SFTConfig}
+    ids = {info.id for info in textgym.ENVS}
+    for r in all_recipes():
+        assert r.env_id in ids and r.result
+        classes[r.algo](env_id=r.env_id, env_kwargs=r.env_kwargs, **r.config)  # checked like any config

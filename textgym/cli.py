@@ -88,18 +88,25 @@ def _json_arg(text: str, what: str) -> dict:
 
 
 def _config(algo: str, args: argparse.Namespace):
-    """The trainer's config from the command line: the common flags plus ``--set KEY=VALUE``."""
+    """The trainer's config from the command line: the defaults, then the env's recipe for ``algo``
+    (unless ``--recipe none``), then the common flags, then ``--set KEY=VALUE``."""
     from textgym.agents import grpo, ppo, reinforce, sft
+    from textgym.recipes import find_recipe
 
     module = {"ppo": ppo, "reinforce": reinforce, "grpo": grpo, "sft": sft}[algo]
     cls = {"ppo": ppo.PPOConfig, "reinforce": reinforce.ReinforceConfig, "grpo": grpo.GRPOConfig,
            "sft": sft.SFTConfig}[algo]
-    values = {"env_id": args.env, "env_kwargs": _json_arg(args.env_kwargs, "--env-kwargs"), "seed": args.seed,
+    recipe = None if args.recipe == "none" else find_recipe(args.env, algo, required=args.recipe == "require")
+    env_kwargs = {**(recipe.env_kwargs if recipe else {}), **_json_arg(args.env_kwargs, "--env-kwargs")}
+    values = {**(recipe.config if recipe else {}), "env_id": args.env, "env_kwargs": env_kwargs, "seed": args.seed,
               "device": args.device}
     if args.total_steps is not None:
         values["total_steps"] = args.total_steps
     if args.num_envs is not None:
         values["num_envs"] = args.num_envs
+    if recipe is not None and not args.quiet:
+        print(f"textgym: {algo} on {args.env} starts from its recipe ({recipe.result}); "
+              "flags and --set override it, --recipe none turns it off", file=sys.stderr)
     return module, _build_config(cls, values, args.set)
 
 
@@ -215,7 +222,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _usable_dir(out)
     _clear_run(out)
     write_json(out / "config.json", {"algo": args.algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
-                                     "init": args.init, "config": dataclasses.asdict(cfg), "version": textgym.__version__})
+                                     "init": args.init, "recipe": args.recipe, "config": dataclasses.asdict(cfg), "version": textgym.__version__})
     try:
         result = module.train(cfg, policy=policy, out=out, progress=not args.quiet)
     except TrainingError as e:
@@ -242,6 +249,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _metrics_table(metrics: dict) -> str:
     """A two-column table of metrics, as ``eval`` prints it."""
     return text_table(["metric", "value"], [[k, v if isinstance(v, str) else f"{v:.4f}"] for k, v in metrics.items()])
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """Print the shipped recipes: env, algorithm, settings and what they reached."""
+    from textgym.recipes import all_recipes
+
+    recipes = [r for r in all_recipes() if args.env in (None, r.env_id)]
+    if args.env is not None and not recipes:
+        raise CLIError(f"no recipe for {args.env!r}: the envs with recipes are {sorted({r.env_id for r in all_recipes()})}")
+    rows = []
+    for r in recipes:
+        settings = [*(f"{k}={v}" for k, v in r.config.items()), *(f"env {k}={v}" for k, v in r.env_kwargs.items())]
+        rows.append([r.env_id, r.algo, " ".join(settings), r.result])
+    print(text_table(["env", "algo", "settings", "result"], rows))
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -390,7 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config field, e.g. --set learning_rate=1e-3")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the final evaluation, not a table")
+    p.add_argument("--recipe", choices=("auto", "require", "none"), default="auto",
+                   help="start from the env's recipe for ALGO when it has one (auto, the default), insist on one "
+                        "(require), or use the plain defaults (none); see textgym recipes")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("recipes", help="list the tuned settings of each env and algorithm, with what they reached")
+    p.add_argument("--env", help="only this env's")
+    p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("eval", help="evaluate a saved policy greedily")
     p.add_argument("run", help="run directory (from textgym train)")
