@@ -88,3 +88,34 @@ def test_ppo_with_the_extractor_on_the_adapter():
                                    features_extractor_kwargs=dict(d_model=32, n_layers=1, n_heads=2)))
     model.learn(total_timesteps=64)
     assert isinstance(model.policy.features_extractor, TokenTransformerExtractor)
+
+
+def test_guess_number_action_masks_follow_the_interval():
+    env = gym.make("textgym/GuessNumber-v0").unwrapped
+    env.reset(seed=0)
+    assert env.action_masks().all()
+    env.step(49)  # guess 50
+    mask = env.action_masks()
+    assert mask.sum() in (50, 49) and mask[49] == False  # noqa: E712 (a numpy bool)
+    vec = gym.make_vec("textgym/GuessNumber-v0", num_envs=3)
+    vec.reset(seed=0)
+    vec.step(np.array([49, 49, 49]))
+    masks = vec.action_masks()
+    assert masks.shape == (3, 100) and not masks[:, 49].any()
+
+
+@pytest.mark.parametrize("make", ["make_vec_env", "adapter"])
+def test_maskable_ppo_runs_with_textgyms_masks(make):
+    sb3_contrib = pytest.importorskip("sb3_contrib")
+    from sb3_contrib.common.maskable.utils import get_action_masks
+
+    venv = (make_vec_env("textgym:textgym/GuessNumber-v0", n_envs=2, seed=0) if make == "make_vec_env"
+            else SB3VecEnv("textgym/GuessNumber-v0", num_envs=2))
+    model = sb3_contrib.MaskablePPO("MlpPolicy", venv, n_steps=32, batch_size=32, seed=0)
+    model.learn(64)
+    obs = venv.reset()
+    venv.step(np.array([49, 49]))
+    masks = get_action_masks(venv)
+    assert masks.shape == (2, 100) and not masks[:, 49].any()
+    action, _ = model.predict(venv.reset(), action_masks=get_action_masks(venv))
+    assert obs.shape == (2, 23) and all(get_action_masks(venv)[i, a] for i, a in enumerate(action))

@@ -200,6 +200,14 @@ class GuessNumberEnv(gym.Env):
             obs[3 + 2 * k], obs[4 + 2 * k] = (guess - self.low) / n, feedback
         return obs
 
+    def action_masks(self) -> np.ndarray:
+        """The guesses that can still be right (the interval of possible secrets), as a bool mask over
+        the actions: what sb3-contrib's ``MaskablePPO`` reads."""
+        numbers = np.arange(self.low, self.high + 1)
+        if self._secret is None:
+            return np.ones(len(numbers), dtype=bool)
+        return (numbers >= self._lo) & (numbers <= self._hi)
+
     def expert(self, obs: np.ndarray) -> int:
         """Binary search: the action guessing the middle of the interval that ``obs[0]``, ``obs[1]`` give."""
         span = self.high - self.low
@@ -331,6 +339,11 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         possible = (self._numbers >= lo[..., None] - tol) & (self._numbers <= hi[..., None] + tol)  # (B, M + 1, n)
         head = torch.stack([guess, feedback, lo, hi], dim=-1)
         return torch.cat([head, possible.float()], dim=-1), 1 + made.sum(1)
+
+    def action_masks(self):
+        """``(B, n)`` bool: the guesses that can still be right in each game (see :meth:`GuessNumberEnv.action_masks`)."""
+        numbers = torch.arange(self.low, self.high + 1, device=self.device)
+        return self._out((numbers >= self.lo[:, None]) & (numbers <= self.hi[:, None]))
 
     def expert(self, obs) -> torch.Tensor:
         """Binary search, read from the env's own interval."""

@@ -155,7 +155,11 @@ class SB3VecEnv(VecEnv):
         setattr(self.env, attr_name, value)
 
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
-        return [getattr(self.env, method_name)(*method_args, **method_kwargs)] * len(self._get_indices(indices))
+        result = getattr(self.env, method_name)(*method_args, **method_kwargs)
+        if method_name == "action_masks":  # one row per sub-env, for sb3-contrib's MaskablePPO
+            rows = np.asarray(as_numpy(result))
+            return [rows[i] for i in self._get_indices(indices)]
+        return [result] * len(self._get_indices(indices))
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
         return [False] * len(self._get_indices(indices))
