@@ -333,3 +333,14 @@ def test_a_vector_env_encodes_only_the_sub_envs_that_restart(monkeypatch):
     envs.step(actions)
     envs.step(torch.full((50,), 5))
     assert sizes == [3]
+
+
+def test_eval_of_a_run_with_a_garbage_config_is_one_line(run, tmp_path, capsys):
+    bad = tmp_path / "garbage"
+    bad.mkdir()
+    for name in ("policy.json", "policy.safetensors"):
+        (bad / name).write_bytes((run / name).read_bytes())
+    (bad / "config.json").write_text("{not json")
+    assert main(["eval", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("textgym: ") and err.count("\n") == 1 and "config.json" in err, err

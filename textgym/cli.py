@@ -275,7 +275,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     env_id, env_kwargs = args.env, {}
     config = run / "config.json"
     if config.is_file():
-        saved = json.loads(config.read_text())
+        try:
+            saved = json.loads(config.read_text())
+            saved["env_id"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+            raise CLIError(f"{config} is not a textgym run config ({type(e).__name__}: {e}); pass --env") from None
         env_id = env_id or saved["env_id"]
         env_kwargs = saved.get("env_kwargs", {}) if env_id == saved["env_id"] else {}
     if args.env_kwargs is not None:
