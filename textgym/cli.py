@@ -223,8 +223,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     _clear_run(out)
     write_json(out / "config.json", {"algo": args.algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
                                      "init": args.init, "recipe": args.recipe, "config": dataclasses.asdict(cfg), "version": textgym.__version__})
+    extra = {}
+    if args.data is not None:
+        if args.algo != "sft":
+            raise CLIError(f"--data trains SFT on recorded episodes: use textgym train sft, not {args.algo}")
+        from textgym.agents.sft import load_trajectories
+
+        extra = {"data": load_trajectories(args.data), "min_return": args.min_reward}
+    elif args.min_reward is not None:
+        raise CLIError("--min-reward filters the episodes of --data: pass --data FILE.jsonl too")
     try:
-        result = module.train(cfg, policy=policy, out=out, progress=not args.quiet)
+        result = module.train(cfg, policy=policy, out=out, progress=not args.quiet, **extra)
     except TrainingError as e:
         kept = (f"the last good checkpoint is kept in {out}" if (out / "policy.safetensors").exists()
                 else "no checkpoint was saved before it")
@@ -268,8 +277,9 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy evaluation of a saved policy."""
-    from textgym.agents import Policy, evaluate_policy
+    from textgym.agents import Policy
     from textgym.agents.common import resolve_device
+    from textgym.agents.evaluate import play_policy
 
     run = Path(args.run)
     env_id, env_kwargs = args.env, {}
@@ -289,9 +299,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         policy = Policy.load(run, device)
-        metrics = {"env": env_id, **evaluate_policy(policy, env_id, env_kwargs, args.episodes, device, args.seed)}
+        evaluation, rows = play_policy(policy, env_id, env_kwargs, args.episodes, device, args.seed, args.sample)
+        metrics = {"env": env_id, **evaluation}
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
+    if args.save:
+        from textgym.agents.common import write_jsonl
+
+        write_jsonl(Path(args.save), rows)
+        print(f"wrote {len(rows)} episodes to {args.save}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -416,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config field, e.g. --set learning_rate=1e-3")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the final evaluation, not a table")
+    p.add_argument("--data", help="SFT on the episodes of this file (from textgym eval --save) instead of the env's expert")
+    p.add_argument("--min-reward", type=float, help="with --data, learn only from episodes whose return is at least this")
     p.add_argument("--recipe", choices=("auto", "require", "none"), default="auto",
                    help="start from the env's recipe for ALGO when it has one (auto, the default), insist on one "
                         "(require), or use the plain defaults (none); see textgym recipes")
@@ -433,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--sample", action="store_true", help="sample at temperature 1 (seeded) instead of greedy decoding")
+    p.add_argument("--save", metavar="FILE.jsonl", help="write every episode (prompt, completion or transcript, "
+                                                        "actions, return, success) for textgym train sft --data")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="throughput benchmarks (a few minutes; --quick for a smoke run)")

@@ -38,9 +38,10 @@ def episode_metrics(envs, rollout: Rollout) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
-                    device: str | torch.device = "cpu", seed: int = 12345) -> dict[str, float]:
-    """Play ``episodes`` greedy episodes at once and return :func:`episode_metrics`.
+def play_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
+                device: str | torch.device = "cpu", seed: int = 12345,
+                sample: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Play ``episodes`` episodes at once: :func:`episode_metrics` and one :func:`trajectory` row each.
 
     Args:
         policy: the policy (its config must fit the env).
@@ -48,14 +49,48 @@ def evaluate_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None,
         episodes: how many (all played in parallel).
         device: where to run.
         seed: the envs' seed; the same seed gives the same examples to every policy compared.
+        sample: sample at temperature 1 (from a generator seeded with ``seed``) instead of greedy.
     """
-    if episodes < 1:
-        raise ValueError(f"episodes must be at least 1, got {episodes}")
-    envs = make_envs(env_id, episodes, torch.device(device), **(env_kwargs or {}))
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes!r}")
+    device = torch.device(device)
+    envs = make_envs(env_id, episodes, device, **(env_kwargs or {}))
     view = SequenceView(envs)
     view.check(policy.cfg)
     was_training = policy.training
     policy.eval()
-    rollout = collect(envs, view, policy.to(device), seed=seed, greedy=True)
+    generator = torch.Generator(device=device).manual_seed(seed) if sample else None
+    rollout = collect(envs, view, policy.to(device), seed=seed, greedy=not sample, generator=generator)
     policy.train(was_training)
-    return episode_metrics(envs, rollout)
+    return episode_metrics(envs, rollout), trajectories(envs, rollout, env_id, env_kwargs or {}, seed)
+
+
+def evaluate_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
+                    device: str | torch.device = "cpu", seed: int = 12345) -> dict[str, float]:
+    """Play ``episodes`` greedy episodes at once and return :func:`episode_metrics` (see :func:`play_policy`)."""
+    return play_policy(policy, env_id, env_kwargs, episodes, device, seed)[0]
+
+
+def trajectories(envs, rollout: Rollout, env_id: str, env_kwargs: dict, seed: int) -> list[dict[str, Any]]:
+    """One row per episode, as ``textgym eval --save`` writes them and ``textgym train sft --data`` reads them.
+
+    Each row holds where the episode was played (``env_id``, ``env_kwargs``, ``seed``, ``num_envs``,
+    ``index``: sub-env ``index`` of a vector env reset with ``seed`` replays it), its ``actions``,
+    ``return``, ``success`` and ``length``, and its text: ``prompt``, ``completion`` and
+    ``references`` for token envs, or the whole ``transcript`` where the env has a tokenizer.
+    """
+    texts = envs.episode_texts() if hasattr(envs, "episode_texts") else None
+    tokenizer = getattr(envs, "tokenizer", None)
+    lengths = rollout.lengths.tolist()
+    rows = []
+    for i, (actions, ret, won) in enumerate(zip(rollout.actions.tolist(), rollout.returns.tolist(), rollout.success.tolist())):
+        row: dict[str, Any] = {"env_id": env_id, "env_kwargs": env_kwargs, "seed": seed, "num_envs": envs.num_envs,
+                               "index": i, "return": ret, "success": bool(won), "length": lengths[i],
+                               "actions": actions[: lengths[i]]}
+        if texts is not None:
+            example, completion = texts[i]
+            row.update(prompt=example.prompt, completion=completion, references=list(example.references))
+        elif tokenizer is not None:
+            row["transcript"] = tokenizer.decode(rollout.inputs[i].tolist())
+        rows.append(row)
+    return rows

@@ -16,6 +16,7 @@ The same policy object then trains with PPO or REINFORCE (SFT-then-RL)::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -26,9 +27,10 @@ from textgym.agents.common import RunLogger, TrainConfig, check_finite, finish, 
 from textgym.agents.evaluate import TrainResult, evaluate_policy
 from textgym.agents.losses import masked_mean
 from textgym.agents.model import Policy
-from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs
 from textgym.agents.scripted import vector_expert
 from textgym.config import POSITIVE_INT, Check
+from textgym.tasks import iter_jsonl
 
 
 @dataclass(frozen=True)
@@ -46,21 +48,80 @@ class SFTConfig(TrainConfig):
     RULES: ClassVar[dict[str, Check]] = {"eval_every": POSITIVE_INT}
 
 
+@dataclass
+class Replay:
+    """Recorded episodes to imitate: a vector env reset with ``seed`` replays them, sub-env by sub-env."""
+
+    envs: object
+    seed: int
+    actions: torch.Tensor  # (B, T) the recorded actions, padded
+    keep: torch.Tensor  # (B,) the episodes to learn from (recorded, and with return >= min_return)
+    lengths: torch.Tensor  # (B,) their recorded lengths
+
+    def expert(self) -> Callable[[object], torch.Tensor]:
+        """``obs -> actions``: the recorded action of every sub-env at each step, in turn."""
+        step = iter(range(self.actions.shape[1] + 1))
+        return lambda obs: self.actions[:, min(next(step), self.actions.shape[1] - 1)]
+
+
+def replays(rows: list[dict], cfg: SFTConfig, device: torch.device, min_return: float | None = None) -> list[Replay]:
+    """The episodes of ``textgym eval --save`` rows as :class:`Replay` batches, one per seed.
+
+    Raises:
+        ValueError: rows of another env than ``cfg``'s, or no episode with ``return >= min_return``.
+    """
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for row in rows:
+        if (row["env_id"], row["env_kwargs"]) != (cfg.env_id, cfg.env_kwargs):
+            raise ValueError(f"the data was played on {row['env_id']} with {row['env_kwargs']}, but SFT trains on "
+                             f"{cfg.env_id} with {cfg.env_kwargs}: pass the same --env and --env-kwargs")
+        groups.setdefault((row["seed"], row["num_envs"]), []).append(row)
+    out = []
+    for (seed, num_envs), group in groups.items():
+        T = max(len(r["actions"]) for r in group)
+        actions = torch.zeros(num_envs, T, dtype=torch.int64)
+        keep = torch.zeros(num_envs, dtype=torch.bool)
+        lengths = torch.zeros(num_envs, dtype=torch.int64)
+        for r in group:
+            actions[r["index"], : len(r["actions"])] = torch.tensor(r["actions"], dtype=torch.int64)
+            keep[r["index"]] = min_return is None or r["return"] >= min_return
+            lengths[r["index"]] = len(r["actions"])
+        envs = make_envs(cfg.env_id, num_envs, device, **cfg.env_kwargs)
+        out.append(Replay(envs, seed, actions.to(device), keep.to(device), lengths.to(device)))
+    if not any(bool(r.keep.any()) for r in out):
+        raise ValueError(f"no episode in the data has a return >= {min_return}")
+    return out
+
+
 def train(cfg: SFTConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,
-          save_every: int = 10) -> TrainResult:
-    """Train ``policy`` (a new one when None) on the expert's demonstrations; arguments as :func:`textgym.agents.ppo.train`."""
-    # 1. Setup: the envs and their expert.
+          save_every: int = 10, data: list[dict] | None = None, min_return: float | None = None) -> TrainResult:
+    """Train ``policy`` (a new one when None) on the expert's demonstrations; arguments as :func:`textgym.agents.ppo.train`.
+
+    With ``data`` (rows of ``textgym eval --save``), the demonstrations are those recorded
+    episodes instead, replayed in the env, and only those with ``return >= min_return``: sample,
+    keep the good ones, SFT, repeat is rejection sampling (expert iteration).
+    """
+    # 1. Setup: the envs and their expert, or the recorded episodes to replay.
     device, envs, view, policy, _ = setup(cfg, policy)
-    expert = vector_expert(envs)
+    sources = replays(data, cfg, device, min_return) if data is not None else None
+    expert = vector_expert(envs) if sources is None else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
     logger = RunLogger(out, cfg.total_steps, "sft", progress)
     env_steps, iteration, start, evaluation = 0, 0, time.time(), {}
     try:
         while env_steps < cfg.total_steps:
             iteration += 1
-            # 2. Demonstrations: the expert plays one episode per env.
-            demos = collect(envs, view, expert=expert, seed=cfg.seed if iteration == 1 else None)
-            mask = demos.mask
+            # 2. Demonstrations: the expert plays one episode per env, or a recorded batch is replayed.
+            if sources is None:
+                demos = collect(envs, view, expert=expert, seed=cfg.seed if iteration == 1 else None)
+                mask = demos.mask
+            else:
+                replay = sources[(iteration - 1) % len(sources)]
+                demos = collect(replay.envs, SequenceView(replay.envs), expert=replay.expert(), seed=replay.seed)
+                if iteration <= len(sources) and not bool((demos.lengths == replay.lengths)[replay.keep].all()):
+                    raise ValueError("the recorded episodes do not replay in this env (another env version, "
+                                     "arguments or textgym version?)")
+                mask = demos.mask & replay.keep[:, None]
             env_steps += int(mask.sum())
 
             # 3. Cross-entropy on the expert's actions, one forward pass per episode.
@@ -85,3 +146,27 @@ def train(cfg: SFTConfig, policy: Policy | None = None, out: str | Path | None =
     finally:
         logger.close()
     return finish(cfg, policy, logger, out, device)
+
+
+def load_trajectories(path: str | Path) -> list[dict]:
+    """Rows written by ``textgym eval --save``.
+
+    Raises:
+        ValueError: a line that is not a trajectory (the message names the file, the line and what is missing).
+    """
+    need = ("env_id", "env_kwargs", "seed", "num_envs", "index", "actions", "return")
+    rows = []
+    for _, where, row in iter_jsonl(path):
+        if not isinstance(row, dict) or any(k not in row for k in need):
+            missing = [k for k in need if not isinstance(row, dict) or k not in row]
+            raise ValueError(f"{where}: not a trajectory of textgym eval --save: it lacks {missing}")
+        ok = (isinstance(row["actions"], list) and all(isinstance(a, int) and not isinstance(a, bool) for a in row["actions"])
+              and isinstance(row["num_envs"], int) and isinstance(row["index"], int) and 0 <= row["index"] < row["num_envs"]
+              and isinstance(row["seed"], int) and isinstance(row["return"], (int, float)) and isinstance(row["env_kwargs"], dict))
+        if not ok:
+            raise ValueError(f"{where}: not a trajectory of textgym eval --save: actions must be a list of integers, "
+                             "index an integer below num_envs, seed an integer, return a number")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no trajectories (the file is empty)")
+    return rows
