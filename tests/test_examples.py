@@ -53,6 +53,15 @@ def test_example_08_your_own_game_smoke(capsys):
     assert "mean_right" in ev and "after one turn: " in out and "game 0: return" in out
 
 
+def test_sb3_benchmark_quick():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "sb3.py"), "--quick"],
+                          check=True, capture_output=True, text=True)
+    assert "MaskablePPO, GuessNumber-v0" in done.stdout and "exact match" in done.stdout
+
+
 def test_learning_benchmark_quick(tmp_path):
     import json
     import subprocess
