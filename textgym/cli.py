@@ -160,10 +160,10 @@ def _make_env(env_id: str, env_kwargs: dict) -> gym.Env:
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png")
 
 
-def _usable_dir(out: Path, flag: str = "--out") -> None:
+def _usable_dir(out: Path) -> None:
     """Create ``out`` if needed and check that files can be written there (nothing else is touched)."""
     if out.exists() and not out.is_dir():
-        raise CLIError(f"{flag} {out} is a file, not a directory")
+        raise CLIError(f"--out {out} is a file, not a directory")
     out.mkdir(parents=True, exist_ok=True)
     probe = out / ".textgym-write-check"
     try:
@@ -183,12 +183,12 @@ def _clear_run(out: Path) -> None:
 def _check_start(algo: str, cfg, policy) -> None:
     """Everything a run needs before it starts, checked on one env: the env and its kwargs, the
     device, the policy's fit and, for SFT, an expert. A start that fails here touches no file."""
+    import torch
+
     from textgym.agents.common import resolve_device
     from textgym.agents.rollout import SequenceView, make_envs
 
     resolve_device(cfg.device)
-    import torch
-
     envs = make_envs(cfg.env_id, 1, torch.device("cpu"), **cfg.env_kwargs)
     if policy is not None:
         SequenceView(envs).check(policy.cfg)
@@ -217,12 +217,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             policy = Policy.load(args.init)
         except (FileNotFoundError, ValueError) as e:
             raise CLIError(f"--init: {e}") from None
-    _check_start(args.algo, cfg, policy)
-    existed = out.exists()
-    _usable_dir(out)
-    _clear_run(out)
-    write_json(out / "config.json", {"algo": args.algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
-                                     "init": args.init, "recipe": args.recipe, "config": dataclasses.asdict(cfg), "version": textgym.__version__})
     extra = {}
     if args.data is not None:
         if args.algo != "sft":
@@ -232,6 +226,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra = {"data": load_trajectories(args.data), "min_return": args.min_reward}
     elif args.min_reward is not None:
         raise CLIError("--min-reward filters the episodes of --data: pass --data FILE.jsonl too")
+    _check_start(args.algo, cfg, policy)
+    existed = out.exists()
+    _usable_dir(out)
+    _clear_run(out)
+    write_json(out / "config.json", {"algo": args.algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
+                                     "init": args.init, "recipe": args.recipe, "config": dataclasses.asdict(cfg), "version": textgym.__version__})
     try:
         result = module.train(cfg, policy=policy, out=out, progress=not args.quiet, **extra)
     except TrainingError as e:
@@ -279,7 +279,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy evaluation of a saved policy."""
     from textgym.agents import Policy
     from textgym.agents.common import resolve_device
-    from textgym.agents.evaluate import play_policy
+    from textgym.agents.evaluate import evaluate_policy, play_policy
 
     run = Path(args.run)
     env_id, env_kwargs = args.env, {}
@@ -299,7 +299,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         policy = Policy.load(run, device)
-        evaluation, rows = play_policy(policy, env_id, env_kwargs, args.episodes, device, args.seed, args.sample)
+        if args.save:
+            evaluation, rows = play_policy(policy, env_id, env_kwargs, args.episodes, device, args.seed, args.sample)
+        else:
+            evaluation = evaluate_policy(policy, env_id, env_kwargs, args.episodes, device, args.seed, args.sample)
         metrics = {"env": env_id, **evaluation}
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
@@ -337,8 +340,6 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir() and (out / "reward_model.safetensors").exists() and not args.force:
         raise CLIError(f"{out} holds another reward model; choose another --out or pass --force to overwrite it")
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out} is a file, not a directory")
     tokenizer, max_len = None, None
     if args.env is not None:  # read the env's tokens, and anything it can write
         env = _make_env(args.env, _json_arg(args.env_kwargs, "--env-kwargs"))

@@ -38,19 +38,9 @@ def episode_metrics(envs, rollout: Rollout) -> dict[str, float]:
 
 
 @torch.no_grad()
-def play_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
-                device: str | torch.device = "cpu", seed: int = 12345,
-                sample: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Play ``episodes`` episodes at once: :func:`episode_metrics` and one :func:`trajectory` row each.
-
-    Args:
-        policy: the policy (its config must fit the env).
-        env_id, env_kwargs: the env.
-        episodes: how many (all played in parallel).
-        device: where to run.
-        seed: the envs' seed; the same seed gives the same examples to every policy compared.
-        sample: sample at temperature 1 (from a generator seeded with ``seed``) instead of greedy.
-    """
+def _play(policy: Policy, env_id: str, env_kwargs: dict | None, episodes: int, device: str | torch.device,
+          seed: int, sample: bool) -> tuple[Any, Rollout]:
+    """One episode per sub-env of a fresh vector env: the envs (which hold the episodes' ends) and the rollout."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes!r}")
     device = torch.device(device)
@@ -62,13 +52,31 @@ def play_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, epi
     generator = torch.Generator(device=device).manual_seed(seed) if sample else None
     rollout = collect(envs, view, policy.to(device), seed=seed, greedy=not sample, generator=generator)
     policy.train(was_training)
+    return envs, rollout
+
+
+def play_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
+                device: str | torch.device = "cpu", seed: int = 12345,
+                sample: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Play ``episodes`` episodes at once: :func:`episode_metrics` and one :func:`trajectories` row each.
+
+    Args:
+        policy: the policy (its config must fit the env).
+        env_id, env_kwargs: the env.
+        episodes: how many (all played in parallel).
+        device: where to run.
+        seed: the envs' seed; the same seed gives the same examples to every policy compared.
+        sample: sample at temperature 1 (from a generator seeded with ``seed``) instead of greedy.
+    """
+    envs, rollout = _play(policy, env_id, env_kwargs, episodes, device, seed, sample)
     return episode_metrics(envs, rollout), trajectories(envs, rollout, env_id, env_kwargs or {}, seed)
 
 
 def evaluate_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
-                    device: str | torch.device = "cpu", seed: int = 12345) -> dict[str, float]:
-    """Play ``episodes`` greedy episodes at once and return :func:`episode_metrics` (see :func:`play_policy`)."""
-    return play_policy(policy, env_id, env_kwargs, episodes, device, seed)[0]
+                    device: str | torch.device = "cpu", seed: int = 12345, sample: bool = False) -> dict[str, float]:
+    """Play ``episodes`` episodes at once (greedy unless ``sample``) and return :func:`episode_metrics`;
+    arguments as :func:`play_policy`, which also gives each episode's row."""
+    return episode_metrics(*_play(policy, env_id, env_kwargs, episodes, device, seed, sample))
 
 
 def trajectories(envs, rollout: Rollout, env_id: str, env_kwargs: dict, seed: int) -> list[dict[str, Any]]:

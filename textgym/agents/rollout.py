@@ -52,7 +52,6 @@ class SequenceView:
         self.tokens_per_step = envs.tokens_per_step
         self.n_actions = int(envs.single_action_space.n)
         self.max_len, self.vocab_size, self.n_features = spec.max_len, spec.vocab_size, spec.n_features
-        self.features = spec.n_features > 0
 
     def policy_config(self, **kwargs) -> PolicyConfig:
         """A :class:`PolicyConfig` sized for this env; ``kwargs`` set the rest (layers, width...)."""

@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from textgym.config import NON_NEGATIVE, POSITIVE_INT
 from textgym.envs.core import render_text
 
 INVALID_REPLY = " invalid\n"
@@ -105,9 +106,9 @@ class CodeGame(gym.Env):
     distinct: bool
 
     def __init__(self, max_guesses: int = 10, guess_penalty: float = 0.1, render_mode: str | None = None) -> None:
-        if isinstance(max_guesses, bool) or not isinstance(max_guesses, int) or max_guesses < 1:
+        if not POSITIVE_INT.ok(max_guesses):
             raise ValueError(f"max_guesses must be a positive integer, got {max_guesses!r}")
-        if isinstance(guess_penalty, bool) or not isinstance(guess_penalty, (int, float)) or not 0 <= guess_penalty < 1e9:
+        if not NON_NEGATIVE.ok(guess_penalty):
             raise ValueError(f"guess_penalty must be a finite number >= 0, got {guess_penalty!r}")
         self.max_guesses, self.guess_penalty, self.render_mode = max_guesses, float(guess_penalty), render_mode
         self.max_turns = max_guesses  # MultiTurn-v0 reads it

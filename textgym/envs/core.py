@@ -96,9 +96,10 @@ class EpisodeKeys:
         elif self.stream is None:
             self.stream, self.episode, self.block = int(np_random.integers(2**32)), 0, self.block[:0]
         if not self.block_start <= self.episode < self.block_start + len(self.block):
-            size = min(self.MAX_BLOCK, 2 * len(self.block)) if self.episode == self.block_start + len(self.block) else 1
+            follows = self.episode == self.block_start + len(self.block)  # the next block of the same run
+            size = min(self.MAX_BLOCK, max(1, 2 * len(self.block))) if follows else 1
             self.block_start, self.block_id = self.episode, self.block_id + 1
-            self.block = episode_key(torch.tensor(self.stream), torch.arange(self.episode, self.episode + max(1, size)))
+            self.block = episode_key(torch.tensor(self.stream), torch.arange(self.episode, self.episode + size))
             self._keys = self.block.tolist()
         self.index = self.episode - self.block_start
         self.episode += 1
@@ -371,9 +372,8 @@ class TorchVectorEnv(VectorEnv):
             self._needs_reset = finished | done
         elif mode == AutoresetMode.SAME_STEP:
             if bool(done.any()):
+                info["final_info"], info["_final_info"] = dict(info), done
                 info["final_obs"], info["_final_obs"] = self._observe(), done
-                info["final_info"] = {k: v for k, v in info.items() if not k.startswith("final")}
-                info["_final_info"] = done
                 self._begin(done)
         else:
             if bool(finished.any()):

@@ -246,6 +246,8 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         for code, ids in enumerate(text.feedback):
             self._fb_ids[code, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
         self._fb_len = torch.tensor([len(ids) for ids in text.feedback], device=dev)
+        self._digit_ids = torch.tensor(tok.encode("0123456789"), device=dev)  # the expert writes these
+        self._pow10 = 10 ** torch.arange(10, device=dev)
         self._digit_value = torch.full((tok.vocab_size,), -1, dtype=torch.int64, device=dev)
         for token, d in text.digit_of.items():
             self._digit_value[token] = d
@@ -323,9 +325,6 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
 
     def expert(self, obs) -> torch.Tensor:
         """Binary search in digits, read from the env's own interval and the digits written so far."""
-        if not hasattr(self, "_digit_ids"):
-            self._digit_ids = torch.tensor(self.tokenizer.encode("0123456789"), device=self.device)
-            self._pow10 = 10 ** torch.arange(10, device=self.device)
         target = bisect_guess(self.lo, self.hi)
         n_digits = 1 + (target >= self._pow10[1:, None]).sum(0)  # digits of the target
         left = (n_digits - 1 - self.digits).clamp(min=0)

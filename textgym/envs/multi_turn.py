@@ -111,7 +111,6 @@ class TurnSetup:
         max_turn_tokens: the most tokens of one agent message, its eos included.
         max_turns: turns (agent messages) per episode; the episode is truncated after them.
         max_reply_tokens: the most tokens of one reply (and of the opening).
-        max_len: observation length: room for the opening and ``max_turns`` messages and replies.
         has_expert: the text env offers ``expert()``.
     """
 
@@ -120,7 +119,6 @@ class TurnSetup:
     max_turn_tokens: int
     max_turns: int
     max_reply_tokens: int
-    max_len: int
     has_expert: bool
     alphabet: frozenset[str] | None
     _encoded: dict = field(default_factory=dict)  # text -> ids: games repeat their replies
@@ -149,10 +147,13 @@ class TurnSetup:
                             ("max_reply_tokens", max_reply_tokens)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{what} must be a positive integer, got {value!r}")
-        max_len = max_reply_tokens + max_turns * (max_turn_tokens + max_reply_tokens)  # the longest game
         has_expert = callable(getattr(env.unwrapped, "expert", None))
-        return cls(name, tokenizer, int(max_turn_tokens), int(max_turns), int(max_reply_tokens), int(max_len),
-                   has_expert, alphabet)
+        return cls(name, tokenizer, int(max_turn_tokens), int(max_turns), int(max_reply_tokens), has_expert, alphabet)
+
+    @property
+    def max_len(self) -> int:
+        """Observation length: room for the opening and ``max_turns`` messages and replies (the longest game)."""
+        return self.max_reply_tokens + self.max_turns * (self.max_turn_tokens + self.max_reply_tokens)
 
     def encode(self, text: Any, what: str) -> list[int]:
         """Token ids of a text the text env wrote (``what``: "opening", "reply to ..."), checked."""
@@ -415,17 +416,15 @@ class MultiTurnVectorEnv(TorchVectorEnv):
         """Append token ids ``texts[j]`` to the transcript of sub-env ``rows[j]``, in one scatter."""
         if not rows:
             return
-        width, pad = max(1, max(len(t) for t in texts)), self.setup.tokenizer.pad_id
-        ids = torch.tensor([t + [pad] * (width - len(t)) for t in texts], dtype=torch.int64)
-        count = torch.tensor([len(t) for t in texts])
-        rows_t = torch.tensor(rows, device=self.device)
-        offset = torch.arange(width)
-        pos = (self.length[rows_t].cpu()[:, None] + offset).clamp(max=self.transcript.shape[1] - 1)
-        keep = offset < count[:, None]
-        old = self.transcript[rows_t].cpu()
-        new = old.scatter(1, pos, torch.where(keep, ids, old.gather(1, pos)))
-        self.transcript[rows_t] = new.to(self.device)
-        self.length[rows_t] += count.to(self.device)
+        width, pad, dev = max(1, max(len(t) for t in texts)), self.setup.tokenizer.pad_id, self.device
+        ids = torch.tensor([t + [pad] * (width - len(t)) for t in texts], dtype=torch.int64, device=dev)
+        count = torch.tensor([len(t) for t in texts], device=dev)
+        rows_t = torch.tensor(rows, device=dev)
+        offset = torch.arange(width, device=dev)
+        pos = (self.length[rows_t, None] + offset).clamp(max=self.transcript.shape[1] - 1)
+        old = self.transcript[rows_t]
+        self.transcript[rows_t] = old.scatter(1, pos, torch.where(offset < count[:, None], ids, old.gather(1, pos)))
+        self.length[rows_t] += count
 
     def _refresh_expert(self, rows: list[int]) -> None:
         if self._expert_ids is None:

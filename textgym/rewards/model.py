@@ -412,17 +412,18 @@ class LearnedReward(Reward):
         self.model, self.tokenizer = load_reward_model(path, device)
         self.device = torch.device(device)
         self.normalize, self.chunk = normalize, chunk
+        self._checked: Tokenizer | None = None  # the last tokenizer check_tokenizer passed
         self.count, self.mean, self.m2 = 0, 0.0, 0.0
 
     def check_tokenizer(self, tokenizer: Tokenizer, max_len: int | None = None) -> None:
         """Raise when the env's tokenizer is not the reward model's, token for token, or when the
         env's episodes (``max_len`` tokens of prompt and completion, then eos) do not fit its context."""
-        mine, theirs = _vocabulary(self.tokenizer), _vocabulary(tokenizer)
         if tokenizer.vocab_size != self.tokenizer.vocab_size:
             raise ValueError(
                 f"the reward model's vocabulary has {self.tokenizer.vocab_size} tokens but the env's tokenizer "
                 f"has {tokenizer.vocab_size}: train the reward model with the env's tokenizer (textgym train-rm --env)"
             )
+        mine, theirs = _vocabulary(self.tokenizer), _vocabulary(tokenizer)
         if mine is not None and theirs is not None and mine != theirs:
             i = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
             raise ValueError(
@@ -441,7 +442,9 @@ class LearnedReward(Reward):
 
     @torch.no_grad()
     def score(self, batch: EpisodeBatch) -> torch.Tensor:
-        self.check_tokenizer(batch.tokenizer)
+        if batch.tokenizer is not self._checked:  # the token-by-token check once per tokenizer, not per batch
+            self.check_tokenizer(batch.tokenizer)
+            self._checked = batch.tokenizer
         tok, L = self.tokenizer, self.model.cfg.max_len
         texts = list(zip(batch.prompts, batch.completions))
         out = []
