@@ -19,8 +19,9 @@ above -1. Reverse is evaluated greedily; Review by sampling, as an RL-tuned mode
 import argparse
 from pathlib import Path
 
-from textgym.agents import Policy, ppo, reinforce, sft
+from textgym.agents import ppo, reinforce, sft
 from textgym.agents.compare import compare_policies, format_comparison
+from textgym.policies import Policy
 
 # env id: (its kwargs for RL, SFT steps, RL steps, sampled evaluation)
 TASKS = {

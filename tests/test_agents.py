@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from textgym.agents import Policy, ppo, reinforce, sft
+from textgym.agents import ppo, reinforce, sft
 from textgym.agents.common import TrainingError, resolve_device
-from textgym.agents.model import PolicyConfig, sample
-from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs
+from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs, sample
 from textgym.agents.scripted import vector_expert
+from textgym.policies import Policy, PolicyConfig, make_policy
 
 ENV_IDS = ["textgym/GuessNumber-v0", "textgym/GuessNumberText-v0", "textgym/Reverse-v0",
            "textgym/Addition-v0", "textgym/TokenGeneration-v0"]
@@ -17,7 +17,7 @@ ENV_IDS = ["textgym/GuessNumber-v0", "textgym/GuessNumberText-v0", "textgym/Reve
 
 def random_policy(view, **kwargs):
     torch.manual_seed(0)
-    policy = Policy(view.policy_config(**kwargs))
+    policy = make_policy(**view.policy_spec(), **kwargs)
     for p in policy.parameters():
         p.data.normal_(0, 0.3)  # far from the init, so positions and tokens matter
     return policy.eval()
@@ -240,7 +240,7 @@ def test_the_shared_kl_penalty_is_zero_at_the_start_and_matches_the_estimator():
 
     envs = make_envs("textgym/Reverse-v0", 8, torch.device("cpu"))
     view = SequenceView(envs)
-    policy = Policy(view.policy_config(n_layers=1, d_model=32))
+    policy = make_policy(**view.policy_spec(), n_layers=1, d_model=32)
     assert frozen_reference(policy, KLConfig(kl_coef=0.0)) is None  # no copy without a penalty
     reference = frozen_reference(policy, KLConfig(kl_coef=0.1, kl_estimator="k3"))
     rollout = collect(envs, view, policy, seed=0)

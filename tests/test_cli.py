@@ -94,7 +94,7 @@ def test_train_refuses_an_out_that_holds_another_run(tmp_path, capsys):
     (["train", "ppo", "--num-envs", "2"], "num_minibatches must be between 1 and num_envs=2"),
     (["train", "ppo", "--set", "lr=1"], "--set 'lr=1': expected KEY=VALUE"),
     (["train", "ppo", "--env-kwargs", "[1]"], "--env-kwargs must be a JSON object"),
-    (["train", "ppo", "--init", "/nonexistent/run"], "--init: no checkpoint in /nonexistent/run"),
+    (["train", "ppo", "--init", "/nonexistent/run"], "--init: /nonexistent/run holds neither a textgym run"),
     (["train", "ppo", "--device", "tpu"], "unknown device 'tpu'"),
     (["train", "reinforce", "--set", "baseline=mean"], "unknown baseline 'mean'"),
 ])
@@ -111,7 +111,7 @@ def test_unknown_algorithm_is_refused(capsys):
 
 def test_eval_of_a_corrupt_or_missing_checkpoint(tmp_path, capsys):
     assert main(["eval", str(tmp_path), "--env", "textgym/Reverse-v0"]) == 2
-    assert "no checkpoint" in capsys.readouterr().err
+    assert "holds neither a textgym run" in capsys.readouterr().err
     out = tmp_path / "run"
     assert main(["train", "sft", "--out", str(out), *TINY]) == 0
     (out / "policy.safetensors").write_bytes(b"\0" * 10)
@@ -122,9 +122,10 @@ def test_eval_of_a_corrupt_or_missing_checkpoint(tmp_path, capsys):
 
 def test_nan_during_training_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
     from textgym.agents import ppo
+    from textgym.policies import Policy
 
     real, calls, saved = ppo.value_loss, [], {}
-    real_save = ppo.Policy.save
+    real_save = Policy.save
 
     def save(policy, directory, *a, **k):
         real_save(policy, directory, *a, **k)
@@ -135,7 +136,7 @@ def test_nan_during_training_keeps_the_last_good_checkpoint(tmp_path, capsys, mo
         return torch.tensor(float("nan")) if len(calls) > 11 * 16 else real(*a, **k)
 
     monkeypatch.setattr("textgym.agents.ppo.value_loss", value_loss)
-    monkeypatch.setattr(ppo.Policy, "save", save)
+    monkeypatch.setattr(Policy, "save", save)
     out = tmp_path / "run"
     assert main(["train", "ppo", "--out", str(out), *TINY[:1], "20000", *TINY[2:]]) == 1
     err = capsys.readouterr().err

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from textgym.agents import Policy
 from textgym.agents.compare import compare_policies, distinct_n, format_comparison, kl_to_reference
 from textgym.agents.rollout import SequenceView, collect, make_envs
 from textgym.cli import main
+from textgym.policies import make_policy
 
 TINY = ["--total-steps", "300", "--num-envs", "16", "--quiet", "--set", "n_layers=1", "--set", "d_model=32",
         "--set", "n_heads=2", "--set", "eval_episodes=16"]
@@ -34,7 +34,7 @@ def test_kl_to_itself_is_zero_and_to_another_policy_positive():
     envs = make_envs("textgym/Reverse-v0", 8, torch.device("cpu"))
     view = SequenceView(envs)
     torch.manual_seed(0)
-    a, b = Policy(view.policy_config()), Policy(view.policy_config())
+    a, b = make_policy(**view.policy_spec()), make_policy(**view.policy_spec())
     for p in b.parameters():
         p.data.normal_(0, 0.3)
     rollout = collect(envs, view, a, seed=0, greedy=True)

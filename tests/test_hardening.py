@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import textgym  # noqa: F401
-from textgym.agents import Policy
 from textgym.cli import main
+from textgym.policies import Policy
 
 TINY = ["--total-steps", "200", "--num-envs", "16", "--quiet", "--set", "n_layers=1", "--set", "d_model=32",
         "--set", "eval_episodes=8"]

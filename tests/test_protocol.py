@@ -96,3 +96,51 @@ def test_a_plain_gymnasium_vector_env_is_refused_with_what_it_lacks():
     with pytest.raises(TypeError, match=r"is not a textgym vector env: it lacks \['max_episode_length'"):
         check_protocol(envs)
     assert "sequence" in PROTOCOL
+
+
+# -- the trainer -> policy seam ------------------------------------------------------------------
+
+
+def model_classes() -> set[str]:
+    """Every nn.Module class defined in textgym.policies and textgym.transformer."""
+    import importlib
+
+    names = set()
+    for module_name in ("textgym.policies.native", "textgym.policies.hf", "textgym.transformer"):
+        module = importlib.import_module(module_name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and obj.__module__ == module_name and issubclass(obj, torch.nn.Module):
+                names.add(name)
+    assert {"Policy", "HFPolicy", "Transformer"} <= names
+    return names | {"PolicyConfig"}
+
+
+def test_no_model_class_is_named_in_the_agents():
+    classes = model_classes()
+    for path, text in agent_sources().items():
+        if path.startswith("agents"):
+            named = sorted(classes & identifiers(text))
+            assert not named, f"{path} names model classes {named}"
+            assert not isinstance_types(text) & classes, path
+
+
+def test_the_transformer_module_imports_nothing_from_textgym():
+    tree = ast.parse((ROOT / "transformer.py").read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
+               [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert imported and not [m for m in imported if m and m.startswith("textgym")]
+
+
+def test_the_rewards_import_nothing_from_the_agents():
+    for path in (ROOT / "rewards").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
+                   [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in imported if m.startswith("textgym.agents")], path.name
+
+
+def test_a_policy_without_the_protocol_is_refused():
+    from textgym.agents.rollout import check_policy
+
+    with pytest.raises(TypeError, match=r"lacks \['vocab_size', 'n_actions'"):
+        check_policy(torch.nn.Linear(2, 2))

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 import textgym  # noqa: F401
-from textgym.agents import Policy, sft
+from textgym.agents import sft
 from textgym.agents.evaluate import play_policy
 from textgym.agents.rollout import SequenceView, collect, make_envs
 from textgym.cli import main
+from textgym.policies import make_policy
 
 TINY = ["--total-steps", "200", "--num-envs", "16", "--quiet", "--set", "n_layers=1", "--set", "d_model=32",
         "--set", "eval_episodes=8"]
@@ -18,7 +19,7 @@ TINY = ["--total-steps", "200", "--num-envs", "16", "--quiet", "--set", "n_layer
 @pytest.mark.parametrize("env_id", ["textgym/GuessNumber-v0", "textgym/Reverse-v0", "textgym/Mastermind-v0"])
 def test_recorded_episodes_replay_exactly(env_id):
     envs = make_envs(env_id, 2, torch.device("cpu"))
-    policy = Policy(SequenceView(envs).policy_config(n_layers=1, d_model=16, n_heads=2))
+    policy = make_policy(**SequenceView(envs).policy_spec(), n_layers=1, d_model=16, n_heads=2)
     _, rows = play_policy(policy, env_id, {}, episodes=6, seed=7, sample=True)
     assert [r["index"] for r in rows] == list(range(6)) and all(r["num_envs"] == 6 for r in rows)
     cfg = sft.SFTConfig(env_id=env_id, num_envs=6)

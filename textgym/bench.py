@@ -24,8 +24,8 @@ import torch
 import textgym  # noqa: F401  (registers the envs)
 from textgym.agents import ppo
 from textgym.agents.common import resolve_device, text_table
-from textgym.agents.model import Policy
 from textgym.agents.rollout import SequenceView, collect, make_envs
+from textgym.policies import Policy, make_policy
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def _generation(cfg: BenchConfig, device: torch.device, tokens: int) -> dict[str
     envs = make_envs("textgym/TokenGeneration-v0", cfg.gen_batch, device, task=task, reward="token_accuracy",
                      max_new_tokens=tokens)
     view = SequenceView(envs)
-    policy = Policy(view.policy_config()).to(device).eval()
+    policy = make_policy(**view.policy_spec()).to(device).eval()
     eos = torch.tensor([envs.tokenizer.eos_id], device=device)
 
     def no_eos(logits):

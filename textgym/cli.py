@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,7 +100,7 @@ def _config(algo: str, args: argparse.Namespace):
     recipe = None if args.recipe == "none" else find_recipe(args.env, algo, required=args.recipe == "require")
     env_kwargs = {**(recipe.env_kwargs if recipe else {}), **_json_arg(args.env_kwargs, "--env-kwargs")}
     values = {**(recipe.config if recipe else {}), "env_id": args.env, "env_kwargs": env_kwargs, "seed": args.seed,
-              "device": args.device}
+              "device": args.device, "init": args.init}
     if args.total_steps is not None:
         values["total_steps"] = args.total_steps
     if args.num_envs is not None:
@@ -157,7 +158,8 @@ def _make_env(env_id: str, env_kwargs: dict) -> gym.Env:
         raise CLIError(f"{env_id}: {e}") from None
 
 
-RUN_OUTPUTS = ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png")
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png",
+               "value_head.safetensors", "hf_model", "value_model")
 
 
 def _usable_dir(out: Path) -> None:
@@ -175,7 +177,11 @@ def _usable_dir(out: Path) -> None:
 def _clear_run(out: Path) -> None:
     """Remove a previous run's files from ``out`` (``--force``), so no file of it mixes with the new run."""
     for name in RUN_OUTPUTS:
-        (out / name).unlink(missing_ok=True)
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     for events in out.glob("events.out.tfevents.*"):
         events.unlink()
 
@@ -191,7 +197,7 @@ def _check_start(algo: str, cfg, policy) -> None:
     resolve_device(cfg.device)
     envs = make_envs(cfg.env_id, 1, torch.device("cpu"), **cfg.env_kwargs)
     if policy is not None:
-        SequenceView(envs).check(policy.cfg)
+        SequenceView(envs).check(policy)
     if algo == "sft" and not envs.has_expert:
         raise CLIError(f"{cfg.env_id} has no expert to imitate, so SFT cannot train on it")
 
@@ -203,8 +209,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     untouched, ``--force`` removes the old run's files before the new run writes any, and a start
     that fails leaves nothing behind.
     """
-    from textgym.agents import Policy
-    from textgym.agents.common import TrainingError, write_json
+    from textgym.agents.common import TrainingError, resolve_device, write_json
+    from textgym.policies import load_policy
 
     _check_env_id(args.env)
     module, cfg = _config(args.algo, args)
@@ -212,10 +218,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if out.is_dir() and any((out / name).exists() for name in RUN_FILES) and not args.force:
         raise CLIError(f"{out} holds another run; choose another --out or pass --force to overwrite it")
     policy = None
-    if args.init is not None:
+    if cfg.init is not None:
         try:
-            policy = Policy.load(args.init)
-        except (FileNotFoundError, ValueError) as e:
+            policy = load_policy(cfg.init, resolve_device(cfg.device), **cfg.policy_options())
+        except (FileNotFoundError, ValueError, ImportError) as e:
             raise CLIError(f"--init: {e}") from None
     extra = {}
     if args.data is not None:
@@ -277,9 +283,9 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy evaluation of a saved policy."""
-    from textgym.agents import Policy
     from textgym.agents.common import resolve_device
     from textgym.agents.evaluate import evaluate_policy, play_policy
+    from textgym.policies import load_policy
 
     run = Path(args.run)
     env_id, env_kwargs = args.env, {}
@@ -298,7 +304,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(f"{run} has no config.json: pass --env")
     try:
         device = resolve_device(args.device)
-        policy = Policy.load(run, device)
+        policy = load_policy(run, device)
         if args.save:
             evaluation, rows = play_policy(policy, env_id, env_kwargs, args.episodes, device, args.seed, args.sample)
         else:
@@ -427,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, help="episodes per iteration")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", help="start from the policy saved in this run directory (SFT-then-RL)")
+    p.add_argument("--init", help="start from this policy: a textgym run directory (SFT-then-RL) or a Hugging Face "
+                   "causal LM's directory (config.json and weights; the env then tokenizes with its tokenizer)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--force", action="store_true", help="overwrite a run already in --out")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config field, e.g. --set learning_rate=1e-3")

@@ -12,7 +12,9 @@ Every textgym env talks to its tokenizer through four things: ``encode``, ``deco
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 PAD = "<pad>"
@@ -165,13 +167,33 @@ class HFTokenizer:
         return f"HFTokenizer({type(self.tokenizer).__name__}, vocab_size={self.vocab_size})"
 
 
+def load_hf_tokenizer(path: str | os.PathLike) -> Any:
+    """The ``transformers`` tokenizer saved in the directory ``path`` (local files only).
+
+    Raises:
+        ValueError: ``path`` is not a directory, or holds no tokenizer.
+    """
+    from transformers import AutoTokenizer
+
+    if not Path(path).is_dir():
+        raise ValueError(f"tokenizer {str(path)!r} is not a directory: pass the directory a transformers tokenizer "
+                         "was saved in (tokenizer.save_pretrained), a CharTokenizer or a tokenizer object")
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"no transformers tokenizer could be loaded from {path}: {e}") from None
+
+
 def as_tokenizer(obj: Any) -> Tokenizer:
     """Return ``obj`` as a textgym tokenizer.
 
     Accepts a :class:`CharTokenizer`, an :class:`HFTokenizer`, a ``transformers`` tokenizer (wrapped
-    in :class:`HFTokenizer`), or any object with ``encode``, ``decode``, ``vocab_size``, ``pad_id``
-    and ``eos_id``.
+    in :class:`HFTokenizer`), the path of a directory a ``transformers`` tokenizer was saved in
+    (a model directory, read with ``AutoTokenizer.from_pretrained``, never downloaded), or any
+    object with ``encode``, ``decode``, ``vocab_size``, ``pad_id`` and ``eos_id``.
     """
+    if isinstance(obj, (str, os.PathLike)):
+        return HFTokenizer(load_hf_tokenizer(obj))
     if isinstance(obj, Tokenizer):
         return check_special_ids(obj)
     if hasattr(obj, "eos_token_id") and hasattr(obj, "encode"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -15,11 +14,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from textgym.agents.losses import kl_penalty
-from textgym.agents.model import Policy
 from textgym.agents.rollout import Rollout, SequenceView, evaluate_logprobs, make_envs
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
+from textgym.policies import load_policy, make_policy, tokenizer_dir
 
 
 class TrainingError(RuntimeError):
@@ -54,11 +54,30 @@ class TrainConfig:
     """Width of a new policy."""
     eval_episodes: int = 256
     """Greedy episodes for the final evaluation."""
+    init: str | None = None
+    """A policy to start from: a textgym run, or a Hugging Face causal LM's directory (a
+    ``config.json`` and weights). The env then tokenizes with the tokenizer saved there, unless
+    ``env_kwargs`` names another. None: a new textgym policy of ``n_layers`` x ``d_model``."""
+    value_model: str = "shared"
+    """``"shared"``: the value head sits on the policy's last hidden states; ``"separate"``: on its own
+    copy of the trunk (new policies and Hugging Face models)."""
+    lora_r: int = 0
+    """LoRA rank for a Hugging Face model (needs peft); 0 trains every weight."""
+    lora_alpha: float = 16.0
+    """LoRA's scaling numerator (the update is scaled by ``lora_alpha / lora_r``)."""
+    lora_dropout: float = 0.0
+    """Dropout on LoRA's input."""
+    dtype: str = "auto"
+    """Weights of a Hugging Face model: ``"auto"`` (bfloat16 on a CUDA device that supports it, else
+    float32), ``"float32"``, ``"bfloat16"`` or ``"float16"``."""
 
     RULES: ClassVar[dict[str, Check]] = {
         "env_id": Check(str), "env_kwargs": Check(dict), "num_envs": POSITIVE_INT, "total_steps": POSITIVE_INT,
         "learning_rate": POSITIVE, "max_grad_norm": POSITIVE, "seed": Check(int), "device": Check(str),
         "n_layers": POSITIVE_INT, "n_heads": POSITIVE_INT, "d_model": POSITIVE_INT, "eval_episodes": POSITIVE_INT,
+        "init": Check(str, optional=True), "value_model": Check(str, choices=("shared", "separate")),
+        "lora_r": Check(int, 0), "lora_alpha": POSITIVE, "lora_dropout": Check(float, 0, 1, high_open=True),
+        "dtype": Check(str, choices=("auto", "float32", "bfloat16", "float16")),
     }
     """Every field's type and range (see :mod:`textgym.config`); subclasses add theirs."""
 
@@ -66,6 +85,18 @@ class TrainConfig:
         check_fields(self)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.lora_r and self.init is None:
+            raise ValueError("lora_r > 0 trains LoRA adapters on a Hugging Face model: set init to its directory "
+                             "(textgym train ... --init DIR)")
+        if self.init is not None and "tokenizer" not in self.env_kwargs:
+            tokenizer = tokenizer_dir(self.init)  # a model's env tokenizes with the model's tokenizer
+            if tokenizer is not None:
+                object.__setattr__(self, "env_kwargs", {**self.env_kwargs, "tokenizer": str(tokenizer)})
+
+    def policy_options(self) -> dict[str, Any]:
+        """The options of :func:`textgym.policies.load_policy` for the model in ``init``."""
+        return {"value_model": self.value_model, "lora_r": self.lora_r, "lora_alpha": self.lora_alpha,
+                "lora_dropout": self.lora_dropout, "dtype": self.dtype}
 
 
 @dataclass(frozen=True)
@@ -86,18 +117,19 @@ class KLConfig:
     RULES: ClassVar[dict[str, Check]] = {"kl_coef": NON_NEGATIVE, "kl_estimator": Check(str, choices=("k1", "k3"))}
 
 
-def frozen_reference(policy: Policy, cfg: KLConfig) -> Policy | None:
-    """A frozen copy of ``policy``, the KL reference, or None when ``cfg.kl_coef`` is 0."""
-    return copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+def frozen_reference(policy: nn.Module, cfg: KLConfig) -> nn.Module | None:
+    """The KL reference: ``policy`` as it is now, frozen (``policy.frozen_reference()``: a copy, or
+    for LoRA the model with its adapters off), or None when ``cfg.kl_coef`` is 0."""
+    return policy.frozen_reference() if cfg.kl_coef > 0 else None
 
 
 @torch.no_grad()
-def reference_logprobs(reference: Policy, rollout: Rollout) -> torch.Tensor:
+def reference_logprobs(reference: nn.Module, rollout: Rollout) -> torch.Tensor:
     """The reference's log-probs ``(B, T)`` of a rollout's actions, one forward pass per episode."""
     return evaluate_logprobs(reference, rollout)[0]
 
 
-def kl_to_reference(reference: Policy | None, rollout: Rollout, cfg: KLConfig) -> torch.Tensor:
+def kl_to_reference(reference: nn.Module | None, rollout: Rollout, cfg: KLConfig) -> torch.Tensor:
     """The per-step KL estimate ``(B, T)`` of the acting policy to the reference (0 without one)."""
     if reference is None:
         return torch.zeros_like(rollout.rewards)
@@ -123,8 +155,16 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def setup(cfg: TrainConfig, policy: Policy | None):
-    """Device, envs, view, policy (new or given, moved to the device) and the sampling generator."""
+def initial_policy(cfg: TrainConfig, view: SequenceView, device: torch.device) -> nn.Module:
+    """The policy a run starts from: loaded from ``cfg.init``, or a new textgym policy sized for the env."""
+    if cfg.init is not None:
+        return load_policy(cfg.init, device, **cfg.policy_options())
+    return make_policy(**view.policy_spec(), n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model,
+                       value_model=cfg.value_model)
+
+
+def setup(cfg: TrainConfig, policy: nn.Module | None):
+    """Device, envs, view, policy (given, else :func:`initial_policy`; moved to the device) and the sampling generator."""
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed)
     if device.type == "cuda":
@@ -132,8 +172,8 @@ def setup(cfg: TrainConfig, policy: Policy | None):
     envs = make_envs(cfg.env_id, cfg.num_envs, device, **cfg.env_kwargs)
     view = SequenceView(envs)
     if policy is None:
-        policy = Policy(view.policy_config(n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model))
-    view.check(policy.cfg)
+        policy = initial_policy(cfg, view, device)
+    view.check(policy)
     return device, envs, view, policy.to(device), generator
 
 
@@ -224,7 +264,7 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)  # replaces a symlink at ``path`` rather than writing through it
 
 
-def finish(cfg: TrainConfig, policy: Policy, logger: RunLogger, out: str | os.PathLike | None, device: torch.device):
+def finish(cfg: TrainConfig, policy: nn.Module, logger: RunLogger, out: str | os.PathLike | None, device: torch.device):
     """Save the final policy (when there is a run directory) and evaluate it greedily."""
     from textgym.agents.evaluate import TrainResult, evaluate_policy
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from textgym.agents.common import text_table
 from textgym.agents.evaluate import episode_metrics
-from textgym.agents.model import Policy
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
+from textgym.policies import load_policy
 from textgym.rewards import metrics as text_metrics
 
 
@@ -34,7 +35,7 @@ def distinct_n(sequences: list[list[int]], n: int) -> float:
 
 
 @torch.no_grad()
-def kl_to_reference(policy: Policy, reference: Policy, rollout: Rollout) -> float:
+def kl_to_reference(policy: nn.Module, reference: nn.Module, rollout: Rollout) -> float:
     """Mean over episodes of ``Σ_t KL(π(·|s_t) ‖ π_ref(·|s_t))`` at the positions the policy visited."""
     idx = rollout.positions[..., None]
     logp = F.log_softmax(policy(rollout.inputs)[0], -1)
@@ -70,7 +71,7 @@ def compare_policies(
     if show < 0:
         raise ValueError(f"show must be 0 or more episodes to print, got {show}")
     device = torch.device(device)
-    ref_policy = Policy.load(reference, device).eval() if reference is not None else None
+    ref_policy = load_policy(reference, device).eval() if reference is not None else None
     learned = None
     if reward_model is not None:
         from textgym.rewards.model import LearnedReward
@@ -78,10 +79,10 @@ def compare_policies(
         learned = LearnedReward(reward_model, device=device)
     rows = []
     for run in runs:
-        policy = Policy.load(run, device).eval()
+        policy = load_policy(run, device).eval()
         envs = make_envs(env_id, episodes, device, **(env_kwargs or {}))
         view = SequenceView(envs)
-        view.check(policy.cfg)
+        view.check(policy)
         generator = torch.Generator(device=device).manual_seed(seed)
         rollout = collect(envs, view, policy, seed=seed, greedy=not sample, generator=generator)
         row = {"run": str(run), **episode_metrics(envs, rollout)}
@@ -102,7 +103,7 @@ def compare_policies(
             if show:
                 row["samples"] = [{"prompt": ex.prompt, "completion": t} for ex, t in zip(examples[:show], texts)]
         if ref_policy is not None:
-            view.check(ref_policy.cfg)
+            view.check(ref_policy)
             row["kl_to_reference"] = kl_to_reference(policy, ref_policy, rollout)
         rows.append(row)
     return rows

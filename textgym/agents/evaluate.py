@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
-from textgym.agents.model import Policy
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
 
 
@@ -15,7 +15,7 @@ from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
 class TrainResult:
     """What a trainer returns: the trained policy, one metrics dict per iteration, a greedy evaluation."""
 
-    policy: Policy
+    policy: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
     eval: dict[str, float] = field(default_factory=dict)
 
@@ -38,7 +38,7 @@ def episode_metrics(envs, rollout: Rollout) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _play(policy: Policy, env_id: str, env_kwargs: dict | None, episodes: int, device: str | torch.device,
+def _play(policy: nn.Module, env_id: str, env_kwargs: dict | None, episodes: int, device: str | torch.device,
           seed: int, sample: bool) -> tuple[Any, Rollout]:
     """One episode per sub-env of a fresh vector env: the envs (which hold the episodes' ends) and the rollout."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -46,7 +46,7 @@ def _play(policy: Policy, env_id: str, env_kwargs: dict | None, episodes: int, d
     device = torch.device(device)
     envs = make_envs(env_id, episodes, device, **(env_kwargs or {}))
     view = SequenceView(envs)
-    view.check(policy.cfg)
+    view.check(policy)
     was_training = policy.training
     policy.eval()
     generator = torch.Generator(device=device).manual_seed(seed) if sample else None
@@ -55,7 +55,7 @@ def _play(policy: Policy, env_id: str, env_kwargs: dict | None, episodes: int, d
     return envs, rollout
 
 
-def play_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
+def play_policy(policy: nn.Module, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
                 device: str | torch.device = "cpu", seed: int = 12345,
                 sample: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Play ``episodes`` episodes at once: :func:`episode_metrics` and one :func:`trajectories` row each.
@@ -72,7 +72,7 @@ def play_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, epi
     return episode_metrics(envs, rollout), trajectories(envs, rollout, env_id, env_kwargs or {}, seed)
 
 
-def evaluate_policy(policy: Policy, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
+def evaluate_policy(policy: nn.Module, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
                     device: str | torch.device = "cpu", seed: int = 12345, sample: bool = False) -> dict[str, float]:
     """Play ``episodes`` episodes at once (greedy unless ``sample``) and return :func:`episode_metrics`;
     arguments as :func:`play_policy`, which also gives each episode's row."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from textgym.agents.common import (
     KLConfig,
@@ -44,7 +45,6 @@ from textgym.agents.losses import (
     masked_mean,
     sequence_loss,
 )
-from textgym.agents.model import Policy
 from textgym.agents.rollout import collect, evaluate_logprobs
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
@@ -88,7 +88,7 @@ class GRPOConfig(TrainConfig, KLConfig):
             raise ValueError(f"num_minibatches must be between 1 and num_envs={self.num_envs}, got {self.num_minibatches}")
 
 
-def train(cfg: GRPOConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,
+def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
           save_every: int = 10) -> TrainResult:
     """Train ``policy`` (a new one when None) with GRPO; arguments as :func:`textgym.agents.ppo.train`.
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from textgym.agents.common import (
     KLConfig,
@@ -42,7 +43,6 @@ from textgym.agents.losses import (
     ppo_policy_loss,
     value_loss,
 )
-from textgym.agents.model import Policy
 from textgym.agents.rollout import collect, evaluate_logprobs
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
@@ -94,7 +94,7 @@ class PPOConfig(TrainConfig, KLConfig):
             raise ValueError("adaptive_kl_target needs kl_coef > 0 (the starting coefficient)")
 
 
-def train(cfg: PPOConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,
+def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
           save_every: int = 10) -> TrainResult:
     """Train ``policy`` (a new one when None) with PPO.
 

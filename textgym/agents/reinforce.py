@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from textgym.agents.common import (
     KLConfig,
@@ -35,7 +36,6 @@ from textgym.agents.common import (
 )
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import masked_mean, returns_to_go, rloo_baseline
-from textgym.agents.model import Policy
 from textgym.agents.rollout import collect, evaluate_logprobs
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, Check
 
@@ -74,7 +74,7 @@ class ReinforceConfig(TrainConfig, KLConfig):
             raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs={self.num_envs}, got rloo_k={self.rloo_k}")
 
 
-def train(cfg: ReinforceConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,
+def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
           save_every: int = 10) -> TrainResult:
     """Train ``policy`` (a new one when None) with REINFORCE; arguments as :func:`textgym.agents.ppo.train`."""
     # 1. Setup. With RLOO, sub-envs come in groups of k that play the same examples.

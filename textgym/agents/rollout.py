@@ -18,12 +18,26 @@ from dataclasses import dataclass, fields
 import gymnasium as gym
 import torch
 import torch.nn.functional as F
-
-from textgym.agents.model import Policy, PolicyConfig, sample
+from torch import nn
 
 PROTOCOL = ("max_episode_length", "tokens_per_step", "sequence_spec", "sequence", "episode_metrics", "has_expert",
             "expert", "device", "num_envs", "single_action_space")
 """What a trainer reads from a vector env (see ``textgym.envs.core.TorchVectorEnv``'s docstring)."""
+
+
+POLICY_PROTOCOL = ("vocab_size", "n_actions", "max_len", "n_features", "forward", "new_cache", "step",
+                   "frozen_reference", "save", "parameters")
+"""What a trainer reads from a policy (see the docstring of :mod:`textgym.policies`)."""
+
+
+def check_policy(policy: object) -> None:
+    """Raise a TypeError naming what ``policy`` lacks of the trainer -> policy protocol."""
+    missing = [name for name in POLICY_PROTOCOL if not hasattr(policy, name)]
+    if missing:
+        raise TypeError(
+            f"{type(policy).__name__} is not a textgym policy: it lacks {missing} of the trainer -> policy "
+            "protocol (see the docstring of textgym.policies)"
+        )
 
 
 def check_protocol(envs: object) -> None:
@@ -52,21 +66,38 @@ class SequenceView:
         self.tokens_per_step = envs.tokens_per_step
         self.n_actions = int(envs.single_action_space.n)
         self.max_len, self.vocab_size, self.n_features = spec.max_len, spec.vocab_size, spec.n_features
+        self.eos_id = getattr(spec, "eos_id", None)
 
-    def policy_config(self, **kwargs) -> PolicyConfig:
-        """A :class:`PolicyConfig` sized for this env; ``kwargs`` set the rest (layers, width...)."""
-        return PolicyConfig(vocab_size=self.vocab_size, n_actions=self.n_actions, max_len=self.max_len,
-                            n_features=self.n_features, **kwargs)
+    def policy_spec(self) -> dict[str, int]:
+        """What a new policy for this env must read and write: ``vocab_size``, ``n_actions``,
+        ``max_len``, ``n_features`` (the arguments of :func:`textgym.policies.make_policy`)."""
+        return {"vocab_size": self.vocab_size, "n_actions": self.n_actions, "max_len": self.max_len,
+                "n_features": self.n_features}
 
-    def check(self, cfg: PolicyConfig) -> None:
-        """Raise a clear error when a policy does not fit this env."""
-        want = (self.vocab_size, self.n_actions, self.max_len, self.n_features)
-        have = (cfg.vocab_size, cfg.n_actions, cfg.max_len, cfg.n_features)
-        if want != have:
+    def check(self, policy: nn.Module) -> None:
+        """Raise a clear error, naming the env's and the policy's values, when ``policy`` does not fit this env."""
+        check_policy(policy)
+        if policy.n_features != self.n_features:
+            what = lambda n: f"feature vectors of {n}" if n else "token ids"  # noqa: E731
+            raise ValueError(f"the policy does not fit this env: the policy reads {what(policy.n_features)} but the env's observations are "
+                             f"{what(self.n_features)}")
+        if not self.n_features and policy.vocab_size < self.vocab_size:
+            raise ValueError(f"the policy does not fit this env: the env's vocabulary has {self.vocab_size} tokens but the policy's has only "
+                             f"{policy.vocab_size}: the env must tokenize with the model's tokenizer")
+        if policy.n_actions != self.n_actions:
             raise ValueError(
-                "the policy does not fit this env: (vocab_size, n_actions, max_len, n_features) is "
-                f"{have} for the policy and {want} for the env"
+                f"the policy does not fit this env: the env has {self.n_actions} actions (its vocabulary) but the policy writes {policy.n_actions}: "
+                "the env must tokenize with the policy's tokenizer (env kwarg tokenizer=DIR); for a model "
+                "whose embeddings are padded past its tokenizer, pass n_actions"
             )
+        if policy.max_len < self.max_len:
+            raise ValueError(f"the policy does not fit this env: the env's observations reach {self.max_len} positions but the policy reads at most "
+                             f"{policy.max_len} (its max_position_embeddings): use a shorter env (max_new_tokens, "
+                             "max_prompt_len) or a model with a longer context")
+        eos, model_eos = self.eos_id, getattr(policy, "eos_ids", None)
+        if eos is not None and model_eos is not None and eos not in model_eos:
+            raise ValueError(f"the policy does not fit this env: the env's tokenizer ends a message with token id {eos}, but the model's eos ids are "
+                             f"{sorted(model_eos)}: the env must tokenize with the model's tokenizer")
 
     def sequence(self, obs) -> tuple[torch.Tensor, torch.Tensor]:
         """``(inputs, lengths)``: ``(B, L)`` ids or ``(B, L, F)`` features, and the real lengths ``(B,)``."""
@@ -116,7 +147,7 @@ def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs):
 def collect(
     envs,
     view: SequenceView,
-    policy: Policy | None = None,
+    policy: nn.Module | None = None,
     expert: Callable[[object], torch.Tensor] | None = None,
     seed: int | None = None,
     reset_options: dict | None = None,
@@ -197,7 +228,7 @@ def collect(
     return Rollout(inputs, positions, actions, logprobs, values, rewards, mask, success)
 
 
-def evaluate_logprobs(policy: Policy, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def evaluate_logprobs(policy: nn.Module, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Score a rollout's actions under ``policy`` with one forward pass per episode.
 
     Returns:
@@ -210,3 +241,14 @@ def evaluate_logprobs(policy: Policy, rollout: Rollout) -> tuple[torch.Tensor, t
     logprobs = logp_all.gather(2, rollout.actions[..., None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logprobs, entropy, values.gather(1, idx)
+
+def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Actions from logits ``(B, A)``: greedy, or sampled at ``temperature`` from the ``top_k`` best."""
+    if greedy:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from textgym.agents.common import RunLogger, TrainConfig, check_finite, finish, setup
 from textgym.agents.evaluate import TrainResult, evaluate_policy
 from textgym.agents.losses import masked_mean
-from textgym.agents.model import Policy
 from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs
 from textgym.agents.scripted import vector_expert
 from textgym.config import POSITIVE_INT, Check
@@ -93,7 +93,7 @@ def replays(rows: list[dict], cfg: SFTConfig, device: torch.device, min_return: 
     return out
 
 
-def train(cfg: SFTConfig, policy: Policy | None = None, out: str | Path | None = None, progress: bool = True,
+def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
           save_every: int = 10, data: list[dict] | None = None, min_return: float | None = None) -> TrainResult:
     """Train ``policy`` (a new one when None) on the expert's demonstrations; arguments as :func:`textgym.agents.ppo.train`.
 

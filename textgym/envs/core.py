@@ -149,11 +149,14 @@ class SequenceSpec:
         max_len: the longest sequence, in positions.
         vocab_size: token ids the positions hold (0 when they are feature vectors).
         n_features: the size of each position's feature vector (0 when they are token ids).
+        eos_id: the token id that ends what the agent writes (None when there is none), which a
+            language model must give the same meaning.
     """
 
     max_len: int
     vocab_size: int
     n_features: int = 0
+    eos_id: int | None = None
 
 
 def as_numpy(x: Any) -> Any:
@@ -292,7 +295,10 @@ class TorchVectorEnv(VectorEnv):
     def sequence_spec(self) -> SequenceSpec:
         """Token observations: the length of ``input_ids``, and the vocabulary."""
         ids = self.single_observation_space["input_ids"]
-        return SequenceSpec(max_len=int(ids.shape[0]), vocab_size=int(ids.high.max()) + 1)
+        tokenizer = getattr(self, "tokenizer", None)
+        eos = getattr(tokenizer, "eos_id", None)
+        return SequenceSpec(max_len=int(ids.shape[0]), vocab_size=int(ids.high.max()) + 1,
+                            eos_id=None if eos is None else int(eos))
 
     def sequence(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``(inputs, lengths)``: ``(B, L)`` ids (or ``(B, L, F)`` features) and the real lengths ``(B,)``."""

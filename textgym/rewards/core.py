@@ -270,6 +270,13 @@ def _reward_model(path: str, normalize: bool = False, device: str = "cpu", chunk
     return LearnedReward(path, normalize=normalize, device=device, chunk=chunk)
 
 
+def _hf_classifier(**kwargs: Any) -> Reward:
+    # imported here: it loads transformers
+    from textgym.rewards.classifier import HFClassifierReward
+
+    return HFClassifierReward(**kwargs)
+
+
 def _review_rule() -> Reward:
     from textgym.rewards.review import ReviewRule  # imported here: it needs the review task
 
@@ -285,6 +292,7 @@ REWARDS: dict[str, Callable[..., Reward]] = {
     "token_accuracy": TokenAccuracy,
     "reward_model": _reward_model,
     "review_rule": _review_rule,
+    "hf_classifier": _hf_classifier,
 }
 
 
@@ -297,7 +305,9 @@ def make(spec: Any, **kwargs: Any) -> Reward:
             * a name: ``"exact_match"`` (kwarg ``normalize``), ``"f1"``, ``"bleu"``, ``"chrf"``,
               ``"rouge_l"``, ``"token_accuracy"``, ``"reward_model"`` (kwargs ``path``, ``normalize``,
               ``device``: a model trained with ``textgym train-rm``), ``"review_rule"`` (the hidden
-              rule of the review task, :mod:`textgym.rewards.review`);
+              rule of the review task, :mod:`textgym.rewards.review`), ``"hf_classifier"`` (kwargs
+              ``path``, ``label``, ``output``...: a Hugging Face sequence classifier, see
+              :class:`textgym.rewards.classifier.HFClassifierReward`);
             * a list of ``(spec, weight)`` pairs: their weighted sum;
             * a :class:`Reward` (returned as is);
             * a plain function ``(prompts, completions, references) -> list[float]``.

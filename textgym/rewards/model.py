@@ -1,6 +1,6 @@
 """A learned reward model: a transformer that scores ``(prompt, completion)`` with one number.
 
-It reuses the policy's transformer trunk (:class:`textgym.agents.model.Trunk`) with a scalar head
+It is a scalar head on textgym's transformer (:class:`textgym.transformer.Transformer`, the policy's trunk too)
 on the last real token. It learns from preference pairs, with the Bradley–Terry loss
 ``-log σ(r_chosen - r_rejected - margin)`` and an optional reward-centering term, or from scored
 examples (MSE; BCE when every score is 0 or 1). A trained model is saved as safetensors, a JSON
@@ -32,6 +32,7 @@ from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fi
 from textgym.rewards.core import EpisodeBatch, Reward
 from textgym.tasks import iter_jsonl
 from textgym.tokenizers import CharTokenizer, Tokenizer, alphabet_of
+from textgym.transformer import Transformer, causal_mask, init_weights
 
 # -- data ---------------------------------------------------------------------------------------
 
@@ -157,21 +158,16 @@ class RewardModel(nn.Module):
 
     def __init__(self, cfg: RewardModelConfig) -> None:
         super().__init__()
-        from textgym.agents.model import Policy, PolicyConfig, Trunk
-
         self.cfg = cfg
-        trunk_cfg = PolicyConfig(vocab_size=cfg.vocab_size, n_actions=1, max_len=cfg.max_len,
-                                 n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_model=cfg.d_model)
-        self.trunk = Trunk(trunk_cfg)
+        self.trunk = Transformer(cfg.vocab_size, cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.d_model)
         self.head = nn.Linear(cfg.d_model, 1)
-        self.apply(Policy._init_weights)
+        init_weights(self)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Scores ``(B,)`` of right-padded sequences ``ids (B, L)`` of real lengths ``lengths``."""
         L = ids.shape[1]
         pos = torch.arange(L, device=ids.device).expand_as(ids)
-        mask = torch.ones(L, L, dtype=torch.bool, device=ids.device).tril()
-        h = self.trunk(ids, pos, mask)  # (B, L, C)
+        h = self.trunk(ids, pos, causal_mask(L, ids.device))  # (B, L, C)
         last = h[torch.arange(len(ids), device=ids.device), lengths - 1]  # (B, C)
         return self.head(last).squeeze(-1)
 

@@ -1,0 +1,153 @@
+"""Hugging Face causal LMs as textgym policies: learning, rollout speed and LoRA's memory.
+
+    python benchmarks/hf_policy.py learning      # PPO on Reverse-v0: textgym's Policy and a GPT-2 of its size (~10 min)
+    python benchmarks/hf_policy.py throughput    # rollout tokens/s: Policy, the HF adapter, and generate() alone
+    python benchmarks/hf_policy.py memory        # peak memory of PPO: LoRA against full fine-tuning with a reference
+    python benchmarks/hf_policy.py all --quick   # tiny versions of the three, to check that it runs
+
+Every model is built here from a config with random weights (nothing is downloaded). The GPT-2
+has textgym's default size: 2 layers, 4 heads, width 64, learned positions, tied embeddings.
+Run it alone on the machine: torch's threads slow down badly beside another busy process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from textgym.agents import evaluate_policy, ppo
+from textgym.agents.rollout import SequenceView, collect, make_envs
+from textgym.policies import HFPolicy, make_policy
+from textgym.recipes import find_recipe
+
+
+def gpt2_for(view: SequenceView, eos: int, pad: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
+             positions: int | None = None):
+    """A random GPT-2 sized like textgym's policy, for the env of ``view``, without dropout."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=view.vocab_size, n_positions=positions or view.max_len, n_embd=n_embd, n_layer=n_layer,
+                     n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, eos_token_id=eos,
+                     bos_token_id=eos, pad_token_id=pad)
+    return GPT2LMHeadModel(cfg)
+
+
+def learning(quick: bool) -> list[dict]:
+    """PPO's Reverse-v0 recipe with textgym's Policy and with the GPT-2 of the same size, same budget."""
+    r = find_recipe("textgym/Reverse-v0", "ppo", required=True)
+    cfg = ppo.PPOConfig(env_id="textgym/Reverse-v0", env_kwargs=r.env_kwargs, device="cpu", **r.config)
+    if quick:
+        cfg = ppo.PPOConfig(**{**cfg.__dict__, "total_steps": 2_000, "num_envs": 32, "eval_episodes": 32})
+    envs = make_envs(cfg.env_id, 1, torch.device("cpu"), **cfg.env_kwargs)
+    view, tok = SequenceView(envs), envs.tokenizer
+    rows = []
+    for name in ("textgym Policy", "HF GPT-2 (HFPolicy)"):
+        torch.manual_seed(cfg.seed)
+        policy = make_policy(**view.policy_spec()) if name.startswith("textgym") else \
+            HFPolicy(gpt2_for(view, tok.eos_id, tok.pad_id))
+        params = sum(p.numel() for p in policy.parameters())
+        start = time.time()
+        result = ppo.train(cfg, policy=policy, progress=False)
+        seconds = time.time() - start
+        ev = evaluate_policy(result.policy, cfg.env_id, cfg.env_kwargs, 256 if quick else 1024, "cpu", seed=2024)
+        rows.append({"policy": name, "parameters": params, "env_steps": cfg.total_steps, "train_seconds": round(seconds, 1),
+                     **{k: round(v, 4) for k, v in ev.items() if k in ("token_accuracy", "exact_match", "mean_return")}})
+    return rows
+
+
+def throughput(quick: bool) -> list[dict]:
+    """Tokens per second: sampling ``length`` tokens for ``batch`` prompts (eos forbidden, so every
+    sequence writes them all), by textgym's rollout with each policy and by ``generate`` alone."""
+    batch, length = (32, 8) if quick else (256, 16)
+    kwargs = {"task_kwargs": {"min_length": length - 1, "max_length": length - 1}}  # + eos: `length` tokens
+    envs = make_envs("textgym/Reverse-v0", batch, torch.device("cpu"), **kwargs)
+    view, tok = SequenceView(envs), envs.tokenizer
+    no_eos = lambda logits: logits.index_fill(1, torch.tensor([tok.eos_id]), float("-inf"))  # noqa: E731
+    torch.manual_seed(0)
+    native = make_policy(**view.policy_spec()).eval()
+    lm = gpt2_for(view, tok.eos_id, tok.pad_id).eval()
+    hf = HFPolicy(lm).eval()
+    repeats = 2 if quick else 5
+    rows = []
+
+    def timed(fn) -> float:
+        fn()  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - start) / repeats
+
+    for name, policy in (("textgym Policy, rollout with env", native), ("HF GPT-2, rollout with env", hf)):
+        tokens = int(collect(envs, view, policy, seed=0, logits_fn=no_eos).mask.sum())
+        seconds = timed(lambda p=policy: collect(envs, view, p, seed=0, logits_fn=no_eos))
+        rows.append({"what": name, "tokens": tokens, "seconds": round(seconds, 4), "tokens_per_s": round(tokens / seconds)})
+    obs, _ = envs.reset(seed=0)
+    prompt = obs["input_ids"][:, : int(obs["attention_mask"].sum(1).max())]  # equal-length prompts: no padding
+
+    def generate() -> torch.Tensor:
+        with torch.no_grad():
+            return lm.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, max_new_tokens=length,
+                               min_new_tokens=length, pad_token_id=tok.pad_id, suppress_tokens=[tok.eos_id])
+
+    tokens = int((generate().shape[1] - prompt.shape[1]) * batch)
+    seconds = timed(generate)
+    rows.append({"what": "HF GPT-2, model.generate alone (no env)", "tokens": tokens, "seconds": round(seconds, 4),
+                 "tokens_per_s": round(tokens / seconds)})
+    base = rows[-1]["tokens_per_s"]
+    for row in rows:
+        row["vs_generate"] = round(row["tokens_per_s"] / base, 2)
+    return rows
+
+
+def memory_run(mode: str, quick: bool) -> dict:
+    """One PPO run in this process (LoRA, or full fine-tuning with a reference copy); its peak memory."""
+    n_layer, n_embd = (2, 128) if quick else (8, 512)
+    envs = make_envs("textgym/Reverse-v0", 1, torch.device("cpu"))
+    view, tok = SequenceView(envs), envs.tokenizer
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    torch.manual_seed(0)
+    lm = gpt2_for(view, tok.eos_id, tok.pad_id, n_layer=n_layer, n_embd=n_embd, n_head=8)
+    policy = HFPolicy(lm, lora_r=8) if mode == "lora" else HFPolicy(lm)
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in policy.parameters())
+    cfg = ppo.PPOConfig(env_id="textgym/Reverse-v0", num_envs=64, total_steps=600 if not quick else 200,
+                        eval_episodes=16, device="cpu", kl_coef=0.05)
+    start = time.time()
+    ppo.train(cfg, policy=policy, progress=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"mode": mode, "parameters": total, "trainable": trainable, "peak_rss_mib": round(peak),
+            "peak_minus_start_mib": round(peak - baseline), "seconds": round(time.time() - start, 1)}
+
+
+def memory(quick: bool) -> list[dict]:
+    """Each mode in a fresh process, so one's peak does not hide the other's."""
+    rows = []
+    for mode in ("full", "lora"):
+        cmd = [sys.executable, __file__, "_memory", "--mode", mode] + (["--quick"] if quick else [])
+        rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["learning", "throughput", "memory", "all", "_memory"])
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, to check that it runs")
+    parser.add_argument("--mode", choices=["full", "lora"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.what == "_memory":
+        print(json.dumps(memory_run(args.mode, args.quick)))
+        return
+    for name, fn in (("learning", learning), ("throughput", throughput), ("memory", memory)):
+        if args.what in (name, "all"):
+            for row in fn(args.quick):
+                print(json.dumps({"benchmark": name, **row}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""A small decoder-only transformer with a KV cache, in one file with no textgym imports.
+
+textgym's policy (:class:`textgym.policies.Policy`) and its learned reward model
+(:class:`textgym.rewards.model.RewardModel`) are both heads on this trunk. It follows nanoGPT's
+``model.py``: pre-norm blocks, fused attention (``scaled_dot_product_attention``), learned
+positions, GPT-2's initialisation.
+
+It reads right-padded sequences of token ids ``(B, L)``, or of feature vectors ``(B, L, F)``
+when ``n_features > 0``, and returns the final hidden states ``(B, L, d_model)``. Two ways to run:
+
+* :meth:`Transformer.forward` with the causal mask of :func:`causal_mask` scores whole sequences;
+* with a :class:`KVCache`, a chunk of new positions is written into the cache at each sequence's
+  own positions (:func:`cache_mask` lets it attend to the slots filled so far), so generating
+  ``T`` tokens costs ``T`` single-position forwards.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class KVCache:
+    """Keys and values of every layer for a batch: ``(B, H, slots, head_dim)`` each, allocated once."""
+
+    def __init__(self, batch: int, n_layers: int, n_heads: int, head_dim: int, slots: int, device, dtype) -> None:
+        shape = (batch, n_heads, slots, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.slots = slots
+
+
+def causal_mask(length: int, device) -> torch.Tensor:
+    """``(L, L)`` boolean: position ``i`` sees positions ``<= i``."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+
+
+def cache_mask(pos: torch.Tensor, upto: int) -> torch.Tensor:
+    """Additive mask ``(B, 1, W, upto)`` for a chunk at positions ``pos (B, W)``: each position sees
+    the cache slots at or before it (0), and nothing after (-inf)."""
+    slots = torch.arange(upto, device=pos.device)
+    visible = (slots <= pos[:, :, None])[:, None]
+    return torch.zeros(visible.shape, device=pos.device).masked_fill_(~visible, float("-inf"))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                pos: torch.Tensor | None = None, upto: int | None = None) -> torch.Tensor:
+        B, W, C = x.shape
+        q, k, v = self.qkv(x).view(B, W, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, W, hd)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        else:  # write this chunk at its positions, attend to the slots filled so far
+            K, V = cache
+            index = pos[:, None, :, None].expand_as(k)
+            K.scatter_(2, index, k)
+            V.scatter_(2, index, v)
+            # Written out rather than fused: for a few queries against a strided slice of the
+            # cache, batched matmuls cost what the sequence costs, where the fused kernel copies.
+            att = (q @ K[:, :, :upto].transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))  # (B, H, W, upto)
+            att = (att + mask).softmax(dim=-1)  # mask: additive, 0 or -inf
+            y = att @ V[:, :, :upto]  # (B, H, W, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, W, C))  # (B, W, C)
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, mask, cache=None, pos=None, upto=None):
+        x = x + self.drop(self.attn(self.ln_1(x), mask, cache, pos, upto))
+        return x + self.drop(self.mlp(self.ln_2(x)))
+
+
+class Transformer(nn.Module):
+    """Input embedding, positions, blocks, final norm: ``(B, W)`` ids or ``(B, W, F)`` features → ``(B, W, C)``.
+
+    Args:
+        vocab_size: token ids it reads (unused when ``n_features > 0``).
+        max_len: positions it has embeddings for; later positions reuse the last one.
+        n_layers, n_heads, d_model: blocks, attention heads, width (``d_model % n_heads == 0``).
+        n_features: when > 0, each position is a feature vector of this size, projected instead of embedded.
+        dropout: on attention and residual outputs.
+    """
+
+    def __init__(self, vocab_size: int, max_len: int, n_layers: int = 2, n_heads: int = 4, d_model: int = 64,
+                 n_features: int = 0, dropout: float = 0.0) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.max_len, self.n_layers, self.n_heads, self.d_model = max_len, n_layers, n_heads, d_model
+        self.embed = nn.Linear(n_features, d_model) if n_features else nn.Embedding(vocab_size, d_model)
+        self.wpe = nn.Embedding(max_len, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+
+    def forward(self, inputs: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, cache: KVCache | None = None,
+                upto: int | None = None) -> torch.Tensor:
+        x = self.embed(inputs) + self.wpe(pos.clamp(max=self.max_len - 1))  # (B, W, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, None if cache is None else (cache.k[i], cache.v[i]), pos, upto)
+        return self.ln_f(x)
+
+    def new_cache(self, batch: int, slots: int, device, dtype) -> KVCache:
+        """An empty :class:`KVCache` of ``slots`` positions for ``batch`` sequences."""
+        return KVCache(batch, self.n_layers, self.n_heads, self.d_model // self.n_heads, slots, device, dtype)
+
+
+def _init_module(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def init_weights(model: nn.Module, n_layers: int | None = None) -> None:
+    """GPT-2's initialisation: normal(0, 0.02) weights, zero biases and, when ``n_layers`` is given,
+    residual projections scaled by ``1 / sqrt(2 * n_layers)``."""
+    model.apply(_init_module)
+    if n_layers is None:
+        return
+    for name, p in model.named_parameters():
+        if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
