@@ -1,6 +1,6 @@
 """Hugging Face causal LMs as textgym policies: learning, rollout speed and LoRA's memory.
 
-    python benchmarks/hf_policy.py learning      # PPO on Reverse-v0: textgym's Policy and a GPT-2 of its size (~10 min)
+    python benchmarks/hf_policy.py learning      # PPO on Reverse-v0, seeds 0-2: textgym's Policy and a GPT-2 of its size (~15 min)
     python benchmarks/hf_policy.py throughput    # rollout tokens/s: Policy, the HF adapter, and generate() alone
     python benchmarks/hf_policy.py memory        # peak memory of PPO: LoRA against full fine-tuning with a reference
     python benchmarks/hf_policy.py all --quick   # tiny versions of the three, to check that it runs
@@ -22,6 +22,7 @@ import time
 import torch
 
 from textgym.agents import evaluate_policy, ppo
+from textgym.agents.common import seed_everything
 from textgym.agents.rollout import SequenceView, collect, make_envs
 from textgym.policies import HFPolicy, make_policy
 from textgym.recipes import find_recipe
@@ -38,26 +39,29 @@ def gpt2_for(view: SequenceView, eos: int, pad: int, n_layer: int = 2, n_embd: i
     return GPT2LMHeadModel(cfg)
 
 
-def learning(quick: bool) -> list[dict]:
-    """PPO's Reverse-v0 recipe with textgym's Policy and with the GPT-2 of the same size, same budget."""
+def learning(quick: bool, seeds: list[int]) -> list[dict]:
+    """PPO's Reverse-v0 recipe with textgym's Policy and with the GPT-2 of the same size, same
+    budget and seeds; each policy is built right after the seed, as a trainer builds its own."""
     r = find_recipe("textgym/Reverse-v0", "ppo", required=True)
-    cfg = ppo.PPOConfig(env_id="textgym/Reverse-v0", env_kwargs=r.env_kwargs, device="cpu", **r.config)
-    if quick:
-        cfg = ppo.PPOConfig(**{**cfg.__dict__, "total_steps": 2_000, "num_envs": 32, "eval_episodes": 32})
-    envs = make_envs(cfg.env_id, 1, torch.device("cpu"), **cfg.env_kwargs)
-    view, tok = SequenceView(envs), envs.tokenizer
     rows = []
-    for name in ("textgym Policy", "HF GPT-2 (HFPolicy)"):
-        torch.manual_seed(cfg.seed)
-        policy = make_policy(**view.policy_spec()) if name.startswith("textgym") else \
-            HFPolicy(gpt2_for(view, tok.eos_id, tok.pad_id))
-        params = sum(p.numel() for p in policy.parameters())
-        start = time.time()
-        result = ppo.train(cfg, policy=policy, progress=False)
-        seconds = time.time() - start
-        ev = evaluate_policy(result.policy, cfg.env_id, cfg.env_kwargs, 256 if quick else 1024, "cpu", seed=2024)
-        rows.append({"policy": name, "parameters": params, "env_steps": cfg.total_steps, "train_seconds": round(seconds, 1),
-                     **{k: round(v, 4) for k, v in ev.items() if k in ("token_accuracy", "exact_match", "mean_return")}})
+    for seed in seeds:
+        cfg = ppo.PPOConfig(env_id="textgym/Reverse-v0", env_kwargs=r.env_kwargs, device="cpu", seed=seed, **r.config)
+        if quick:
+            cfg = ppo.PPOConfig(**{**cfg.__dict__, "total_steps": 2_000, "num_envs": 32, "eval_episodes": 32})
+        envs = make_envs(cfg.env_id, 1, torch.device("cpu"), **cfg.env_kwargs)
+        view, tok = SequenceView(envs), envs.tokenizer
+        for name in ("textgym Policy", "HF GPT-2 (HFPolicy)"):
+            seed_everything(cfg.seed)
+            policy = make_policy(**view.policy_spec()) if name.startswith("textgym") else \
+                HFPolicy(gpt2_for(view, tok.eos_id, tok.pad_id))
+            params = sum(p.numel() for p in policy.parameters())
+            start = time.time()
+            result = ppo.train(cfg, policy=policy, progress=False)
+            seconds = time.time() - start
+            ev = evaluate_policy(result.policy, cfg.env_id, cfg.env_kwargs, 256 if quick else 1024, "cpu", seed=2024)
+            rows.append({"policy": name, "seed": seed, "parameters": params, "env_steps": cfg.total_steps,
+                         "train_seconds": round(seconds, 1), "token_accuracy": round(ev["mean_return"], 4),
+                         "exact_match": round(ev["exact_match"], 4)})
     return rows
 
 
@@ -138,12 +142,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["learning", "throughput", "memory", "all", "_memory"])
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to check that it runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the learning runs")
     parser.add_argument("--mode", choices=["full", "lora"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.what == "_memory":
         print(json.dumps(memory_run(args.mode, args.quick)))
         return
-    for name, fn in (("learning", learning), ("throughput", throughput), ("memory", memory)):
+    runs = {"learning": lambda quick: learning(quick, args.seeds[:1] if quick else args.seeds),
+            "throughput": throughput, "memory": memory}
+    for name, fn in runs.items():
         if args.what in (name, "all"):
             for row in fn(args.quick):
                 print(json.dumps({"benchmark": name, **row}), flush=True)

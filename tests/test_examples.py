@@ -113,3 +113,24 @@ def test_example_07_sft_vs_rl_smoke(tmp_path, capsys):
         assert [pathlib.Path(r["run"]).name for r in rows] == ["sft", "ppo", "reinforce", "sft_ppo"]
         assert rows[0]["kl_to_reference"] == 0.0 and rows[1]["kl_to_reference"] > 0
     assert "textgym/Review-v0 (sampled)" in capsys.readouterr().out
+
+
+def test_example_09_your_own_language_model_smoke(tmp_path, capsys):
+    ev = _load_example("09_your_own_language_model").main(out=str(tmp_path), quick=True)
+    assert "exact_match" in ev
+    out = capsys.readouterr().out
+    assert "PPO with LoRA (" in out and (tmp_path / "ppo-lora" / "hf_model" / "config.json").is_file()
+    assert (tmp_path / "tiny-gpt2" / "tokenizer.json").is_file()
+
+
+def test_hf_policy_benchmark_quick():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "hf_policy.py"), "all", "--quick"],
+                         check=True, capture_output=True, text=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["benchmark"] for r in rows] == ["learning"] * 2 + ["throughput"] * 3 + ["memory"] * 2
+    assert rows[0]["parameters"] == rows[1]["parameters"]  # the GPT-2 has textgym's policy's size
+    assert rows[-1]["trainable"] < rows[-2]["trainable"] / 10  # LoRA trains a small part

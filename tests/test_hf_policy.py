@@ -16,25 +16,22 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerFast,
 )
 
-from textgym.agents import ppo, reinforce, sft  # noqa: E402
+from textgym.agents import grpo, ppo, reinforce, sft  # noqa: E402
 from textgym.agents.common import kl_to_reference  # noqa: E402
 from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs  # noqa: E402
 from textgym.cli import main  # noqa: E402
 from textgym.policies import HFPolicy, load_policy  # noqa: E402
+from textgym.tokenizers import CharTokenizer  # noqa: E402
 
 CHARS = "abcdef="
 
 
 def char_tokenizer(pad_is_eos: bool = False) -> PreTrainedTokenizerFast:
-    """A character-level tokenizer for Reverse-v0's alphabet, built with ``tokenizers``."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-
-    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{c: i + 3 for i, c in enumerate(CHARS)}}
-    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
-    raw.decoder = decoders.Fuse()
-    pad = "<eos>" if pad_is_eos else "<pad>"
-    return PreTrainedTokenizerFast(tokenizer_object=raw, pad_token=pad, eos_token="<eos>", unk_token="<unk>")
+    """Reverse-v0's own character tokenizer, as a transformers tokenizer."""
+    tok = CharTokenizer(CHARS).to_transformers()
+    if pad_is_eos:
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 def tiny_lm(arch: str, vocab: int, eos: int, pad: int, positions: int = 64):
@@ -101,12 +98,14 @@ def test_a_separate_value_model_gives_values_of_its_own():
     assert not any(p is q for p in policy.value_trunk.parameters() for q in policy.lm.parameters())
 
 
-@pytest.mark.parametrize("algo", [sft, ppo, reinforce])
+@pytest.mark.parametrize("algo", [sft, ppo, reinforce, grpo])
 def test_every_trainer_trains_an_hf_policy(algo):
     envs, view, policy = env_policy("gpt2")
     before = {k: v.clone() for k, v in policy.state_dict().items()}
-    cls = {sft: sft.SFTConfig, ppo: ppo.PPOConfig, reinforce: reinforce.ReinforceConfig}[algo]
+    cls = {sft: sft.SFTConfig, ppo: ppo.PPOConfig, reinforce: reinforce.ReinforceConfig, grpo: grpo.GRPOConfig}[algo]
     extra = {"kl_coef": 0.05} if algo is not sft else {}
+    if algo is grpo:
+        extra["group_size"] = 4
     result = algo.train(cls(env_id="textgym/Reverse-v0", num_envs=8, total_steps=64, eval_episodes=8, device="cpu",
                             **extra), policy=policy, progress=False)
     assert result.policy is policy and result.history

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -158,7 +159,7 @@ def _make_env(env_id: str, env_kwargs: dict) -> gym.Env:
         raise CLIError(f"{env_id}: {e}") from None
 
 
-RUN_OUTPUTS = ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png",
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png", "training_state.pt",
                "value_head.safetensors", "hf_model", "value_model")
 
 
@@ -202,6 +203,41 @@ def _check_start(algo: str, cfg, policy) -> None:
         raise CLIError(f"{cfg.env_id} has no expert to imitate, so SFT cannot train on it")
 
 
+def _plain(cfg) -> dict:
+    """A config as the JSON of ``config.json`` holds it."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _saved_threads(out: Path) -> int | None:
+    """The torch threads the run in ``out`` was started with (``config.json``), if it says."""
+    try:
+        threads = json.loads((out / "config.json").read_text()).get("threads")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    return threads if isinstance(threads, int) and threads > 0 else None
+
+
+def _check_resume(out: Path, algo: str, cfg) -> None:
+    """``out`` holds a training state of a run started with this algorithm and these settings."""
+    from textgym.agents.state import STATE_FILE
+
+    if not (out / STATE_FILE).is_file():
+        raise CLIError(f"--resume: {out} holds no training state ({STATE_FILE}) to continue; start a run with --out")
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        saved_algo, saved_cfg = saved["algo"], saved["config"]
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise CLIError(f"--resume: {out / 'config.json'} is not a textgym run config ({e})") from None
+    if saved_algo != algo:
+        raise CLIError(f"--resume: {out} is a {saved_algo} run, not {algo}")
+    now = _plain(cfg)
+    differ = [f"{k}: {saved_cfg.get(k)!r} in the run, {now.get(k)!r} in this command"
+              for k in sorted(set(saved_cfg) | set(now)) if saved_cfg.get(k) != now.get(k)]
+    if differ:
+        raise CLIError(f"--resume: the run in {out} was started with other settings ({'; '.join(differ)}); "
+                       "resume with the command that started it")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a policy and write the run directory.
 
@@ -210,13 +246,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     that fails leaves nothing behind.
     """
     from textgym.agents.common import TrainingError, resolve_device, write_json
+    from textgym.agents.state import STATE_FILE, TrainingInterrupted
     from textgym.policies import load_policy
+    from textgym.threads import set_threads
 
+    if args.save_every < 1:
+        raise CLIError(f"--save-every must be at least 1 iteration, got {args.save_every}")
     _check_env_id(args.env)
     module, cfg = _config(args.algo, args)
-    out = Path(args.out)
-    if out.is_dir() and any((out / name).exists() for name in RUN_FILES) and not args.force:
-        raise CLIError(f"{out} holds another run; choose another --out or pass --force to overwrite it")
+    if args.resume is not None:
+        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise CLIError(f"--resume {args.resume} continues that run in its own directory; drop --out {args.out}")
+        out, resume = Path(args.resume), True
+    elif args.out is None:
+        raise CLIError("train needs --out DIR (a new run) or --resume DIR (a run to continue)")
+    else:
+        out = Path(args.out)
+        resume = args.auto_resume and (out / STATE_FILE).is_file()
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone claims and writes the run
+    if resume:
+        _check_resume(out, args.algo, cfg)
+    elif main_rank and out.is_dir() and any((out / name).exists() for name in RUN_FILES) and not args.force:
+        raise CLIError(f"{out} holds another run; choose another --out, pass --force to overwrite it, "
+                       "or --resume it")
+    saved_threads = _saved_threads(out) if resume and args.threads is None else None
+    threads = set_threads(args.threads if args.threads is not None else saved_threads)
+    if not args.quiet and main_rank:
+        how = ("as the run was saved with" if saved_threads else "set with --threads" if args.threads
+               else "chosen from the CPUs free for it")
+        print(f"textgym: {threads} torch thread{'s' if threads > 1 else ''} per process ({how})", file=sys.stderr)
     policy = None
     if cfg.init is not None:
         try:
@@ -234,12 +292,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("--min-reward filters the episodes of --data: pass --data FILE.jsonl too")
     _check_start(args.algo, cfg, policy)
     existed = out.exists()
-    _usable_dir(out)
-    _clear_run(out)
-    write_json(out / "config.json", {"algo": args.algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
-                                     "init": args.init, "recipe": args.recipe, "config": dataclasses.asdict(cfg), "version": textgym.__version__})
+    if not resume and main_rank:
+        _usable_dir(out)
+        _clear_run(out)
+        write_json(out / "config.json", {"algo": args.algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
+                                         "init": args.init, "recipe": args.recipe, "config": _plain(cfg),
+                                         "threads": threads, "version": textgym.__version__})
     try:
-        result = module.train(cfg, policy=policy, out=out, progress=not args.quiet, **extra)
+        result = module.train(cfg, policy=policy, out=out, progress=not args.quiet, save_every=args.save_every,
+                              resume=resume, **extra)
+    except TrainingInterrupted as e:
+        print(f"textgym: {e}", file=sys.stderr)
+        return 130 if "SIGINT" in str(e) else 143
     except TrainingError as e:
         kept = (f"the last good checkpoint is kept in {out}" if (out / "policy.safetensors").exists()
                 else "no checkpoint was saved before it")
@@ -247,12 +311,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     except BaseException:
         metrics = out / "metrics.jsonl"
-        if not metrics.exists() or metrics.stat().st_size == 0:  # it never started: leave nothing behind
+        if main_rank and not resume and (not metrics.exists() or metrics.stat().st_size == 0):  # never started: leave nothing
             _clear_run(out)
             if not existed and not any(out.iterdir()):
                 out.rmdir()
         raise
     final = {"run": str(out), **result.eval}
+    if not main_rank:
+        return 0
     if args.json:
         print(json.dumps(final))
     else:
@@ -435,8 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", help="start from this policy: a textgym run directory (SFT-then-RL) or a Hugging Face "
                    "causal LM's directory (config.json and weights; the env then tokenizes with its tokenizer)")
-    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--out", help="run directory to write")
     p.add_argument("--force", action="store_true", help="overwrite a run already in --out")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its training state (same settings)")
+    p.add_argument("--auto-resume", action="store_true",
+                   help="continue the run in --out when it holds a training state, else start it (torchrun --max-restarts)")
+    p.add_argument("--save-every", type=int, default=10, help="iterations between saves of the policy and training state")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the CPUs this process may use, shared "
+                   "among torchrun's local processes)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config field, e.g. --set learning_rate=1e-3")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the final evaluation, not a table")

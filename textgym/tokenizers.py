@@ -119,6 +119,19 @@ class CharTokenizer:
         """A JSON-serialisable description; :meth:`from_dict` rebuilds the same tokenizer."""
         return {"type": "char", "alphabet": self.alphabet, "unk": self.unk}
 
+    def to_transformers(self) -> Any:
+        """The same tokenizer as a ``transformers`` ``PreTrainedTokenizerFast`` (the same ids, one
+        token per character), to save beside a model built for it (``save_pretrained``)."""
+        from tokenizers import Regex, decoders, models, pre_tokenizers
+        from tokenizers import Tokenizer as RawTokenizer
+        from transformers import PreTrainedTokenizerFast
+
+        raw = RawTokenizer(models.WordLevel({t: i for i, t in enumerate(self._tokens)}, unk_token=UNK))
+        raw.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), "isolated")  # every character
+        raw.decoder = decoders.Fuse()  # joined with no spaces
+        return PreTrainedTokenizerFast(tokenizer_object=raw, pad_token=PAD, eos_token=EOS,
+                                       unk_token=UNK if self.unk else None)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CharTokenizer:
         return cls(d["alphabet"], unk=d.get("unk", False))

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from textgym.agents.distributed import init_ranks, rank_device
 from textgym.agents.losses import kl_penalty
 from textgym.agents.rollout import Rollout, SequenceView, evaluate_logprobs, make_envs
+from textgym.agents.state import Checkpointer, Progress
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
 from textgym.policies import load_policy, make_policy, tokenizer_dir
 
@@ -67,6 +69,8 @@ class TrainConfig:
     """LoRA's scaling numerator (the update is scaled by ``lora_alpha / lora_r``)."""
     lora_dropout: float = 0.0
     """Dropout on LoRA's input."""
+    dist_backend: str = "auto"
+    """With torchrun: ``"auto"`` (NCCL on CUDA, gloo on CPU), ``"gloo"`` or ``"nccl"``."""
     dtype: str = "auto"
     """Weights of a Hugging Face model: ``"auto"`` (bfloat16 on a CUDA device that supports it, else
     float32), ``"float32"``, ``"bfloat16"`` or ``"float16"``."""
@@ -78,6 +82,7 @@ class TrainConfig:
         "init": Check(str, optional=True), "value_model": Check(str, choices=("shared", "separate")),
         "lora_r": Check(int, 0), "lora_alpha": POSITIVE, "lora_dropout": Check(float, 0, 1, high_open=True),
         "dtype": Check(str, choices=("auto", "float32", "bfloat16", "float16")),
+        "dist_backend": Check(str, choices=("auto", "gloo", "nccl")),
     }
     """Every field's type and range (see :mod:`textgym.config`); subclasses add theirs."""
 
@@ -164,17 +169,23 @@ def initial_policy(cfg: TrainConfig, view: SequenceView, device: torch.device) -
 
 
 def setup(cfg: TrainConfig, policy: nn.Module | None):
-    """Device, envs, view, policy (given, else :func:`initial_policy`; moved to the device) and the sampling generator."""
+    """Device, envs, view, policy (given, else :func:`initial_policy`; moved to the device), the
+    sampling generator and this process's :class:`~textgym.agents.distributed.Ranks` (one rank
+    without torchrun; with it, this rank's share of the envs and rank 0's weights)."""
     device = resolve_device(cfg.device)
-    generator = seed_everything(cfg.seed)
-    if device.type == "cuda":
-        generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    envs = make_envs(cfg.env_id, cfg.num_envs, device, **cfg.env_kwargs)
+    ranks = init_ranks(cfg.dist_backend, cfg.num_envs, device)
+    device = rank_device(device, ranks)
+    seed_everything(cfg.seed)  # the same on every rank: the same new policy, the same minibatch order
+    sampling_seed = cfg.seed + 1_000_003 * ranks.rank
+    generator = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(sampling_seed)
+    envs = make_envs(cfg.env_id, ranks.envs_per_rank(cfg.num_envs), device, **cfg.env_kwargs)
     view = SequenceView(envs)
     if policy is None:
         policy = initial_policy(cfg, view, device)
     view.check(policy)
-    return device, envs, view, policy.to(device), generator
+    policy = policy.to(device)
+    ranks.broadcast_parameters(policy)
+    return device, envs, view, policy, generator, ranks
 
 
 def check_finite(iteration: int, **values: torch.Tensor) -> None:
@@ -195,7 +206,8 @@ class RunLogger:
         progress: show the bar.
     """
 
-    def __init__(self, out: str | os.PathLike | None, total: int, desc: str, progress: bool = True) -> None:
+    def __init__(self, out: str | os.PathLike | None, total: int, desc: str, progress: bool = True,
+                 resume_at: int | None = None) -> None:
         from tqdm.auto import tqdm
 
         self.out = Path(out) if out is not None else None
@@ -205,15 +217,22 @@ class RunLogger:
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             metrics = self.out / "metrics.jsonl"
-            metrics.unlink(missing_ok=True)  # a symlink is replaced, never followed
-            self.file = open(metrics, "x")
+            if resume_at is not None:  # keep the lines up to the saved iteration, drop any written after it
+                self.history = [row for row in read_jsonl(metrics) if row.get("iteration", 0) <= resume_at]
+                write_jsonl(metrics, self.history)
+            else:
+                metrics.unlink(missing_ok=True)  # a symlink is replaced, never followed
+            self.file = open(metrics, "a" if resume_at is not None else "x")
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(self.out))
+                purge = self.history[-1]["env_steps"] + 1 if self.history else None  # events after the state: dropped
+                self.tb = SummaryWriter(str(self.out), purge_step=purge)
             except ImportError:  # tensorboard is optional
                 self.tb = None
         self.bar = tqdm(total=total, desc=desc, disable=not progress, unit="step", dynamic_ncols=True)
+        if self.history:
+            self.bar.update(min(self.history[-1]["env_steps"], total))
 
     def log(self, metrics: dict[str, float]) -> None:
         """Record one iteration; ``metrics`` must hold ``env_steps`` and ``mean_return``."""
@@ -228,6 +247,12 @@ class RunLogger:
                     self.tb.add_scalar(k, v, metrics["env_steps"])
         self.bar.update(min(metrics["env_steps"], self.bar.total) - self.bar.n)  # the last batch may overrun the budget
         self.bar.set_postfix(mean_return=f"{metrics['mean_return']:.3f}")
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         self.bar.close()
@@ -264,12 +289,12 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)  # replaces a symlink at ``path`` rather than writing through it
 
 
-def finish(cfg: TrainConfig, policy: nn.Module, logger: RunLogger, out: str | os.PathLike | None, device: torch.device):
-    """Save the final policy (when there is a run directory) and evaluate it greedily."""
+def finish(cfg: TrainConfig, policy: nn.Module, logger: RunLogger, checkpointer: Checkpointer, run: Progress,
+           device: torch.device):
+    """Save the final policy and training state (when there is a run directory) and evaluate greedily."""
     from textgym.agents.evaluate import TrainResult, evaluate_policy
 
-    if out is not None:
-        policy.save(out)
+    checkpointer.save(run)
     evaluation = evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1)
     return TrainResult(policy, logger.history, evaluation)
 
@@ -279,6 +304,18 @@ def write_json(path: Path, data: dict) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
         json.dump(data, f, indent=2)
     os.replace(f.name, path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a file of one per line (a last line cut short by a crash is skipped)."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return rows
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -46,6 +46,7 @@ from textgym.agents.losses import (
     sequence_loss,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.state import Checkpointer, Progress
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
@@ -89,27 +90,29 @@ class GRPOConfig(TrainConfig, KLConfig):
 
 
 def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
-          save_every: int = 10) -> TrainResult:
+          save_every: int = 10, resume: bool = False) -> TrainResult:
     """Train ``policy`` (a new one when None) with GRPO; arguments as :func:`textgym.agents.ppo.train`.
 
     ``policy``, when given, is also the KL reference.
     """
     # 1. Setup: sub-envs in groups of k that play the same prompts, the policy, its frozen reference.
-    device, envs, view, policy, generator = setup(cfg, policy)
+    device, envs, view, policy, generator, ranks = setup(cfg, policy)
     reference = frozen_reference(policy, cfg)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
-    logger = RunLogger(out, cfg.total_steps, "grpo", progress)
-    env_steps, iteration, start = 0, 0, time.time()
-    try:
-        while env_steps < cfg.total_steps:
-            iteration += 1
+    checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
+    run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
+    logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "grpo", progress and ranks.is_main, resume_at=run.iteration if resume else None)
+    start = time.time() - run.elapsed
+    with checkpointer.stop_on_signals(), logger:
+        while run.env_steps < cfg.total_steps:
+            run.iteration += 1
             # 2. Rollout: k samples of each prompt, with the KV cache.
             policy.eval()
-            rollout = collect(envs, view, policy, seed=cfg.seed if iteration == 1 else None,
-                              reset_options={"group_size": cfg.group_size} if iteration == 1 else None,
+            rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
+                              reset_options={"group_size": cfg.group_size} if run.iteration == 1 else None,
                               temperature=cfg.temperature, generator=generator)
             mask = rollout.mask
-            env_steps += int(mask.sum())
+            run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
             # 3. Advantages: each episode's return against its group's, for every step it took.
             advantages = group_advantages(rollout.returns, cfg.group_size, cfg.scale_rewards)  # (B,)
@@ -117,11 +120,11 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
 
             # 4. Update: epochs of minibatches of whole episodes, the clipped surrogate plus the KL.
             policy.train()
-            batch = cfg.num_envs // cfg.num_minibatches
+            batch = envs.num_envs // cfg.num_minibatches
             stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "kl", "entropy", "approx_kl", "clipfrac")}
             for _epoch in range(cfg.update_epochs):
-                perm = torch.randperm(cfg.num_envs, device=device)
-                for lo in range(0, cfg.num_envs, batch):
+                perm = torch.randperm(envs.num_envs, device=device)
+                for lo in range(0, envs.num_envs, batch):
                     idx = perm[lo : lo + batch]
                     mb, mb_mask = rollout.index(idx), mask[idx]
                     logprobs, entropy, _ = evaluate_logprobs(policy, mb)
@@ -132,24 +135,23 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
                         kl = sequence_loss(kl_penalty(logprobs, ref_logprobs[idx], cfg.kl_estimator), mb_mask, cfg.loss_type)
                     ent = masked_mean(entropy, mb_mask)
                     loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
-                    check_finite(iteration, pg_loss=pg_loss, kl=kl, entropy=ent)
+                    check_finite(run.iteration, pg_loss=pg_loss, kl=kl, entropy=ent)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    ranks.average_gradients(policy)  # one all-reduce when there are several ranks
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     for k, v in zip(stats, (pg_loss, kl, ent, approx_kl, clipfrac)):
                         stats[k].append(v.detach())  # kept on the device; read once, to log
 
             # 5. Log and checkpoint.
-            logger.log({
-                "iteration": iteration, "env_steps": env_steps, "time": time.time() - start,
+            logger.log(ranks.mean({
+                "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
                 "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
                 "episode_length": float(rollout.lengths.float().mean()),
                 **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
                 **envs.episode_metrics(),
-            })
-            if out is not None and iteration % save_every == 0:
-                policy.save(out)
-    finally:
-        logger.close()
-    return finish(cfg, policy, logger, out, device)
+            }))
+            run.elapsed, run.extra = time.time() - start, {}
+            checkpointer.end_of_iteration(run)
+    return finish(cfg, policy, logger, checkpointer, run, device)

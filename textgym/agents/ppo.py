@@ -44,6 +44,7 @@ from textgym.agents.losses import (
     value_loss,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.state import Checkpointer, Progress
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
@@ -95,39 +96,47 @@ class PPOConfig(TrainConfig, KLConfig):
 
 
 def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
-          save_every: int = 10) -> TrainResult:
+          save_every: int = 10, resume: bool = False) -> TrainResult:
     """Train ``policy`` (a new one when None) with PPO.
 
     Args:
         cfg: the hyperparameters.
         policy: a policy to start from (e.g. after SFT); it is also the KL reference.
-        out: a run directory for ``metrics.jsonl``, TensorBoard events, the learning curve and
-            ``policy.safetensors`` (saved every ``save_every`` iterations and at the end).
+        out: a run directory for ``metrics.jsonl``, TensorBoard events, the learning curve, the
+            policy and the training state (saved every ``save_every`` iterations and at the end).
         progress: show a progress bar.
+        resume: continue the run saved in ``out`` exactly where its training state stands
+            (see :mod:`textgym.agents.state`).
 
     Returns:
         A :class:`TrainResult` with the policy, the metrics of every iteration and a greedy evaluation.
 
     Raises:
         TrainingError: a loss became NaN (the last checkpoint in ``out`` is kept).
+        TrainingInterrupted: SIGINT or SIGTERM stopped it after an iteration (its state is saved).
     """
     # 1. Setup: envs with one episode per sub-env per rollout, the policy, its frozen reference.
-    device, envs, view, policy, generator = setup(cfg, policy)
+    device, envs, view, policy, generator, ranks = setup(cfg, policy)
     reference = frozen_reference(policy, cfg)
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon) if cfg.adaptive_kl_target else None
     kl_coef = cfg.kl_coef
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
-    logger = RunLogger(out, cfg.total_steps, "ppo", progress)
-    env_steps, iteration, start = 0, 0, time.time()
-    try:
-        while env_steps < cfg.total_steps:
-            iteration += 1
+    checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
+    run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
+    kl_coef = run.extra.get("kl_coef", kl_coef)
+    if kl_ctl is not None:
+        kl_ctl.value = kl_coef
+    logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "ppo", progress and ranks.is_main, resume_at=run.iteration if resume else None)
+    start = time.time() - run.elapsed
+    with checkpointer.stop_on_signals(), logger:
+        while run.env_steps < cfg.total_steps:
+            run.iteration += 1
             # 2. Rollout: sample one episode per env with the KV cache.
             policy.eval()
-            rollout = collect(envs, view, policy, seed=cfg.seed if iteration == 1 else None,
+            rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
                               temperature=cfg.temperature, generator=generator)
             mask = rollout.mask
-            env_steps += int(mask.sum())
+            run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
             # 3. Rewards: the env's, minus the KL penalty to the reference at every step.
             kl = kl_to_reference(reference, rollout, cfg)
@@ -140,11 +149,11 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
 
             # 5. Update: epochs of minibatches of whole episodes, one forward pass each.
             policy.train()
-            batch = cfg.num_envs // cfg.num_minibatches
+            batch = envs.num_envs // cfg.num_minibatches
             stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
             for _epoch in range(cfg.update_epochs):
-                perm = torch.randperm(cfg.num_envs, device=device)
-                for lo in range(0, cfg.num_envs, batch):
+                perm = torch.randperm(envs.num_envs, device=device)
+                for lo in range(0, envs.num_envs, batch):
                     idx = perm[lo : lo + batch]
                     mb, mb_mask = rollout.index(idx), mask[idx]
                     logprobs, entropy, values = evaluate_logprobs(policy, mb)
@@ -152,22 +161,23 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
                     v_loss = value_loss(values, mb.values, returns[idx], mb_mask, cfg.clip_coef if cfg.clip_vloss else None)
                     ent = masked_mean(entropy, mb_mask)
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
-                    check_finite(iteration, pg_loss=pg_loss, v_loss=v_loss, entropy=ent)
+                    check_finite(run.iteration, pg_loss=pg_loss, v_loss=v_loss, entropy=ent)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    ranks.average_gradients(policy)  # one all-reduce when there are several ranks
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
                         stats[k].append(v.detach())  # kept on the device; read once, to log
-                if cfg.target_kl is not None and float(stats["approx_kl"][-1]) > cfg.target_kl:
+                if cfg.target_kl is not None and ranks.mean({"kl": float(stats["approx_kl"][-1])})["kl"] > cfg.target_kl:
                     break
 
             # 6. Adapt the KL coefficient, log, checkpoint.
-            ref_kl = float((kl * mask).sum(1).mean())
+            ref_kl = ranks.mean({"ref_kl": float((kl * mask).sum(1).mean())})["ref_kl"]  # the same on every rank
             if kl_ctl is not None:
                 kl_coef = kl_ctl.update(ref_kl, cfg.num_envs)
             metrics = {
-                "iteration": iteration, "env_steps": env_steps, "time": time.time() - start,
+                "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
                 "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
                 "episode_length": float(rollout.lengths.float().mean()),
                 **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
@@ -175,9 +185,7 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
                 "ref_kl": ref_kl, "kl_coef": kl_coef,
                 **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
             }
-            logger.log(metrics)
-            if out is not None and iteration % save_every == 0:
-                policy.save(out)
-    finally:
-        logger.close()
-    return finish(cfg, policy, logger, out, device)
+            logger.log(ranks.mean(metrics))
+            run.elapsed, run.extra = time.time() - start, {"kl_coef": kl_coef}
+            checkpointer.end_of_iteration(run)
+    return finish(cfg, policy, logger, checkpointer, run, device)

@@ -37,6 +37,7 @@ from textgym.agents.common import (
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import masked_mean, returns_to_go, rloo_baseline
 from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.state import Checkpointer, Progress
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, Check
 
 BASELINES = ("moving_average", "value", "rloo")
@@ -75,26 +76,29 @@ class ReinforceConfig(TrainConfig, KLConfig):
 
 
 def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
-          save_every: int = 10) -> TrainResult:
+          save_every: int = 10, resume: bool = False) -> TrainResult:
     """Train ``policy`` (a new one when None) with REINFORCE; arguments as :func:`textgym.agents.ppo.train`."""
     # 1. Setup. With RLOO, sub-envs come in groups of k that play the same examples.
-    device, envs, view, policy, generator = setup(cfg, policy)
+    device, envs, view, policy, generator, ranks = setup(cfg, policy)
     reference = frozen_reference(policy, cfg)  # the KL penalty's, when kl_coef > 0 (SFT-then-RL)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
     reset_options = {"group_size": cfg.rloo_k} if cfg.baseline == "rloo" else None
     moving = None  # (T,) moving average of the return-to-go at each step index
-    logger = RunLogger(out, cfg.total_steps, "reinforce", progress)
-    env_steps, iteration, start = 0, 0, time.time()
-    try:
-        while env_steps < cfg.total_steps:
-            iteration += 1
+    checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
+    run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
+    moving = run.extra.get("moving", moving)
+    logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "reinforce", progress and ranks.is_main, resume_at=run.iteration if resume else None)
+    start = time.time() - run.elapsed
+    with checkpointer.stop_on_signals(), logger:
+        while run.env_steps < cfg.total_steps:
+            run.iteration += 1
             # 2. Rollout: one episode per env, sampled with the KV cache.
             policy.eval()
-            rollout = collect(envs, view, policy, seed=cfg.seed if iteration == 1 else None,
-                              reset_options=reset_options if iteration == 1 else None,
+            rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
+                              reset_options=reset_options if run.iteration == 1 else None,
                               temperature=cfg.temperature, generator=generator)
             mask = rollout.mask
-            env_steps += int(mask.sum())
+            run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
             # 3. Returns-to-go of the rewards less the KL penalty, and the baseline.
             kl = kl_to_reference(reference, rollout, cfg)
@@ -116,23 +120,22 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             ent = masked_mean(entropy, mask)
             v_loss = 0.5 * masked_mean((values - returns) ** 2, mask) if cfg.baseline == "value" else torch.zeros((), device=device)
             loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
-            check_finite(iteration, pg_loss=pg_loss, v_loss=v_loss, entropy=ent)
+            check_finite(run.iteration, pg_loss=pg_loss, v_loss=v_loss, entropy=ent)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            ranks.average_gradients(policy)  # one all-reduce when there are several ranks
             torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             optimizer.step()
 
             # 5. Log and checkpoint.
-            logger.log({
-                "iteration": iteration, "env_steps": env_steps, "time": time.time() - start,
+            logger.log(ranks.mean({
+                "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
                 "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
                 "episode_length": float(rollout.lengths.float().mean()),
                 "pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": ent.item(),
                 "ref_kl": float(kl.sum(1).mean()),
                 **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
-            })
-            if out is not None and iteration % save_every == 0:
-                policy.save(out)
-    finally:
-        logger.close()
-    return finish(cfg, policy, logger, out, device)
+            }))
+            run.elapsed, run.extra = time.time() - start, {"moving": moving}
+            checkpointer.end_of_iteration(run)
+    return finish(cfg, policy, logger, checkpointer, run, device)

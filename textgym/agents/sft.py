@@ -29,6 +29,7 @@ from textgym.agents.evaluate import TrainResult, evaluate_policy
 from textgym.agents.losses import masked_mean
 from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs
 from textgym.agents.scripted import vector_expert
+from textgym.agents.state import Checkpointer, Progress
 from textgym.config import POSITIVE_INT, Check
 from textgym.tasks import iter_jsonl
 
@@ -94,7 +95,8 @@ def replays(rows: list[dict], cfg: SFTConfig, device: torch.device, min_return: 
 
 
 def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
-          save_every: int = 10, data: list[dict] | None = None, min_return: float | None = None) -> TrainResult:
+          save_every: int = 10, data: list[dict] | None = None, min_return: float | None = None,
+          resume: bool = False) -> TrainResult:
     """Train ``policy`` (a new one when None) on the expert's demonstrations; arguments as :func:`textgym.agents.ppo.train`.
 
     With ``data`` (rows of ``textgym eval --save``), the demonstrations are those recorded
@@ -102,50 +104,52 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
     keep the good ones, SFT, repeat is rejection sampling (expert iteration).
     """
     # 1. Setup: the envs and their expert, or the recorded episodes to replay.
-    device, envs, view, policy, _ = setup(cfg, policy)
+    device, envs, view, policy, generator, ranks = setup(cfg, policy)
     sources = replays(data, cfg, device, min_return) if data is not None else None
     expert = vector_expert(envs) if sources is None else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-    logger = RunLogger(out, cfg.total_steps, "sft", progress)
-    env_steps, iteration, start, evaluation = 0, 0, time.time(), {}
-    try:
-        while env_steps < cfg.total_steps:
-            iteration += 1
+    checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, ranks=ranks)
+    run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
+    evaluation = run.extra.get("evaluation", {})
+    logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "sft", progress and ranks.is_main, resume_at=run.iteration if resume else None)
+    start = time.time() - run.elapsed
+    with checkpointer.stop_on_signals(), logger:
+        while run.env_steps < cfg.total_steps:
+            run.iteration += 1
             # 2. Demonstrations: the expert plays one episode per env, or a recorded batch is replayed.
             if sources is None:
-                demos = collect(envs, view, expert=expert, seed=cfg.seed if iteration == 1 else None)
+                demos = collect(envs, view, expert=expert, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None)
                 mask = demos.mask
             else:
-                replay = sources[(iteration - 1) % len(sources)]
+                replay = sources[(run.iteration - 1) % len(sources)]
                 demos = collect(replay.envs, SequenceView(replay.envs), expert=replay.expert(), seed=replay.seed)
-                if iteration <= len(sources) and not bool((demos.lengths == replay.lengths)[replay.keep].all()):
+                if run.iteration <= len(sources) and not bool((demos.lengths == replay.lengths)[replay.keep].all()):
                     raise ValueError("the recorded episodes do not replay in this env (another env version, "
                                      "arguments or textgym version?)")
                 mask = demos.mask & replay.keep[:, None]
-            env_steps += int(mask.sum())
+            run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
             # 3. Cross-entropy on the expert's actions, one forward pass per episode.
             policy.train()
             logprobs, _, _ = evaluate_logprobs(policy, demos)
             loss = -masked_mean(logprobs, mask)
-            check_finite(iteration, loss=loss)
+            check_finite(run.iteration, loss=loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            ranks.average_gradients(policy)  # one all-reduce when there are several ranks
             torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             optimizer.step()
 
             # 4. Evaluate greedily now and then, log, checkpoint.
-            if iteration == 1 or iteration % cfg.eval_every == 0 or env_steps >= cfg.total_steps:
+            if run.iteration == 1 or run.iteration % cfg.eval_every == 0 or run.env_steps >= cfg.total_steps:
                 evaluation = evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, min(cfg.num_envs, cfg.eval_episodes), device, seed=cfg.seed + 1)
-            logger.log({
-                "iteration": iteration, "env_steps": env_steps, "time": time.time() - start, "loss": loss.item(),
+            logger.log(ranks.mean({
+                "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start, "loss": loss.item(),
                 "mean_return": evaluation["mean_return"], "success_rate": evaluation["success_rate"],
-            })
-            if out is not None and iteration % save_every == 0:
-                policy.save(out)
-    finally:
-        logger.close()
-    return finish(cfg, policy, logger, out, device)
+            }))
+            run.elapsed, run.extra = time.time() - start, {"evaluation": evaluation}
+            checkpointer.end_of_iteration(run)
+    return finish(cfg, policy, logger, checkpointer, run, device)
 
 
 def load_trajectories(path: str | Path) -> list[dict]:

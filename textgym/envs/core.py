@@ -349,6 +349,19 @@ class TorchVectorEnv(VectorEnv):
     def _seed_streams(self, mask: torch.Tensor, seed: int, group: int) -> None:
         """Hook for envs that keep per-sub-env generators of their own: sub-env ``i`` gets ``seed + i // group``."""
 
+    def stream_state(self) -> dict[str, Any]:
+        """Where every sub-env's random stream stands, between rollouts: a resumed run loads it
+        (:meth:`load_stream_state`) and plays the episodes the uninterrupted run would have."""
+        return {"streams": self._streams.cpu(), "episodes": self._episodes.cpu(), "started": self._started}
+
+    def load_stream_state(self, state: dict[str, Any]) -> None:
+        """Continue the streams of :meth:`stream_state`; the next ``reset()`` starts their next episodes."""
+        if state["streams"].shape != (self.num_envs,):
+            raise ValueError(f"the saved env state is for {state['streams'].shape[0]} sub-envs, not {self.num_envs}")
+        self._streams = state["streams"].to(self.device)
+        self._episodes = state["episodes"].to(self.device)
+        self._started = bool(state["started"])
+
     def _begin(self, mask: torch.Tensor) -> None:
         keys = episode_key(self._streams, self._episodes)
         self._episodes = self._episodes + mask.long()

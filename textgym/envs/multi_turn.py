@@ -412,6 +412,17 @@ class MultiTurnVectorEnv(TorchVectorEnv):
         for i in mask.nonzero().squeeze(1).tolist():
             self._seeds[i] = int(seed) + i // group
 
+    def stream_state(self) -> dict[str, Any]:
+        """The base streams, and each text env's own generator and pending seed."""
+        return {**super().stream_state(), "seeds": list(self._seeds),
+                "text_rng": [env.unwrapped.np_random.bit_generator.state for env in self.text_envs]}
+
+    def load_stream_state(self, state: dict[str, Any]) -> None:
+        super().load_stream_state(state)
+        self._seeds = list(state["seeds"])
+        for env, rng in zip(self.text_envs, state["text_rng"]):
+            env.unwrapped.np_random.bit_generator.state = rng
+
     def _write_rows(self, rows: list[int], texts: list[list[int]]) -> None:
         """Append token ids ``texts[j]`` to the transcript of sub-env ``rows[j]``, in one scatter."""
         if not rows:

@@ -197,8 +197,9 @@ class HFPolicy(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(B, L, n_actions)`` and values ``(B, L)`` at every position of right-padded ids ``(B, L)``."""
-        h = self._hidden(self.lm.base_model, inputs)
-        hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs)
+        mask = torch.ones_like(inputs)  # causal attention: a real position never sees the padding after it
+        h = self._hidden(self.lm.base_model, inputs, attention_mask=mask)
+        hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs, attention_mask=mask)
         return self._heads(h, hv)
 
     def new_cache(self, batch: int, slack: int = 1) -> HFCache:

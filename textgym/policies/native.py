@@ -170,7 +170,7 @@ class Policy(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"policy": asdict(self.cfg), **(extra or {})}
+        meta = {"kind": "textgym", "policy": asdict(self.cfg), **(extra or {})}
         with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as f:
             json.dump(meta, f, indent=2)
         os.replace(f.name, directory / "policy.json")

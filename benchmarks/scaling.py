@@ -1,0 +1,94 @@
+"""Beyond one process: the CPU thread policy beside busy neighbours, and PPO on 1 and 2 torchrun ranks.
+
+    python benchmarks/scaling.py threads      # PPO steps/s alone and beside 1 and 2 busy processes (~4 min)
+    python benchmarks/scaling.py ddp          # PPO on 1 process (2 threads) and on 1 and 2 ranks (1 thread each) (~10 min)
+    python benchmarks/scaling.py all --quick  # tiny versions, to check that it runs
+
+Each run is a fresh ``python -m textgym train ppo`` on Reverse-v0 with shaping; steps/s is read
+from its ``metrics.jsonl`` (env steps over time, from the end of the first iteration, so start-up
+and the final evaluation are left out). The busy neighbours are ``python -c "while True: pass"``.
+Run it alone on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+
+
+def ppo_command(out: Path, steps: int, *more: str) -> list[str]:
+    return ["-m", "textgym", "train", "ppo", "--env", "textgym/Reverse-v0", "--total-steps", str(steps),
+            "--out", str(out), "--quiet", "--json", "--device", "cpu", "--force", *more]
+
+
+def measure(cmd: list[str], out: Path) -> dict:
+    """Run ``cmd``; steps/s after its first iteration, and its final greedy evaluation."""
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    first, last = rows[0], rows[-1]
+    final = json.loads(done.stdout.strip().splitlines()[-1])
+    threads = json.loads((out / "config.json").read_text()).get("threads")
+    return {"steps_per_s": round((last["env_steps"] - first["env_steps"]) / (last["time"] - first["time"])),
+            "threads": threads, "token_accuracy": round(final["mean_return"], 4), "exact_match": round(final["exact_match"], 4)}
+
+
+def with_neighbours(n: int, fn):
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(0.5 if n else 0)
+        return fn()
+    finally:
+        for p in spinners:
+            p.kill()
+
+
+def threads(quick: bool) -> list[dict]:
+    """The old default (torch's: one thread per core of the machine) against textgym's policy."""
+    import os
+
+    steps = 20_000 if quick else 150_000
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        for neighbours in (0, 1, 2):
+            for name, more in (("torch default", ["--threads", str(os.cpu_count())]), ("textgym policy", [])):
+                row = with_neighbours(neighbours, lambda m=more: measure([sys.executable, *ppo_command(out, steps, *m)], out))
+                rows.append({"neighbours": neighbours, "threads": name, **row})
+    return rows
+
+
+def ddp(quick: bool) -> list[dict]:
+    """The same PPO run (budget, global batch of 256 envs, seed) on 1 process and on 1 and 2 ranks."""
+    steps = 20_000 if quick else 600_000
+    shaping = ["--env-kwargs", '{"shaping": true}']
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        runs = (("1 process, 2 threads", [sys.executable, *ppo_command(out, steps, *shaping, "--threads", "2")]),
+                ("torchrun, 1 rank, 1 thread", [*TORCHRUN, "--nproc-per-node=1", *ppo_command(out, steps, *shaping, "--threads", "1")]),
+                ("torchrun, 2 ranks, 1 thread each", [*TORCHRUN, "--nproc-per-node=2", *ppo_command(out, steps, *shaping, "--threads", "1")]))
+        for name, cmd in runs:
+            rows.append({"run": name, "env_steps": steps, **measure(cmd, out)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["threads", "ddp", "all"])
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, to check that it runs")
+    args = parser.parse_args()
+    for name, fn in (("threads", threads), ("ddp", ddp)):
+        if args.what in (name, "all"):
+            for row in fn(args.quick):
+                print(json.dumps({"benchmark": name, **row}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""``python -m textgym ...`` is the ``textgym`` command (what ``torchrun -m textgym`` runs)."""
+
+import sys
+
+from textgym.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
