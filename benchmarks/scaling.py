@@ -2,6 +2,8 @@
 
     python benchmarks/scaling.py threads      # PPO steps/s alone and beside 1 and 2 busy processes (~4 min)
     python benchmarks/scaling.py ddp          # PPO on 1 process (2 threads) and on 1 and 2 ranks (1 thread each) (~10 min)
+    python benchmarks/scaling.py efficiency   # FLOP/s of PPO's update passes against a dense matmul (~1 min)
+    python benchmarks/scaling.py compile      # PPO's Reverse-v0 recipe, eager and with --set compile=true (~5 min)
     python benchmarks/scaling.py all --quick  # tiny versions, to check that it runs
 
 Each run is a fresh ``python -m textgym train ppo`` on Reverse-v0 with shaping; steps/s is read
@@ -53,14 +55,14 @@ def threads(quick: bool) -> list[dict]:
     """The old default (torch's: one thread per core of the machine) against textgym's policy."""
     import os
 
-    steps = 20_000 if quick else 150_000
+    steps = 10_000 if quick else 40_000
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         for neighbours in (0, 1, 2):
             for name, more in (("torch default", ["--threads", str(os.cpu_count())]), ("textgym policy", [])):
                 row = with_neighbours(neighbours, lambda m=more: measure([sys.executable, *ppo_command(out, steps, *m)], out))
-                rows.append({"neighbours": neighbours, "threads": name, **row})
+                rows.append({"neighbours": neighbours, "policy": name, **row})
     return rows
 
 
@@ -79,12 +81,74 @@ def ddp(quick: bool) -> list[dict]:
     return rows
 
 
+def ppo_compile(quick: bool) -> list[dict]:
+    """PPO's Reverse-v0 recipe, eager and with ``--set compile=true``, in fresh processes."""
+    steps = 20_000 if quick else 600_000
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        for name, more in (("eager", []), ("compile=true", ["--set", "compile=true"])):
+            cmd = [sys.executable, *ppo_command(out, steps, "--env-kwargs", '{"shaping": true}', "--threads", "2", *more)]
+            rows.append({"run": name, "env_steps": steps, **measure(cmd, out)})
+    return rows
+
+
+def efficiency(quick: bool) -> list[dict]:
+    """FLOP/s of PPO's update passes (forward and backward of a minibatch of whole episodes, counted
+    by ``torch.utils.flop_counter``) against a dense 1024 x 1024 matmul, in the same process."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from textgym.agents.losses import masked_mean
+    from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs
+    from textgym.policies import make_policy
+
+    torch.manual_seed(0)
+    reps = 3 if quick else 20
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    matmul = 2 * 1024**3 * reps / (time.perf_counter() - start)
+    rows = [{"what": "dense matmul 1024x1024", "gflop_per_s": round(matmul / 1e9, 1), "of_matmul": 1.0}]
+    for episodes, compiled in ((64, False), (256, False), (64, True)):
+        envs = make_envs("textgym/Reverse-v0", episodes, torch.device("cpu"), shaping=True)
+        view = SequenceView(envs)
+        policy = make_policy(**view.policy_spec())
+        rollout = collect(envs, view, policy.eval(), seed=0, generator=torch.Generator().manual_seed(0))
+        policy.train()
+        model = torch.compile(policy) if compiled else policy
+
+        def update(model=model, rollout=rollout) -> None:
+            logprobs, entropy, values = evaluate_logprobs(model, rollout)
+            loss = -masked_mean(logprobs, rollout.mask) + masked_mean(values**2, rollout.mask)
+            loss.backward()
+
+        try:
+            update()
+        except Exception as e:  # torch.compile needs a C++ compiler on the CPU
+            rows.append({"what": f"update, {episodes} episodes, torch.compile", "error": str(e).splitlines()[0][:120]})
+            continue
+        with FlopCounterMode(display=False) as counter:
+            update()
+        start = time.perf_counter()
+        for _ in range(reps):
+            update()
+        seconds = (time.perf_counter() - start) / reps
+        flops = counter.get_total_flops() / seconds
+        rows.append({"what": f"update, {episodes} episodes{', torch.compile' if compiled else ''}",
+                     "ms": round(seconds * 1e3, 2), "gflop_per_s": round(flops / 1e9, 1),
+                     "of_matmul": round(flops / matmul, 3)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["threads", "ddp", "all"])
+    parser.add_argument("what", choices=["threads", "ddp", "efficiency", "compile", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to check that it runs")
     args = parser.parse_args()
-    for name, fn in (("threads", threads), ("ddp", ddp)):
+    for name, fn in (("threads", threads), ("ddp", ddp), ("efficiency", efficiency), ("compile", ppo_compile)):
         if args.what in (name, "all"):
             for row in fn(args.quick):
                 print(json.dumps({"benchmark": name, **row}), flush=True)

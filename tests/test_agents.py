@@ -1,6 +1,7 @@
 """The policy network, rollouts, trainers and their checkpoints."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -273,3 +274,22 @@ def test_sft_then_rl_with_the_kl_penalty_starts_at_zero_kl(algo):
         assert 0 <= first["kl"] < 5e-3
     else:
         assert abs(first["ref_kl"]) < 1e-4
+
+
+def test_bf16_autocast_trains_with_float32_losses():
+    from textgym.agents.common import precision
+
+    cfg = ppo.PPOConfig(env_id="textgym/Reverse-v0", num_envs=8, total_steps=80, eval_episodes=8, device="cpu",
+                        bf16=True, n_layers=1, d_model=32)
+    result = ppo.train(cfg, progress=False)
+    assert all(math.isfinite(h["pg_loss"]) and math.isfinite(h["v_loss"]) for h in result.history)
+    envs = make_envs("textgym/Reverse-v0", 8, torch.device("cpu"))
+    view = SequenceView(envs)
+    rollout = collect(envs, view, result.policy, seed=0, greedy=True)
+    full, _, _ = evaluate_logprobs(result.policy, rollout)
+    with precision(cfg, torch.device("cpu")):
+        half, _, _ = evaluate_logprobs(result.policy, rollout)
+    assert half.dtype == torch.float32 and next(result.policy.parameters()).dtype == torch.float32
+    m = rollout.mask
+    assert not torch.equal(half[m], full[m])  # the forward pass ran in bfloat16...
+    torch.testing.assert_close(half[m], full[m], atol=0.1, rtol=0.05)  # ...and agrees to its precision

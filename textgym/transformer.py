@@ -62,8 +62,8 @@ class SelfAttention(nn.Module):
         else:  # write this chunk at its positions, attend to the slots filled so far
             K, V = cache
             index = pos[:, None, :, None].expand_as(k)
-            K.scatter_(2, index, k)
-            V.scatter_(2, index, v)
+            K.scatter_(2, index, k.to(K.dtype))  # under autocast the chunk may be bfloat16
+            V.scatter_(2, index, v.to(V.dtype))
             # Written out rather than fused: for a few queries against a strided slice of the
             # cache, batched matmuls cost what the sequence costs, where the fused kernel copies.
             att = (q @ K[:, :, :upto].transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))  # (B, H, W, upto)

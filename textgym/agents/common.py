@@ -69,6 +69,13 @@ class TrainConfig:
     """LoRA's scaling numerator (the update is scaled by ``lora_alpha / lora_r``)."""
     lora_dropout: float = 0.0
     """Dropout on LoRA's input."""
+    compile: bool = False
+    """``torch.compile`` the policy's forward pass for the updates (the rollout's cached steps stay
+    eager). Off by default: the first iteration pays the compilation, and it needs a C++ compiler
+    on a CPU."""
+    bf16: bool = False
+    """Run the policy's forward passes (rollouts and updates) under bfloat16 autocast; losses,
+    log-probs and optimizer state stay float32. Off by default: not yet measured on a GPU."""
     dist_backend: str = "auto"
     """With torchrun: ``"auto"`` (NCCL on CUDA, gloo on CPU), ``"gloo"`` or ``"nccl"``."""
     dtype: str = "auto"
@@ -82,7 +89,7 @@ class TrainConfig:
         "init": Check(str, optional=True), "value_model": Check(str, choices=("shared", "separate")),
         "lora_r": Check(int, 0), "lora_alpha": POSITIVE, "lora_dropout": Check(float, 0, 1, high_open=True),
         "dtype": Check(str, choices=("auto", "float32", "bfloat16", "float16")),
-        "dist_backend": Check(str, choices=("auto", "gloo", "nccl")),
+        "dist_backend": Check(str, choices=("auto", "gloo", "nccl")), "bf16": Check(bool), "compile": Check(bool),
     }
     """Every field's type and range (see :mod:`textgym.config`); subclasses add theirs."""
 
@@ -188,9 +195,21 @@ def setup(cfg: TrainConfig, policy: nn.Module | None):
     return device, envs, view, policy, generator, ranks
 
 
+def scorer(cfg: TrainConfig, policy: nn.Module) -> nn.Module:
+    """What the updates call to score whole episodes: ``policy``, compiled with ``cfg.compile``
+    (the same parameters; the policy itself is what is sampled from and saved)."""
+    return torch.compile(policy) if cfg.compile else policy
+
+
+def precision(cfg: TrainConfig, device: torch.device):
+    """The autocast context of a run: bfloat16 forward passes with ``cfg.bf16``, else nothing changes."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
+
 def check_finite(iteration: int, **values: torch.Tensor) -> None:
-    """Raise :class:`TrainingError` naming the iteration and every value that is NaN or infinite."""
-    bad = [name for name, v in values.items() if not bool(torch.isfinite(v).all())]
+    """Raise :class:`TrainingError` naming the iteration and every value that is NaN or infinite (one device sync)."""
+    finite = torch.stack([torch.isfinite(v).all() for v in values.values()]).tolist()
+    bad = [name for name, ok in zip(values, finite) if not ok]
     if bad:
         raise TrainingError(f"iteration {iteration}: {', '.join(bad)} became NaN or infinite; training stopped")
 

@@ -34,7 +34,9 @@ from textgym.agents.common import (
     check_finite,
     finish,
     frozen_reference,
+    precision,
     reference_logprobs,
+    scorer,
     setup,
 )
 from textgym.agents.evaluate import TrainResult
@@ -103,7 +105,8 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
     run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "grpo", progress and ranks.is_main, resume_at=run.iteration if resume else None)
     start = time.time() - run.elapsed
-    with checkpointer.stop_on_signals(), logger:
+    score = scorer(cfg, policy)  # the policy, or its compiled forward pass (cfg.compile)
+    with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1
             # 2. Rollout: k samples of each prompt, with the KV cache.
@@ -127,7 +130,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
                 for lo in range(0, envs.num_envs, batch):
                     idx = perm[lo : lo + batch]
                     mb, mb_mask = rollout.index(idx), mask[idx]
-                    logprobs, entropy, _ = evaluate_logprobs(policy, mb)
+                    logprobs, entropy, _ = evaluate_logprobs(score, mb)
                     pg_loss, clipfrac, approx_kl = grpo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask,
                                                                     cfg.clip_coef, cfg.loss_type)
                     kl = torch.zeros((), device=device)
@@ -135,7 +138,6 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
                         kl = sequence_loss(kl_penalty(logprobs, ref_logprobs[idx], cfg.kl_estimator), mb_mask, cfg.loss_type)
                     ent = masked_mean(entropy, mb_mask)
                     loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
-                    check_finite(run.iteration, pg_loss=pg_loss, kl=kl, entropy=ent)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     ranks.average_gradients(policy)  # one all-reduce when there are several ranks
@@ -143,6 +145,8 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
                     optimizer.step()
                     for k, v in zip(stats, (pg_loss, kl, ent, approx_kl, clipfrac)):
                         stats[k].append(v.detach())  # kept on the device; read once, to log
+
+            check_finite(run.iteration, **{k: torch.stack(stats[k]) for k in ("pg_loss", "kl", "entropy")})  # one sync
 
             # 5. Log and checkpoint.
             logger.log(ranks.mean({

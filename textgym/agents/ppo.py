@@ -6,6 +6,11 @@ clipped value loss, an entropy bonus, gradient-norm clipping, several epochs of 
 an early stop on a target KL, and a KL penalty to a frozen reference policy (k1 or k3, with a fixed
 or adaptive coefficient) added to the reward at every step.
 
+Host syncs (each a wait for the device on CUDA), all of them needed: the rollout reads the longest
+prompt once and whether every episode has ended every ``check_every`` steps; an iteration counts
+its env steps (the budget), checks its losses for NaN once, reads ``approx_kl`` after each epoch
+only with ``target_kl``, and reads its metrics once to log them.
+
 Usage::
 
     from textgym.agents import ppo
@@ -31,6 +36,8 @@ from textgym.agents.common import (
     finish,
     frozen_reference,
     kl_to_reference,
+    precision,
+    scorer,
     setup,
 )
 from textgym.agents.evaluate import TrainResult
@@ -128,7 +135,8 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
         kl_ctl.value = kl_coef
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "ppo", progress and ranks.is_main, resume_at=run.iteration if resume else None)
     start = time.time() - run.elapsed
-    with checkpointer.stop_on_signals(), logger:
+    score = scorer(cfg, policy)  # the policy, or its compiled forward pass (cfg.compile)
+    with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1
             # 2. Rollout: sample one episode per env with the KV cache.
@@ -156,12 +164,11 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
                 for lo in range(0, envs.num_envs, batch):
                     idx = perm[lo : lo + batch]
                     mb, mb_mask = rollout.index(idx), mask[idx]
-                    logprobs, entropy, values = evaluate_logprobs(policy, mb)
+                    logprobs, entropy, values = evaluate_logprobs(score, mb)
                     pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
                     v_loss = value_loss(values, mb.values, returns[idx], mb_mask, cfg.clip_coef if cfg.clip_vloss else None)
                     ent = masked_mean(entropy, mb_mask)
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
-                    check_finite(run.iteration, pg_loss=pg_loss, v_loss=v_loss, entropy=ent)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     ranks.average_gradients(policy)  # one all-reduce when there are several ranks
@@ -171,6 +178,10 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
                         stats[k].append(v.detach())  # kept on the device; read once, to log
                 if cfg.target_kl is not None and ranks.mean({"kl": float(stats["approx_kl"][-1])})["kl"] > cfg.target_kl:
                     break
+
+            # One check of every minibatch's losses (one device sync); a NaN stops the run before
+            # anything is saved, so the last checkpoint on disk stays good.
+            check_finite(run.iteration, **{k: torch.stack(stats[k]) for k in ("pg_loss", "v_loss", "entropy")})
 
             # 6. Adapt the KL coefficient, log, checkpoint.
             ref_kl = ranks.mean({"ref_kl": float((kl * mask).sum(1).mean())})["ref_kl"]  # the same on every rank

@@ -32,6 +32,8 @@ from textgym.agents.common import (
     finish,
     frozen_reference,
     kl_to_reference,
+    precision,
+    scorer,
     setup,
 )
 from textgym.agents.evaluate import TrainResult
@@ -89,7 +91,8 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
     moving = run.extra.get("moving", moving)
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "reinforce", progress and ranks.is_main, resume_at=run.iteration if resume else None)
     start = time.time() - run.elapsed
-    with checkpointer.stop_on_signals(), logger:
+    score = scorer(cfg, policy)  # the policy, or its compiled forward pass (cfg.compile)
+    with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1
             # 2. Rollout: one episode per env, sampled with the KV cache.
@@ -115,7 +118,7 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
 
             # 4. One gradient step on the whole batch: -Σ log π(a|s) * advantage.
             policy.train()
-            logprobs, entropy, values = evaluate_logprobs(policy, rollout)
+            logprobs, entropy, values = evaluate_logprobs(score, rollout)
             pg_loss = -masked_mean(logprobs * advantages, mask)
             ent = masked_mean(entropy, mask)
             v_loss = 0.5 * masked_mean((values - returns) ** 2, mask) if cfg.baseline == "value" else torch.zeros((), device=device)

@@ -197,6 +197,7 @@ def collect(
     for t in range(T):
         # 1. act from the last position of each sequence
         if policy is not None:
+            logits = logits.float()  # a no-op, except under bf16 autocast
             if logits_fn is not None:
                 logits = logits_fn(logits)
             action = sample(logits, temperature, top_k, greedy, generator)
@@ -235,6 +236,7 @@ def evaluate_logprobs(policy: nn.Module, rollout: Rollout) -> tuple[torch.Tensor
         ``(logprobs, entropy, values)``, each ``(B, T)``.
     """
     logits, values = policy(rollout.inputs)  # (B, L, A), (B, L)
+    logits, values = logits.float(), values.float()  # no-ops, except under bf16 autocast
     idx = rollout.positions
     logits = logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1]))  # (B, T, A)
     logp_all = F.log_softmax(logits, dim=-1)

@@ -24,7 +24,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from textgym.agents.common import RunLogger, TrainConfig, check_finite, finish, setup
+from textgym.agents.common import (
+    RunLogger,
+    TrainConfig,
+    check_finite,
+    finish,
+    precision,
+    scorer,
+    setup,
+)
 from textgym.agents.evaluate import TrainResult, evaluate_policy
 from textgym.agents.losses import masked_mean
 from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs
@@ -113,7 +121,8 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
     evaluation = run.extra.get("evaluation", {})
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "sft", progress and ranks.is_main, resume_at=run.iteration if resume else None)
     start = time.time() - run.elapsed
-    with checkpointer.stop_on_signals(), logger:
+    score = scorer(cfg, policy)  # the policy, or its compiled forward pass (cfg.compile)
+    with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1
             # 2. Demonstrations: the expert plays one episode per env, or a recorded batch is replayed.
@@ -131,7 +140,7 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
 
             # 3. Cross-entropy on the expert's actions, one forward pass per episode.
             policy.train()
-            logprobs, _, _ = evaluate_logprobs(policy, demos)
+            logprobs, _, _ = evaluate_logprobs(score, demos)
             loss = -masked_mean(logprobs, mask)
             check_finite(run.iteration, loss=loss)
             optimizer.zero_grad(set_to_none=True)
