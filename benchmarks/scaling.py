@@ -55,11 +55,11 @@ def threads(quick: bool) -> list[dict]:
     """The old default (torch's: one thread per core of the machine) against textgym's policy."""
     import os
 
-    steps = 10_000 if quick else 40_000
+    steps = 3_000 if quick else 40_000
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        for neighbours in (0, 1, 2):
+        for neighbours in (0, 1) if quick else (0, 1, 2):
             for name, more in (("torch default", ["--threads", str(os.cpu_count())]), ("textgym policy", [])):
                 row = with_neighbours(neighbours, lambda m=more: measure([sys.executable, *ppo_command(out, steps, *m)], out))
                 rows.append({"neighbours": neighbours, "policy": name, **row})
@@ -68,7 +68,7 @@ def threads(quick: bool) -> list[dict]:
 
 def ddp(quick: bool) -> list[dict]:
     """The same PPO run (budget, global batch of 256 envs, seed) on 1 process and on 1 and 2 ranks."""
-    steps = 20_000 if quick else 600_000
+    steps = 5_000 if quick else 600_000
     shaping = ["--env-kwargs", '{"shaping": true}']
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +83,7 @@ def ddp(quick: bool) -> list[dict]:
 
 def ppo_compile(quick: bool) -> list[dict]:
     """PPO's Reverse-v0 recipe, eager and with ``--set compile=true``, in fresh processes."""
-    steps = 20_000 if quick else 600_000
+    steps = 5_000 if quick else 600_000
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"

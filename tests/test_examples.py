@@ -134,3 +134,17 @@ def test_hf_policy_benchmark_quick():
     assert [r["benchmark"] for r in rows] == ["learning"] * 2 + ["throughput"] * 3 + ["memory"] * 2
     assert rows[0]["parameters"] == rows[1]["parameters"]  # the GPT-2 has textgym's policy's size
     assert rows[-1]["trainable"] < rows[-2]["trainable"] / 10  # LoRA trains a small part
+
+
+def test_scaling_benchmark_quick():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "scaling.py"), "all", "--quick"],
+                         check=True, capture_output=True, text=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    kinds = [r["benchmark"] for r in rows]
+    assert kinds == ["threads"] * 4 + ["ddp"] * 3 + ["efficiency"] * 4 + ["compile"] * 2
+    assert all(r["steps_per_s"] > 0 for r in rows if "steps_per_s" in r)
+    assert all(r.get("gflop_per_s", 0) > 0 or "error" in r for r in rows if r["benchmark"] == "efficiency")
