@@ -293,3 +293,19 @@ def test_bf16_autocast_trains_with_float32_losses():
     m = rollout.mask
     assert not torch.equal(half[m], full[m])  # the forward pass ran in bfloat16...
     torch.testing.assert_close(half[m], full[m], atol=0.1, rtol=0.05)  # ...and agrees to its precision
+
+
+def test_compiled_decode_step_and_forward_match_eager():
+    from textgym.agents.common import compiled
+
+    envs = make_envs("textgym/Reverse-v0", 16, torch.device("cpu"))
+    view = SequenceView(envs)
+    torch.manual_seed(0)
+    policy = make_policy(**view.policy_spec(), n_layers=1, d_model=32).eval()
+    eager = collect(envs, view, policy, seed=0, generator=torch.Generator().manual_seed(0))
+    score, step = compiled(ppo.PPOConfig(compile=True), policy)
+    assert score is not policy and step is not policy.step
+    fast = collect(envs, view, policy, seed=0, generator=torch.Generator().manual_seed(0), step=step)
+    assert torch.equal(fast.actions, eager.actions)
+    torch.testing.assert_close(fast.logprobs, eager.logprobs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(evaluate_logprobs(score, eager)[0], evaluate_logprobs(policy, eager)[0], atol=1e-5, rtol=1e-5)

@@ -61,7 +61,7 @@ def test_a_world_size_that_does_not_divide_num_envs(tmp_path):
 
 
 def test_nccl_without_cuda_is_refused(monkeypatch):
-    from textgym.agents.distributed import init_ranks
+    from textgym.distributed import init_ranks
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -71,3 +71,18 @@ def test_nccl_without_cuda_is_refused(monkeypatch):
         init_ranks("nccl", 16, torch.device("cpu"))
     with pytest.raises(ValueError, match=r"dist_backend must be one of \['auto', 'gloo', 'nccl'\]"):
         init_ranks("mpi", 16, torch.device("cpu"))
+
+
+def test_the_reward_model_on_two_ranks_takes_one_process_steps(tmp_path):
+    """200 pairs, 20 held out, minibatches of 60: each rank scores 30 of every minibatch."""
+    pairs = tmp_path / "pairs.jsonl"
+    _run([sys.executable, "-m", "textgym", "preferences", "--pairs", "200", "--out", str(pairs)])
+    args = ["train-rm", "--data", str(pairs), "--epochs", "2", "--set", "batch_size=60", "--set", "n_layers=1",
+            "--set", "d_model=16", "--set", "warmup_steps=1", "--device", "cpu"]
+    two = _run([*TORCHRUN, "-m", "textgym", *args, "--out", str(tmp_path / "two")])
+    _run([sys.executable, "-m", "textgym", *args, "--out", str(tmp_path / "one")])
+    assert two.stdout.count('"out"') == 1  # rank 0 alone reports
+    a = load_file(tmp_path / "two" / "reward_model.safetensors")
+    b = load_file(tmp_path / "one" / "reward_model.safetensors")
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)  # 6 Adam steps of float sums in another order

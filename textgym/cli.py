@@ -424,7 +424,8 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     _usable_dir(out)  # before training: a bad --out costs nothing
     model, tokenizer, metrics = rm.train_reward_model(data, cfg, tokenizer, device=device, out=out)
-    print(json.dumps({"out": str(out), **metrics}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        print(json.dumps({"out": str(out), **metrics}))
     return 0
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from textgym.agents.distributed import init_ranks, rank_device
 from textgym.agents.losses import kl_penalty
 from textgym.agents.rollout import Rollout, SequenceView, evaluate_logprobs, make_envs
 from textgym.agents.state import Checkpointer, Progress
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
+from textgym.distributed import init_ranks, rank_device
 from textgym.policies import load_policy, make_policy, tokenizer_dir
 
 
@@ -70,9 +70,9 @@ class TrainConfig:
     lora_dropout: float = 0.0
     """Dropout on LoRA's input."""
     compile: bool = False
-    """``torch.compile`` the policy's forward pass for the updates (the rollout's cached steps stay
-    eager). Off by default: the first iteration pays the compilation, and it needs a C++ compiler
-    on a CPU."""
+    """``torch.compile`` the policy's cached decode step (the rollouts) and its forward pass (the
+    updates). Off by default: the first iterations pay the compilation (about 30 s on a CPU), and a
+    CPU needs a C++ compiler."""
     bf16: bool = False
     """Run the policy's forward passes (rollouts and updates) under bfloat16 autocast; losses,
     log-probs and optimizer state stay float32. Off by default: not yet measured on a GPU."""
@@ -177,7 +177,7 @@ def initial_policy(cfg: TrainConfig, view: SequenceView, device: torch.device) -
 
 def setup(cfg: TrainConfig, policy: nn.Module | None):
     """Device, envs, view, policy (given, else :func:`initial_policy`; moved to the device), the
-    sampling generator and this process's :class:`~textgym.agents.distributed.Ranks` (one rank
+    sampling generator and this process's :class:`~textgym.distributed.Ranks` (one rank
     without torchrun; with it, this rank's share of the envs and rank 0's weights)."""
     device = resolve_device(cfg.device)
     ranks = init_ranks(cfg.dist_backend, cfg.num_envs, device)
@@ -195,10 +195,13 @@ def setup(cfg: TrainConfig, policy: nn.Module | None):
     return device, envs, view, policy, generator, ranks
 
 
-def scorer(cfg: TrainConfig, policy: nn.Module) -> nn.Module:
-    """What the updates call to score whole episodes: ``policy``, compiled with ``cfg.compile``
-    (the same parameters; the policy itself is what is sampled from and saved)."""
-    return torch.compile(policy) if cfg.compile else policy
+def compiled(cfg: TrainConfig, policy: nn.Module) -> tuple[Any, Any]:
+    """``(score, step)``: what the updates call to score whole episodes and what the rollouts call
+    to step the KV cache; with ``cfg.compile`` their ``torch.compile``'d forms (the same
+    parameters: the policy itself is what is saved)."""
+    if not cfg.compile:
+        return policy, policy.step
+    return torch.compile(policy), torch.compile(policy.step, dynamic=True)  # the cache's fill level varies
 
 
 def precision(cfg: TrainConfig, device: torch.device):

@@ -32,11 +32,11 @@ from textgym.agents.common import (
     RunLogger,
     TrainConfig,
     check_finite,
+    compiled,
     finish,
     frozen_reference,
     precision,
     reference_logprobs,
-    scorer,
     setup,
 )
 from textgym.agents.evaluate import TrainResult
@@ -105,7 +105,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
     run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "grpo", progress and ranks.is_main, resume_at=run.iteration if resume else None)
     start = time.time() - run.elapsed
-    score = scorer(cfg, policy)  # the policy, or its compiled forward pass (cfg.compile)
+    score, step = compiled(cfg, policy)  # the policy's forward and cached step, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1
@@ -113,7 +113,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
             policy.eval()
             rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
                               reset_options={"group_size": cfg.group_size} if run.iteration == 1 else None,
-                              temperature=cfg.temperature, generator=generator)
+                              temperature=cfg.temperature, generator=generator, step=step)
             mask = rollout.mask
             run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 

@@ -29,11 +29,11 @@ from textgym.agents.common import (
     RunLogger,
     TrainConfig,
     check_finite,
+    compiled,
     finish,
     frozen_reference,
     kl_to_reference,
     precision,
-    scorer,
     setup,
 )
 from textgym.agents.evaluate import TrainResult
@@ -91,7 +91,7 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
     moving = run.extra.get("moving", moving)
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "reinforce", progress and ranks.is_main, resume_at=run.iteration if resume else None)
     start = time.time() - run.elapsed
-    score = scorer(cfg, policy)  # the policy, or its compiled forward pass (cfg.compile)
+    score, step = compiled(cfg, policy)  # the policy's forward and cached step, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1
@@ -99,7 +99,7 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             policy.eval()
             rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
                               reset_options=reset_options if run.iteration == 1 else None,
-                              temperature=cfg.temperature, generator=generator)
+                              temperature=cfg.temperature, generator=generator, step=step)
             mask = rollout.mask
             run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 

@@ -157,6 +157,7 @@ def collect(
     generator: torch.Generator | None = None,
     check_every: int = 8,
     logits_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    step: Callable | None = None,
 ) -> Rollout:
     """Play one episode in every sub-env, with ``policy`` (sampling) or with ``expert`` (demonstrations).
 
@@ -170,6 +171,7 @@ def collect(
         check_every: steps between checks that every episode has ended (a device sync).
         logits_fn: changes the logits before sampling (e.g. forbids a token); the recorded
             log-probs are then those of the changed distribution.
+        step: what steps the cache instead of ``policy.step`` (its ``torch.compile``'d form).
     """
     if (policy is None) == (expert is None):
         raise ValueError("collect needs exactly one of policy and expert")
@@ -187,11 +189,12 @@ def collect(
     inputs, lengths = view.sequence(obs)
     if policy is not None:
         cache = policy.new_cache(B, slack=W)
+        step = step or policy.step
         # Prefill the prompts up to the longest one (one sync per rollout); after step t no
         # position is past `filled + t * W`, so attention never reads the empty rest of the cache.
         filled = int(lengths.max())
         pos = torch.arange(filled, device=dev).expand(B, filled)
-        logits, value = policy.step(inputs[:, :filled], pos, cache, upto=filled)
+        logits, value = step(inputs[:, :filled], pos, cache, upto=filled)
         logits, value = logits[rows, lengths - 1], value[rows, lengths - 1]
     offsets = torch.arange(W, device=dev)
     for t in range(T):
@@ -220,7 +223,7 @@ def collect(
             chunk = inputs.gather(1, pos.clamp(max=inputs.shape[1] - 1) if inputs.dim() == 2 else
                                   pos.clamp(max=inputs.shape[1] - 1)[..., None].expand(-1, -1, inputs.shape[2]))
             filled += W
-            logits, value = policy.step(chunk, pos, cache, upto=filled)
+            logits, value = step(chunk, pos, cache, upto=filled)
             last = (new_lengths - lengths - 1).clamp(0, W - 1)
             logits, value = logits[rows, last], value[rows, last]
         lengths = new_lengths

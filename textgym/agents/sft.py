@@ -28,9 +28,9 @@ from textgym.agents.common import (
     RunLogger,
     TrainConfig,
     check_finite,
+    compiled,
     finish,
     precision,
-    scorer,
     setup,
 )
 from textgym.agents.evaluate import TrainResult, evaluate_policy
@@ -121,7 +121,7 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
     evaluation = run.extra.get("evaluation", {})
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "sft", progress and ranks.is_main, resume_at=run.iteration if resume else None)
     start = time.time() - run.elapsed
-    score = scorer(cfg, policy)  # the policy, or its compiled forward pass (cfg.compile)
+    score, _ = compiled(cfg, policy)  # the policy's forward, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1

@@ -95,7 +95,7 @@ class Checkpointer:
 
     def __init__(self, out: str | os.PathLike | None, every: int, policy: nn.Module, optimizer: torch.optim.Optimizer,
                  generator: torch.Generator, envs: Any, reference: Any = None, ranks: Any = None) -> None:
-        from textgym.agents.distributed import Ranks
+        from textgym.distributed import Ranks
 
         self.ranks = ranks if ranks is not None else Ranks()
         self.out = Path(out) if out is not None else None

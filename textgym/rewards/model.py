@@ -259,10 +259,15 @@ def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardMod
     """Train a reward model on ``data``; returns ``(model, tokenizer, metrics)`` with held-out metrics.
 
     With ``out``, the model is saved there (atomically) after every epoch, so an interrupted run
-    keeps its last finished epoch.
+    keeps its last finished epoch. Under torchrun, each rank scores its share of every minibatch,
+    the gradients are averaged, and rank 0 saves (see :mod:`textgym.distributed`).
     """
+    from textgym.distributed import init_ranks, rank_device
+
     device = torch.device(device)
-    torch.manual_seed(cfg.seed)
+    ranks = init_ranks("auto", None, device)
+    device = rank_device(device, ranks)
+    torch.manual_seed(cfg.seed)  # the same model, split and order on every rank
     texts = [r[k] for r in data.rows for k in ("prompt", "chosen", "rejected", "completion") if k in r]
     tokenizer = tokenizer or CharTokenizer(alphabet_of(texts) or " ")
     sides = ("chosen", "rejected") if data.kind == "preferences" else ("completion",)
@@ -275,6 +280,7 @@ def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardMod
     train_idx, eval_idx = perm[n_eval:], perm[:n_eval]
     binary = data.kind == "scores" and bool(((enc["score"] == 0) | (enc["score"] == 1)).all())
     model = RewardModel(RewardModelConfig(tokenizer.vocab_size, max_len, cfg.n_layers, cfg.n_heads, cfg.d_model)).to(device)
+    ranks.broadcast_parameters(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
     total = cfg.epochs * math.ceil(len(train_idx) / cfg.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, then cosine decay to 0
@@ -283,8 +289,10 @@ def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardMod
         model.train()
         order = train_idx[torch.randperm(len(train_idx), device=device)]
         for lo in range(0, len(order), cfg.batch_size):
-            idx = order[lo : lo + cfg.batch_size]
-            if data.kind == "preferences":
+            idx = order[lo : lo + cfg.batch_size][ranks.rank :: ranks.world]  # this rank's share
+            if len(idx) == 0:  # a last minibatch smaller than the world: nothing to score here
+                loss = sum(p.sum() for p in model.parameters()) * 0.0
+            elif data.kind == "preferences":
                 rc, rr = _scores(model, enc, idx, data.kind)
                 loss = bradley_terry_loss(rc, rr, enc["margin"][idx], cfg.center_coef)
             else:
@@ -295,10 +303,11 @@ def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardMod
                 raise ValueError(f"the reward model's loss became {loss.item()} in epoch {_epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            ranks.average_gradients(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
-        if out is not None:
+        if out is not None and ranks.is_main:
             save_reward_model(model, tokenizer, out)
     held_out = {k: v[eval_idx] for k, v in enc.items()} if n_eval else None
     metrics = {"train": evaluate_reward_model(model, {k: v[train_idx] for k, v in enc.items()}, data.kind),

@@ -1,4 +1,4 @@
-"""Training on several processes: torchrun starts them, each rank plays its share of the episodes.
+"""Training on several processes: torchrun starts them, each rank takes its share of the batch.
 
 ``torchrun --nproc-per-node=N -m textgym train ...`` runs N copies of the same command; torchrun
 sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address in each one's
@@ -17,6 +17,9 @@ The design is CleanRL's ``ppo_atari_multigpu.py``: data parallel, no model shard
   own steps, as DDP does), and the gradients are averaged with one all-reduce before clipping, so
   every rank takes the same step and the weights stay identical.
 * Metrics are averaged over ranks; env steps are summed; only rank 0 writes the run directory.
+
+The reward model (:func:`textgym.rewards.model.train_reward_model`) splits each minibatch of
+pairs the same way: rank ``r`` scores every ``N``-th pair of it, from the ``r``-th.
 """
 
 from __future__ import annotations
@@ -114,12 +117,12 @@ class Ranks:
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
-def init_ranks(backend: str, num_envs: int, device: torch.device) -> Ranks:
+def init_ranks(backend: str, num_envs: int | None, device: torch.device) -> Ranks:
     """Join torchrun's process group when ``WORLD_SIZE`` > 1 (once per process); else one rank.
 
     Args:
         backend: ``"auto"`` (NCCL when training on CUDA, else gloo), ``"gloo"`` or ``"nccl"``.
-        num_envs: the global batch, which the world size must divide.
+        num_envs: the global batch of envs, which the world size must divide (None: no envs).
         device: the training device (CUDA ranks use ``cuda:LOCAL_RANK``).
 
     Raises:
@@ -135,7 +138,7 @@ def init_ranks(backend: str, num_envs: int, device: torch.device) -> Ranks:
         backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and not torch.cuda.is_available():
         raise ValueError("dist_backend='nccl' needs CUDA GPUs, and this machine has none: use 'gloo' (or 'auto')")
-    if num_envs % world:
+    if num_envs is not None and num_envs % world:
         raise ValueError(f"num_envs={num_envs} must be a multiple of the world size {world}: each of the {world} "
                          "ranks plays num_envs / world_size episodes per iteration")
     if not dist.is_initialized():
