@@ -180,3 +180,22 @@ def test_a_busy_neighbour_is_seen():
         assert threads.busy_elsewhere(0.3) > 0.5  # the spinning process holds about one core
     finally:
         spin.kill()
+
+
+def test_torchrun_restarts_a_killed_worker_and_auto_resume_continues_it(tmp_path):
+    """torchrun --max-restarts=1 runs the same command again after a worker dies; --auto-resume
+    makes that second start continue the run, which ends as the run that never died."""
+    psutil = pytest.importorskip("psutil")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1", "--max-restarts=1"]
+    whole, restarted = tmp_path / "whole", tmp_path / "restarted"
+    subprocess.run(_cli(whole, "--out", str(whole)), check=True, capture_output=True)
+    cmd = [*torchrun, *_cli(restarted, "--out", str(restarted), "--auto-resume")[1:]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_lines(restarted, proc, 4)
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "textgym" in " ".join(p.cmdline())]
+    assert len(workers) == 1
+    workers[0].send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert metrics(restarted) == metrics(whole)
+    assert same_weights(restarted, whole)
