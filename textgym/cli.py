@@ -7,7 +7,6 @@ import argparse
 import dataclasses
 import importlib
 import json
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -247,6 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """
     from textgym.agents.common import TrainingError, resolve_device, write_json
     from textgym.agents.state import STATE_FILE, TrainingInterrupted
+    from textgym.distributed import is_main_process
     from textgym.policies import load_policy
     from textgym.threads import set_threads
 
@@ -263,7 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         out = Path(args.out)
         resume = args.auto_resume and (out / STATE_FILE).is_file()
-    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone claims and writes the run
+    main_rank = is_main_process()  # under torchrun, rank 0 alone claims and writes the run
     if resume:
         _check_resume(out, args.algo, cfg)
     elif main_rank and out.is_dir() and any((out / name).exists() for name in RUN_FILES) and not args.force:
@@ -407,6 +407,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_train_rm(args: argparse.Namespace) -> int:
     """Train a reward model on a preference or score JSONL file."""
     from textgym.agents.common import resolve_device
+    from textgym.distributed import is_main_process
     from textgym.rewards import model as rm
 
     out = Path(args.out)
@@ -424,7 +425,7 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     _usable_dir(out)  # before training: a bad --out costs nothing
     model, tokenizer, metrics = rm.train_reward_model(data, cfg, tokenizer, device=device, out=out)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+    if is_main_process():  # under torchrun, rank 0 reports
         print(json.dumps({"out": str(out), **metrics}))
     return 0
 

@@ -80,6 +80,10 @@ class Ranks:
         dist.all_reduce(t)
         return {**metrics, **dict(zip(keys, (t / self.world).tolist()))}
 
+    def mean_of(self, value: float) -> float:
+        """One float averaged over the ranks."""
+        return self.mean({"value": float(value)})["value"]
+
     def average_gradients(self, module: nn.Module) -> None:
         """Average the gradients of ``module``'s trainable parameters over the ranks, in one all-reduce."""
         if not self.active:
@@ -115,6 +119,11 @@ class Ranks:
 
     def _device(self) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def is_main_process() -> bool:
+    """Rank 0 of torchrun's processes (or the only process): the one that writes and reports."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def init_ranks(backend: str, num_envs: int | None, device: torch.device) -> Ranks:

@@ -209,6 +209,18 @@ def precision(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
 
+def start_run(name: str, cfg: TrainConfig, policy: nn.Module, optimizer: torch.optim.Optimizer,
+              generator: torch.Generator, envs, ranks, out: str | os.PathLike | None, progress: bool, save_every: int,
+              resume: bool, reference: Any = None) -> tuple[Checkpointer, Progress, RunLogger]:
+    """A run's checkpointer, where it stands (restored from ``out`` with ``resume``) and its logger
+    (rank 0 alone writes and shows progress)."""
+    checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
+    run = checkpointer.restore() if resume else Progress()
+    logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, name, progress and ranks.is_main,
+                       resume_at=run.iteration if resume else None)
+    return checkpointer, run, logger
+
+
 def check_finite(iteration: int, **values: torch.Tensor) -> None:
     """Raise :class:`TrainingError` naming the iteration and every value that is NaN or infinite (one device sync)."""
     finite = torch.stack([torch.isfinite(v).all() for v in values.values()]).tolist()

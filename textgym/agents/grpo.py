@@ -29,7 +29,6 @@ from torch import nn
 
 from textgym.agents.common import (
     KLConfig,
-    RunLogger,
     TrainConfig,
     check_finite,
     compiled,
@@ -38,6 +37,7 @@ from textgym.agents.common import (
     precision,
     reference_logprobs,
     setup,
+    start_run,
 )
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
@@ -48,7 +48,6 @@ from textgym.agents.losses import (
     sequence_loss,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
-from textgym.agents.state import Checkpointer, Progress
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
@@ -101,9 +100,8 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
     device, envs, view, policy, generator, ranks = setup(cfg, policy)
     reference = frozen_reference(policy, cfg)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
-    checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
-    run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
-    logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "grpo", progress and ranks.is_main, resume_at=run.iteration if resume else None)
+    checkpointer, run, logger = start_run("grpo", cfg, policy, optimizer, generator, envs, ranks, out, progress, save_every,
+                                          resume, reference)  # where the run stands: restored with resume
     start = time.time() - run.elapsed
     score, step = compiled(cfg, policy)  # the policy's forward and cached step, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):

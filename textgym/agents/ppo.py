@@ -30,7 +30,6 @@ from torch import nn
 
 from textgym.agents.common import (
     KLConfig,
-    RunLogger,
     TrainConfig,
     check_finite,
     compiled,
@@ -39,6 +38,7 @@ from textgym.agents.common import (
     kl_to_reference,
     precision,
     setup,
+    start_run,
 )
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
@@ -51,7 +51,6 @@ from textgym.agents.losses import (
     value_loss,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
-from textgym.agents.state import Checkpointer, Progress
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
@@ -126,14 +125,12 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
     device, envs, view, policy, generator, ranks = setup(cfg, policy)
     reference = frozen_reference(policy, cfg)
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon) if cfg.adaptive_kl_target else None
-    kl_coef = cfg.kl_coef
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
-    checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
-    run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
-    kl_coef = run.extra.get("kl_coef", kl_coef)
+    checkpointer, run, logger = start_run("ppo", cfg, policy, optimizer, generator, envs, ranks, out, progress, save_every,
+                                          resume, reference)  # where the run stands: restored with resume
+    kl_coef = run.extra.get("kl_coef", cfg.kl_coef)
     if kl_ctl is not None:
         kl_ctl.value = kl_coef
-    logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "ppo", progress and ranks.is_main, resume_at=run.iteration if resume else None)
     start = time.time() - run.elapsed
     score, step = compiled(cfg, policy)  # the policy's forward and cached step, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
@@ -176,7 +173,7 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
                     optimizer.step()
                     for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
                         stats[k].append(v.detach())  # kept on the device; read once, to log
-                if cfg.target_kl is not None and ranks.mean({"kl": float(stats["approx_kl"][-1])})["kl"] > cfg.target_kl:
+                if cfg.target_kl is not None and ranks.mean_of(stats["approx_kl"][-1]) > cfg.target_kl:
                     break
 
             # One check of every minibatch's losses (one device sync); a NaN stops the run before
@@ -184,7 +181,7 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
             check_finite(run.iteration, **{k: torch.stack(stats[k]) for k in ("pg_loss", "v_loss", "entropy")})
 
             # 6. Adapt the KL coefficient, log, checkpoint.
-            ref_kl = ranks.mean({"ref_kl": float((kl * mask).sum(1).mean())})["ref_kl"]  # the same on every rank
+            ref_kl = ranks.mean_of((kl * mask).sum(1).mean())  # the same on every rank
             if kl_ctl is not None:
                 kl_coef = kl_ctl.update(ref_kl, cfg.num_envs)
             metrics = {

@@ -26,7 +26,6 @@ from torch import nn
 
 from textgym.agents.common import (
     KLConfig,
-    RunLogger,
     TrainConfig,
     check_finite,
     compiled,
@@ -35,11 +34,11 @@ from textgym.agents.common import (
     kl_to_reference,
     precision,
     setup,
+    start_run,
 )
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import masked_mean, returns_to_go, rloo_baseline
 from textgym.agents.rollout import collect, evaluate_logprobs
-from textgym.agents.state import Checkpointer, Progress
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, Check
 
 BASELINES = ("moving_average", "value", "rloo")
@@ -85,11 +84,9 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
     reference = frozen_reference(policy, cfg)  # the KL penalty's, when kl_coef > 0 (SFT-then-RL)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
     reset_options = {"group_size": cfg.rloo_k} if cfg.baseline == "rloo" else None
-    moving = None  # (T,) moving average of the return-to-go at each step index
-    checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
-    run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
-    moving = run.extra.get("moving", moving)
-    logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "reinforce", progress and ranks.is_main, resume_at=run.iteration if resume else None)
+    checkpointer, run, logger = start_run("reinforce", cfg, policy, optimizer, generator, envs, ranks, out, progress,
+                                          save_every, resume, reference)  # where the run stands: restored with resume
+    moving = run.extra.get("moving")  # (T,) moving average of the return-to-go at each step index
     start = time.time() - run.elapsed
     score, step = compiled(cfg, policy)  # the policy's forward and cached step, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):

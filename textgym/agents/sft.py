@@ -25,19 +25,18 @@ import torch
 from torch import nn
 
 from textgym.agents.common import (
-    RunLogger,
     TrainConfig,
     check_finite,
     compiled,
     finish,
     precision,
     setup,
+    start_run,
 )
 from textgym.agents.evaluate import TrainResult, evaluate_policy
 from textgym.agents.losses import masked_mean
 from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs
 from textgym.agents.scripted import vector_expert
-from textgym.agents.state import Checkpointer, Progress
 from textgym.config import POSITIVE_INT, Check
 from textgym.tasks import iter_jsonl
 
@@ -116,10 +115,9 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
     sources = replays(data, cfg, device, min_return) if data is not None else None
     expert = vector_expert(envs) if sources is None else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-    checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, ranks=ranks)
-    run = checkpointer.restore() if resume else Progress()  # iteration, env steps, time, adapted state
+    checkpointer, run, logger = start_run("sft", cfg, policy, optimizer, generator, envs, ranks, out, progress, save_every,
+                                          resume)  # where the run stands: restored with resume
     evaluation = run.extra.get("evaluation", {})
-    logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, "sft", progress and ranks.is_main, resume_at=run.iteration if resume else None)
     start = time.time() - run.elapsed
     score, _ = compiled(cfg, policy)  # the policy's forward, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
