@@ -1,81 +1,223 @@
-"""Learning results: each recipe (and a few runs beside them) trained from scratch, then evaluated greedily.
+"""The learning table: every env x algorithm at its recipe, 3 seeds, greedy on held-out episodes.
 
-    python benchmarks/learning.py                 # all of them, about 30 minutes on a 2-core CPU
-    python benchmarks/learning.py --only ppo-guess --only sft-reverse
-    python benchmarks/learning.py --quick         # tiny budgets, to check that it runs
+    python benchmarks/learning.py                         # every cell, 3 seeds: about 4 hours on a 2-core CPU
+    python benchmarks/learning.py --seeds 0 2 --threads 1 & python benchmarks/learning.py --seeds 1 --threads 1
+                                                          # as the README's table was measured: two runs at a time
+    python benchmarks/learning.py --only Reverse-v0:grpo --seeds 0 1 2
+    python benchmarks/learning.py --readme README.md --plots benchmarks/curves   # table and PNGs from the results
+    python benchmarks/learning.py --quick                 # tiny budgets, to check that it runs
 
-Prints one row per run: the greedy evaluation on 1,024 held-out episodes, the wall time of
-training, and the target where the issue set one.
+Each cell trains a new policy from its seed with the shipped recipe (``textgym recipes``), or, for
+"sft+ppo", the SFT recipe and then PPO with a KL penalty to the SFT policy. The trained policy then
+plays 1,024 held-out episodes greedily, without shaping. Results go to a JSON file (one row per
+cell and seed); a cell and seed already there is not trained again, so the run can stop and go on,
+and a few cells can be refreshed with ``--only ... --force``. ``--readme`` rewrites the table
+between the README's ``learning-table`` markers from that file, and ``--plots`` draws each env's
+learning curves (the training episodes' success, mean over seeds).
 """
 
+from __future__ import annotations
+
 import argparse
+import fcntl
 import json
+import statistics
 import time
+from dataclasses import replace
+from pathlib import Path
 
-from textgym.agents import evaluate_policy, ppo, reinforce, sft
+from textgym.agents import evaluate_policy, grpo, ppo, reinforce, sft
 from textgym.recipes import find_recipe
+from textgym.threads import set_threads
 
-SHAPED = {"shaping": True}
+TRAINERS = {"ppo": (ppo, ppo.PPOConfig), "reinforce": (reinforce, reinforce.ReinforceConfig),
+            "grpo": (grpo, grpo.GRPOConfig), "sft": (sft, sft.SFTConfig)}
+ALGO_NAMES = {"ppo": "PPO", "reinforce": "REINFORCE (RLOO)", "grpo": "GRPO", "sft": "SFT", "sft+ppo": "SFT then PPO"}
+SFT_THEN_PPO = {"kl_coef": 0.05}
+"""PPO's settings after SFT, over the env's PPO recipe: a KL leash to the SFT policy."""
 
-
-def recipe(trainer, cls, env_id: str, algo: str):
-    """``(trainer, config)`` of the shipped recipe of ``algo`` on ``env_id`` (textgym recipes)."""
-    r = find_recipe(env_id, algo, required=True)
-    return trainer, cls(env_id=env_id, env_kwargs=r.env_kwargs, **r.config)
-
-
-# name: (what, target, list of (trainer, config) run in sequence, each starting from the last policy)
-RUNS = {
-    "ppo-guess": ("PPO, GuessNumber-v0", "success >= 99%, mean guesses <= 6.1, < 10 min",
-                  [recipe(ppo, ppo.PPOConfig, "textgym/GuessNumber-v0", "ppo")]),
-    "reinforce-guess": ("REINFORCE (RLOO), GuessNumber-v0", "success >= 95%",
-                        [recipe(reinforce, reinforce.ReinforceConfig, "textgym/GuessNumber-v0", "reinforce")]),
-    "ppo-reverse": ("PPO, Reverse-v0", "token accuracy >= 0.95",
-                    [recipe(ppo, ppo.PPOConfig, "textgym/Reverse-v0", "ppo")]),
-    "sft-reverse": ("SFT, Reverse-v0", "exact match >= 0.99",
-                    [recipe(sft, sft.SFTConfig, "textgym/Reverse-v0", "sft")]),
-    "sft-copy": ("SFT, Copy-v0", "exact match >= 0.99", [recipe(sft, sft.SFTConfig, "textgym/Copy-v0", "sft")]),
-    "sft-sort": ("SFT, Sort-v0", "exact match >= 0.99", [recipe(sft, sft.SFTConfig, "textgym/Sort-v0", "sft")]),
-    "sft-addition": ("SFT, Addition-v0", "exact match >= 0.99",
-                     [recipe(sft, sft.SFTConfig, "textgym/Addition-v0", "sft")]),
-    "ppo-text": ("PPO, GuessNumberText-v0", "report",
-                 [(ppo, ppo.PPOConfig(env_id="textgym/GuessNumberText-v0", env_kwargs=SHAPED, total_steps=1_000_000, learning_rate=1e-3))]),
-    "sft-ppo-text": ("SFT then PPO, GuessNumberText-v0", "report",
-                     [recipe(sft, sft.SFTConfig, "textgym/GuessNumberText-v0", "sft"),
-                      (ppo, ppo.PPOConfig(env_id="textgym/GuessNumberText-v0", env_kwargs=SHAPED, total_steps=400_000, kl_coef=0.05))]),
+# Cells in the order they run: cheap and most telling first. (env, algorithm)
+CELLS = [
+    ("Copy-v0", "sft"), ("Reverse-v0", "sft"), ("Sort-v0", "sft"), ("GuessNumber-v0", "sft"),
+    ("Reverse-v0", "ppo"), ("Reverse-v0", "reinforce"), ("Reverse-v0", "grpo"),
+    ("GuessNumber-v0", "reinforce"), ("GuessNumber-v0", "grpo"),
+    ("Copy-v0", "ppo"), ("Copy-v0", "reinforce"), ("Copy-v0", "grpo"),
+    ("GuessNumberText-v0", "sft"), ("GuessNumberText-v0", "sft+ppo"), ("Addition-v0", "sft"),
+    ("GuessNumber-v0", "ppo"), ("Sort-v0", "ppo"), ("GuessNumberText-v0", "ppo"),
+    ("Review-v0", "sft"), ("Mastermind-v0", "sft"), ("BullsAndCows-v0", "sft"),
+]
+# The env's headline result and its own metric: (key, label) each.
+RESULTS = {
+    "GuessNumber-v0": (("success_rate", "success"), ("mean_guesses", "mean guesses")),
+    "GuessNumberText-v0": (("success_rate", "success"), ("mean_guesses", "mean guesses")),
+    "Mastermind-v0": (("success_rate", "success"), ("mean_guesses", "mean guesses")),
+    "BullsAndCows-v0": (("success_rate", "success"), ("mean_guesses", "mean guesses")),
+    "Review-v0": (("grammatical", "grammatical"), ("mean_return", "rule's reward")),
 }
+TOKEN_RESULT = (("exact_match", "exact match"), ("mean_return", "token accuracy"))
+TARGETS = {"GuessNumber-v0": "≥ 0.99, ≤ 5.9 guesses", "GuessNumberText-v0": "≥ 0.99, ≤ 6.0 guesses",
+           "Mastermind-v0": "≥ 0.99, ≤ 4.6 guesses", "BullsAndCows-v0": "≥ 0.99, ≤ 5.6 guesses",
+           "Review-v0": "report"}
+EVAL_SEED = 2024
 
 
-def run(name: str, quick: bool, episodes: int) -> dict:
-    what, target, stages = RUNS[name]
-    policy, start = None, time.time()
-    for trainer, cfg in stages:
+def stages(env: str, algo: str, seed: int, quick: bool) -> list[tuple[object, object]]:
+    """``(trainer module, config)`` for each stage of a cell, each starting from the last one's policy."""
+    env_id = f"textgym/{env}"
+    algos = ["sft", "ppo"] if algo == "sft+ppo" else [algo]
+    out = []
+    for stage in algos:
+        recipe = find_recipe(env_id, stage, required=True)
+        module, cls = TRAINERS[stage]
+        fields = {**recipe.config, **(SFT_THEN_PPO if algo == "sft+ppo" and stage == "ppo" else {})}
+        cfg = cls(env_id=env_id, env_kwargs=recipe.env_kwargs, seed=seed, **fields)
         if quick:
-            cfg = type(cfg)(**{**cfg.__dict__, "total_steps": 500, "num_envs": 16, "eval_episodes": 16})
-        policy = trainer.train(cfg, policy=policy, progress=False).policy
-    seconds = time.time() - start
-    ev = evaluate_policy(policy, cfg.env_id, {}, episodes, next(policy.parameters()).device, seed=2024)
-    return {"run": name, "what": what, "target": target, "train_seconds": round(seconds, 1),
-            "steps": sum(c.total_steps for _, c in stages) if not quick else 500 * len(stages), **ev}
+            cfg = replace(cfg, total_steps=400, num_envs=16, eval_episodes=8)
+        out.append((module, cfg))
+    return out
+
+
+def run_cell(env: str, algo: str, seed: int, quick: bool, episodes: int) -> dict:
+    """Train one cell from ``seed`` and evaluate it greedily: one row of the results file."""
+    policy, curve, start, cpu, steps = None, [], time.time(), time.process_time(), 0
+    for module, cfg in stages(env, algo, seed, quick):
+        result = module.train(cfg, policy=policy, progress=False)
+        policy = result.policy
+        curve += [(steps + h["env_steps"], h["success_rate"]) for h in result.history]
+        steps += cfg.total_steps
+    seconds, cpu_seconds = time.time() - start, time.process_time() - cpu
+    evaluation = evaluate_policy(policy, f"textgym/{env}", {}, episodes, next(policy.parameters()).device, seed=EVAL_SEED)
+    return {"env": env, "algo": algo, "seed": seed, "env_steps": steps, "train_seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu_seconds, 1), "eval": evaluation, "curve": curve[:: max(1, len(curve) // 100)]}
+
+
+def cell_key(row: dict) -> str:
+    return f"{row['env']}:{row['algo']}:{row['seed']}"
+
+
+def load_rows(results: Path) -> list[dict]:
+    return json.loads(results.read_text()) if results.exists() else []
+
+
+def save_row(results: Path, row: dict) -> list[dict]:
+    """Add ``row`` to the results file (replacing its cell and seed) and return every row.
+
+    Several processes may share the file (say, one per seed): each writes under a lock and re-reads
+    the file first, and the file is replaced whole, so a stopped run never leaves half of it."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with open(results.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = [r for r in load_rows(results) if cell_key(r) != cell_key(row)] + [row]
+        tmp = results.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        tmp.replace(results)
+    return rows
+
+
+def mean_std(values: list[float], fmt: str) -> str:
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+
+
+def table(rows: list[dict]) -> str:
+    """The README's markdown table: one line per env and algorithm, mean ± std over its seeds."""
+    lines = ["| env | algorithm | env steps | wall time | CPU time | seeds | result (greedy, held out) | env's metric | target |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = {cell: i for i, cell in enumerate(CELLS)}
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        cells.setdefault((row["env"], row["algo"]), []).append(row)
+    for env, algo in sorted(cells, key=lambda c: (next(i for i, e in enumerate(CELLS) if e[0] == c[0]), order.get(c, 99))):
+        group = sorted(cells[env, algo], key=lambda r: r["seed"])
+        (key, label), (key2, label2) = RESULTS.get(env, TOKEN_RESULT)
+        result = mean_std([r["eval"][key] for r in group], ".3f")
+        metric = mean_std([r["eval"][key2] for r in group], ".2f" if key2 == "mean_guesses" else ".3f")
+        seconds = statistics.mean(r["train_seconds"] for r in group)
+        cpu = statistics.mean(r["cpu_seconds"] for r in group)
+        target = TARGETS.get(env, "exact match ≥ 0.99")
+        lines.append(f"| {env} | {ALGO_NAMES[algo]} | {group[0]['env_steps']:,} | {seconds:,.0f} s | {cpu:,.0f} s | {len(group)} | "
+                     f"{label} {result} | {label2} {metric} | {target} |")
+    return "\n".join(lines)
+
+
+def write_readme(path: Path, rows: list[dict]) -> None:
+    """Replace the text between the README's learning-table markers with :func:`table`."""
+    begin, end = "<!-- learning-table:begin -->", "<!-- learning-table:end -->"
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{path} has no {begin} ... {end} markers to write the table between")
+    head, rest = text.split(begin, 1)
+    path.write_text(f"{head}{begin}\n{table(rows)}\n{end}{rest.split(end, 1)[1]}")
+
+
+def plot(rows: list[dict], folder: Path) -> list[Path]:
+    """One PNG per env: the training episodes' success against env steps, mean over seeds, per algorithm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for env in dict.fromkeys(r["env"] for r in rows):
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for algo in dict.fromkeys(r["algo"] for r in rows if r["env"] == env):
+            curves = [r["curve"] for r in rows if (r["env"], r["algo"]) == (env, algo)]
+            n = min(len(c) for c in curves)
+            steps = [curves[0][i][0] for i in range(n)]
+            ax.plot(steps, [statistics.mean(c[i][1] for c in curves) for i in range(n)],
+                    label=f"{ALGO_NAMES[algo]} ({len(curves)} seeds)")
+        ax.set(title=env, xlabel="env steps", ylabel="success of training episodes", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(folder / f"{env}.png")
+        fig.savefig(written[-1], dpi=80)
+        plt.close(fig)
+    return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=sorted(RUNS), help="run only these (repeatable)")
-    parser.add_argument("--quick", action="store_true", help="tiny budgets")
+    parser.add_argument("--only", action="append", metavar="ENV:ALGO",
+                        help=f"run only these cells (repeatable), e.g. Reverse-v0:grpo; the cells: "
+                             f"{', '.join(f'{e}:{a}' for e, a in CELLS)}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--results", default="benchmarks/results/learning.json", help="the results file (JSON)")
+    parser.add_argument("--force", action="store_true", help="train cells again that the results file has")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, to check that it runs")
     parser.add_argument("--episodes", type=int, default=1024, help="greedy evaluation episodes")
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--readme", help="rewrite this README's table from the results (no training)")
+    parser.add_argument("--plots", help="write learning-curve PNGs into this folder (no training)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: textgym's choice, as `textgym train`'s)")
     args = parser.parse_args()
-    rows = []
-    for name in args.only or list(RUNS):
-        row = run(name, args.quick, args.episodes)
-        rows.append(row)
-        metric = (f"success {row['success_rate']:.1%}, mean guesses {row['mean_guesses']:.2f}" if "mean_guesses" in row
-                  else f"token accuracy {row['mean_return']:.3f}, exact match {row['exact_match']:.3f}")
-        print(f"{row['what']:<36} {row['steps']:>10,} steps {row['train_seconds']:>7.1f} s   {metric}   [target: {row['target']}]", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    results = Path(args.results)
+    rows = load_rows(results)
+    if args.readme or args.plots:
+        if args.readme:
+            write_readme(Path(args.readme), rows)
+        for path in plot(rows, Path(args.plots)) if args.plots else []:
+            print(f"wrote {path}")
+        return
+    cells = CELLS
+    if args.only:
+        wanted = [tuple(item.split(":", 1)) for item in args.only]
+        unknown = [":".join(c) for c in wanted if c not in CELLS]
+        if unknown:
+            parser.error(f"unknown cells {unknown}; the cells are {', '.join(f'{e}:{a}' for e, a in CELLS)}")
+        cells = [c for c in CELLS if c in wanted]
+    print(f"torch threads: {set_threads(args.threads)}", flush=True)
+    for env, algo in cells:
+        for seed in args.seeds:
+            key = f"{env}:{algo}:{seed}"
+            if not args.force and any(cell_key(r) == key for r in load_rows(results)):
+                continue
+            row = run_cell(env, algo, seed, args.quick, args.episodes)
+            rows = save_row(results, row)
+            (k, label), (k2, label2) = RESULTS.get(env, TOKEN_RESULT)
+            print(f"{key:<28} {row['env_steps']:>10,} steps {row['train_seconds']:>7.1f} s ({row['cpu_seconds']:.0f} s CPU)   "
+                  f"{label} {row['eval'][k]:.3f}, {label2} {row['eval'][k2]:.3f}", flush=True)
+    print(table(rows))
 
 
 if __name__ == "__main__":

@@ -63,16 +63,36 @@ def test_sb3_benchmark_quick():
 
 
 def test_learning_benchmark_quick(tmp_path):
+    """The table's tiny row: two seeds of one cell trained and evaluated, the README table and the
+    PNG written from the results file, and a finished cell not trained again."""
     import json
     import subprocess
     import sys
 
-    out = tmp_path / "rows.json"
-    subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "learning.py"), "--quick", "--episodes", "8",
-                    "--only", "sft-ppo-text", "--only", "ppo-reverse", "--json", str(out)], check=True, capture_output=True)
-    rows = json.loads(out.read_text())
-    assert [r["run"] for r in rows] == ["sft-ppo-text", "ppo-reverse"]
-    assert all(r["episodes"] == 8 for r in rows)
+    script, results = str(EXAMPLES.parent / "benchmarks" / "learning.py"), tmp_path / "rows.json"
+    args = [sys.executable, script, "--quick", "--episodes", "8", "--results", str(results)]
+    subprocess.run(args + ["--only", "GuessNumberText-v0:sft+ppo", "--seeds", "0", "1"], check=True, capture_output=True)
+    rows = json.loads(results.read_text())
+    assert [(r["algo"], r["seed"]) for r in rows] == [("sft+ppo", 0), ("sft+ppo", 1)]
+    assert all(r["eval"]["episodes"] == 8 and r["env_steps"] == 800 and r["curve"] for r in rows)
+    again = subprocess.run(args + ["--only", "GuessNumberText-v0:sft+ppo", "--seeds", "0"], check=True,
+                           capture_output=True, text=True)
+    assert "GuessNumberText-v0:sft+ppo:0 " not in again.stdout  # already in the file: not trained again
+    assert json.loads(results.read_text()) == rows
+
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- learning-table:begin -->\nold\n<!-- learning-table:end -->\nafter\n")
+    subprocess.run([sys.executable, script, "--results", str(results), "--readme", str(readme), "--plots",
+                    str(tmp_path / "curves")], check=True, capture_output=True)
+    text = readme.read_text()
+    assert text.startswith("before\n<!-- learning-table:begin -->\n| env |") and text.endswith("end -->\nafter\n")
+    line = next(s for s in text.splitlines() if s.startswith("| GuessNumberText-v0"))
+    success = [r["eval"]["success_rate"] for r in rows]
+    assert "| SFT then PPO | 800 |" in line and "| 2 |" in line and f"success {sum(success) / 2:.3f} ± " in line
+    assert "old" not in text and (tmp_path / "curves" / "GuessNumberText-v0.png").stat().st_size > 1000
+
+    bad = subprocess.run(args + ["--only", "Reverse-v0:dqn"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown cells ['Reverse-v0:dqn']" in bad.stderr and "Reverse-v0:grpo" in bad.stderr
 
 
 def test_throughput_benchmark_quick():
