@@ -4,7 +4,8 @@
     python benchmarks/learning.py --seeds 0 2 --threads 1 & python benchmarks/learning.py --seeds 1 --threads 1
                                                           # as the README's table was measured: two runs at a time
     python benchmarks/learning.py --only Reverse-v0:grpo --seeds 0 1 2
-    python benchmarks/learning.py --readme README.md --plots benchmarks/curves   # table and PNGs from the results
+    python benchmarks/learning.py --readme README.md --plots benchmarks/curves --recipes textgym/recipes.json
+                                                          # the table, the PNGs and the recipes' results
     python benchmarks/learning.py --quick                 # tiny budgets, to check that it runs
 
 Each cell trains a new policy from its seed with the shipped recipe (``textgym recipes``), or, for
@@ -55,9 +56,9 @@ RESULTS = {
     "Review-v0": (("grammatical", "grammatical"), ("mean_return", "rule's reward")),
 }
 TOKEN_RESULT = (("exact_match", "exact match"), ("mean_return", "token accuracy"))
-TARGETS = {"GuessNumber-v0": "≥ 0.99, ≤ 5.9 guesses", "GuessNumberText-v0": "≥ 0.99, ≤ 6.0 guesses",
-           "Mastermind-v0": "≥ 0.99, ≤ 4.6 guesses", "BullsAndCows-v0": "≥ 0.99, ≤ 5.6 guesses",
-           "Review-v0": "report"}
+TARGETS = {"GuessNumber-v0": (0.99, 5.9), "GuessNumberText-v0": (0.99, 6.0), "Mastermind-v0": (0.99, 4.6),
+           "BullsAndCows-v0": (0.99, 5.6), "Review-v0": None}
+"""The issue's targets: (the least mean result, the most mean guesses or None); None: report only."""
 EVAL_SEED = 2024
 
 
@@ -120,25 +121,63 @@ def mean_std(values: list[float], fmt: str) -> str:
     return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
 
 
+def grouped(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """The rows of each (env, algorithm), in the table's order, each group sorted by seed."""
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        cells.setdefault((row["env"], row["algo"]), []).append(row)
+    first_of_env = {env: min(i for i, c in enumerate(CELLS) if c[0] == env) for env, _ in CELLS}
+    order = sorted(cells, key=lambda c: (first_of_env.get(c[0], 99), CELLS.index(c) if c in CELLS else 99))
+    return {c: sorted(cells[c], key=lambda r: r["seed"]) for c in order}
+
+
+def summary(env: str, group: list[dict]) -> tuple[str, str]:
+    """The cell's result and the env's own metric, as "label mean ± std" over its seeds."""
+    (key, label), (key2, label2) = RESULTS.get(env, TOKEN_RESULT)
+    return (f"{label} {mean_std([r['eval'][key] for r in group], '.3f')}",
+            f"{label2} {mean_std([r['eval'][key2] for r in group], '.2f' if key2 == 'mean_guesses' else '.3f')}")
+
+
+def target_text(env: str, group: list[dict]) -> str:
+    """The env's target, and whether the cell's mean over seeds meets it."""
+    target = TARGETS.get(env, (0.99, None))
+    if target is None:
+        return "report"
+    (key, _), (key2, _) = RESULTS.get(env, TOKEN_RESULT)
+    least, most = target
+    met = statistics.mean(r["eval"][key] for r in group) >= least
+    text = f"≥ {least}"
+    if most is not None:
+        met = met and statistics.mean(r["eval"][key2] for r in group) <= most
+        text += f", ≤ {most} guesses"
+    return f"{text}: {'met' if met else '**missed**'}"
+
+
 def table(rows: list[dict]) -> str:
     """The README's markdown table: one line per env and algorithm, mean ± std over its seeds."""
     lines = ["| env | algorithm | env steps | wall time | CPU time | seeds | result (greedy, held out) | env's metric | target |",
              "|---|---|---|---|---|---|---|---|---|"]
-    order = {cell: i for i, cell in enumerate(CELLS)}
-    cells: dict[tuple[str, str], list[dict]] = {}
-    for row in rows:
-        cells.setdefault((row["env"], row["algo"]), []).append(row)
-    for env, algo in sorted(cells, key=lambda c: (next(i for i, e in enumerate(CELLS) if e[0] == c[0]), order.get(c, 99))):
-        group = sorted(cells[env, algo], key=lambda r: r["seed"])
-        (key, label), (key2, label2) = RESULTS.get(env, TOKEN_RESULT)
-        result = mean_std([r["eval"][key] for r in group], ".3f")
-        metric = mean_std([r["eval"][key2] for r in group], ".2f" if key2 == "mean_guesses" else ".3f")
+    for (env, algo), group in grouped(rows).items():
+        result, metric = summary(env, group)
         seconds = statistics.mean(r["train_seconds"] for r in group)
         cpu = statistics.mean(r["cpu_seconds"] for r in group)
-        target = TARGETS.get(env, "exact match ≥ 0.99")
-        lines.append(f"| {env} | {ALGO_NAMES[algo]} | {group[0]['env_steps']:,} | {seconds:,.0f} s | {cpu:,.0f} s | {len(group)} | "
-                     f"{label} {result} | {label2} {metric} | {target} |")
+        target = target_text(env, group)
+        lines.append(f"| {env} | {ALGO_NAMES[algo]} | {group[0]['env_steps']:,} | {seconds:,.0f} s | {cpu:,.0f} s | "
+                     f"{len(group)} | {result} | {metric} | {target} |")
     return "\n".join(lines)
+
+
+def write_recipe_results(path: Path, rows: list[dict]) -> None:
+    """Set each recipe's ``result`` in ``recipes.json`` to its cell of the table."""
+    recipes = json.loads(path.read_text())
+    for (env, algo), group in grouped(rows).items():
+        if algo in recipes.get(f"textgym/{env}", {}):
+            result, metric = summary(env, group)
+            seconds = statistics.mean(r["train_seconds"] for r in group)
+            recipes[f"textgym/{env}"][algo]["result"] = (
+                f"{result}, {metric} over {len(group)} seed{'s' * (len(group) > 1)}, {seconds:.0f} s each "
+                f"(python benchmarks/learning.py --only {env}:{algo})")
+    path.write_text(json.dumps(recipes, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_readme(path: Path, rows: list[dict]) -> None:
@@ -168,7 +207,7 @@ def plot(rows: list[dict], folder: Path) -> list[Path]:
             steps = [curves[0][i][0] for i in range(n)]
             ax.plot(steps, [statistics.mean(c[i][1] for c in curves) for i in range(n)],
                     label=f"{ALGO_NAMES[algo]} ({len(curves)} seeds)")
-        ax.set(title=env, xlabel="env steps", ylabel="success of training episodes", ylim=(-0.02, 1.02))
+        ax.set(title=env, xlabel="env steps", ylabel="success while training", ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(folder / f"{env}.png")
@@ -189,13 +228,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=1024, help="greedy evaluation episodes")
     parser.add_argument("--readme", help="rewrite this README's table from the results (no training)")
     parser.add_argument("--plots", help="write learning-curve PNGs into this folder (no training)")
+    parser.add_argument("--recipes", help="set the results in this recipes.json from the results (no training)")
     parser.add_argument("--threads", type=int, help="torch threads (default: textgym's choice, as `textgym train`'s)")
     args = parser.parse_args()
     results = Path(args.results)
     rows = load_rows(results)
-    if args.readme or args.plots:
+    if args.readme or args.plots or args.recipes:
         if args.readme:
             write_readme(Path(args.readme), rows)
+        if args.recipes:
+            write_recipe_results(Path(args.recipes), rows)
         for path in plot(rows, Path(args.plots)) if args.plots else []:
             print(f"wrote {path}")
         return
