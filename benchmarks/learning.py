@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from textgym.agents import evaluate_policy, grpo, ppo, reinforce, sft
+from textgym.agents.common import write_json
 from textgym.recipes import find_recipe
 from textgym.threads import set_threads
 
@@ -109,9 +110,7 @@ def save_row(results: Path, row: dict) -> list[dict]:
     with open(results.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = [r for r in load_rows(results) if cell_key(r) != cell_key(row)] + [row]
-        tmp = results.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows, indent=1))
-        tmp.replace(results)
+        write_json(results, rows)
     return rows
 
 
@@ -126,8 +125,8 @@ def grouped(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
     cells: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         cells.setdefault((row["env"], row["algo"]), []).append(row)
-    first_of_env = {env: min(i for i, c in enumerate(CELLS) if c[0] == env) for env, _ in CELLS}
-    order = sorted(cells, key=lambda c: (first_of_env.get(c[0], 99), CELLS.index(c) if c in CELLS else 99))
+    envs = list(dict.fromkeys(env for env, _ in CELLS))  # in the order of their first cell
+    order = sorted(cells, key=lambda c: (envs.index(c[0]), CELLS.index(c)))
     return {c: sorted(cells[c], key=lambda r: r["seed"]) for c in order}
 
 
@@ -256,9 +255,9 @@ def main() -> None:
                 continue
             row = run_cell(env, algo, seed, args.quick, args.episodes)
             rows = save_row(results, row)
-            (k, label), (k2, label2) = RESULTS.get(env, TOKEN_RESULT)
+            result, metric = summary(env, [row])
             print(f"{key:<28} {row['env_steps']:>10,} steps {row['train_seconds']:>7.1f} s ({row['cpu_seconds']:.0f} s CPU)   "
-                  f"{label} {row['eval'][k]:.3f}, {label2} {row['eval'][k2]:.3f}", flush=True)
+                  f"{result}, {metric}", flush=True)
     print(table(rows))
 
 

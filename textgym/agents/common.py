@@ -333,7 +333,7 @@ def finish(cfg: TrainConfig, policy: nn.Module, logger: RunLogger, checkpointer:
     return TrainResult(policy, logger.history, evaluation)
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (a temporary file moved into place)."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
         json.dump(data, f, indent=2)
