@@ -129,3 +129,65 @@ def test_grpo_policy_loss_clips_per_episode_advantage():
     loss, clipfrac, _ = grpo_policy_loss(new, old, torch.tensor([1.0, -1.0]), mask, clip_coef=0.2)
     # A = +1: -min(1.5, 1.2) = -1.2; A = -1: -min(-1.5, -1.2) = 1.5; mean = 0.15
     assert loss.item() == pytest.approx(0.15) and clipfrac.item() == 1.0
+
+
+def test_group_token_advantages_hand_computed():
+    from textgym.agents.losses import group_token_advantages
+
+    # One group of 2 samples of the same prompt, 3 steps; sample 1 ended after 2 steps.
+    # Returns-to-go: sample 0 [1.0, 0.5, 0.25], sample 1 [0.5, 0.5, (0: ended)].
+    rtg = t([1.0, 0.5, 0.25], [0.5, 0.5, 9.0])  # 9.0 sits outside the mask and must not count
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    # step 0: mean 0.75, centred +-0.25; step 1: equal, 0; step 2: values 0.25 and 0, centred +-0.125
+    assert torch.allclose(group_token_advantages(rtg, mask, 2, scale=False),
+                          t([0.25, 0.0, 0.125], [-0.25, 0.0, 0.0]))
+    # scaled by the sample std of 2 values, |a - b| / sqrt(2): 0.25 / (0.5 / sqrt 2) = 1 / sqrt 2
+    s = 1 / math.sqrt(2)
+    assert torch.allclose(group_token_advantages(rtg, mask, 2, eps=1e-12), t([s, 0.0, s], [-s, 0.0, 0.0]), atol=1e-5)
+    # rewards only at the end: every step's return-to-go is the episode's return, and the
+    # per-token form is the episode form at every step
+    from textgym.agents.losses import group_advantages
+
+    returns = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    full = torch.ones(4, 2, dtype=torch.bool)
+    assert torch.allclose(group_token_advantages(returns[:, None].expand(4, 2), full, 4),
+                          group_advantages(returns, 4)[:, None].expand(4, 2))
+    with pytest.raises(ValueError, match="group_size must be at least 2 and divide the 2 episodes, got 3"):
+        group_token_advantages(rtg, mask, 3)
+
+
+def test_zero_variance_groups_are_found_and_left_out_of_the_grpo_loss():
+    from textgym.agents.losses import grpo_policy_loss, informative_groups, sequence_loss
+
+    returns = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.3, 0.3])  # groups of 2: all agree, differ, all agree
+    keep = informative_groups(returns, 2)
+    assert keep.tolist() == [False, False, True, True, False, False]
+    # the "grpo" mean is over the episodes left in the loss: (1 + 3) / 2, not (1 + 3) / 6
+    per_token = t([5.0], [5.0], [1.0], [3.0], [5.0], [5.0])
+    mask = torch.ones(6, 1, dtype=torch.bool) & keep[:, None]
+    assert sequence_loss(per_token, mask, "grpo").item() == pytest.approx(2.0)
+    # per-step advantages (B, T) go through the same clipped surrogate
+    loss, _, _ = grpo_policy_loss(torch.zeros(2, 2), torch.zeros(2, 2), t([1.0, -2.0], [0.5, 0.5]),
+                                  torch.ones(2, 2, dtype=torch.bool), 0.2)
+    assert loss.item() == pytest.approx(((-1.0 + 2.0) / 2 + (-0.5 - 0.5) / 2) / 2)
+
+
+def test_rloo_whitened_advantages_and_the_clipped_update_hand_computed():
+    # two groups of 2 samples, one step each: returns 1, 0 | 1, 1; leave-one-out baselines 0, 1 | 1, 1
+    returns = t([1.0], [0.0], [1.0], [1.0])
+    mask = torch.ones(4, 1, dtype=torch.bool)
+    advantages = returns - rloo_baseline(returns, 2)
+    assert advantages.squeeze(1).tolist() == [1.0, -1.0, 0.0, 0.0]
+    white = masked_whiten(advantages, mask, eps=0.0)  # mean 0, std sqrt(0.5)
+    s = math.sqrt(2)
+    assert torch.allclose(white.squeeze(1), torch.tensor([s, -s, 0.0, 0.0]), atol=1e-6)
+    # a later epoch: ratios 1.5 and 0.5 are clipped to 1.2 and 0.8 on the side that would gain
+    new, old = t([math.log(1.5)], [math.log(0.5)], [0.0], [0.0]), torch.zeros(4, 1)
+    loss, clipfrac, _ = ppo_policy_loss(new, old, white, mask, clip_coef=0.2)
+    # -min(1.5 s, 1.2 s) = -1.2 s; -min(-0.5 s, -0.8 s) = 0.8 s; mean over 4 steps
+    assert loss.item() == pytest.approx((-1.2 * s + 0.8 * s) / 4, abs=1e-6)
+    assert clipfrac.item() == 0.5
+    # the first step on a batch (ratio 1) has REINFORCE's gradient, -Σ ∇log π · A / n
+    logp = torch.zeros(4, 1, requires_grad=True)
+    ppo_policy_loss(logp, logp.detach(), white, mask, clip_coef=0.2)[0].backward()
+    assert torch.allclose(logp.grad, -white / 4)

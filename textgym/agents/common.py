@@ -136,16 +136,32 @@ def frozen_reference(policy: nn.Module, cfg: KLConfig) -> nn.Module | None:
 
 
 @torch.no_grad()
-def reference_logprobs(reference: nn.Module, rollout: Rollout) -> torch.Tensor:
-    """The reference's log-probs ``(B, T)`` of a rollout's actions, one forward pass per episode."""
-    return evaluate_logprobs(reference, rollout)[0]
+def reference_logprobs(reference: nn.Module, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:
+    """The reference's log-probs ``(B, T)`` of a rollout's actions at the rollout's sampling
+    ``temperature``, one forward pass per episode."""
+    return evaluate_logprobs(reference, rollout, temperature)[0]
 
 
 def kl_to_reference(reference: nn.Module | None, rollout: Rollout, cfg: KLConfig) -> torch.Tensor:
-    """The per-step KL estimate ``(B, T)`` of the acting policy to the reference (0 without one)."""
+    """The per-step KL estimate ``(B, T)`` of the acting policy to the reference (0 without one),
+    both at the rollout's sampling temperature (``cfg.temperature``)."""
     if reference is None:
         return torch.zeros_like(rollout.rewards)
-    return kl_penalty(rollout.logprobs, reference_logprobs(reference, rollout), cfg.kl_estimator) * rollout.mask
+    ref = reference_logprobs(reference, rollout, getattr(cfg, "temperature", 1.0))
+    return kl_penalty(rollout.logprobs, ref, cfg.kl_estimator) * rollout.mask
+
+
+def critic_parameters(policy: nn.Module) -> set[int]:
+    """The ids of the parameters of ``policy``'s value function (``policy.value_parameters()``:
+    the value head, and the value trunk of a separate value model), for a critic warm-up.
+
+    Raises:
+        TypeError: the policy does not say which parameters are its value function's.
+    """
+    if not hasattr(policy, "value_parameters"):
+        raise TypeError(f"critic_warmup needs the policy to say which parameters are its value function's: "
+                        f"{type(policy).__name__} has no value_parameters() method")
+    return {id(p) for p in policy.value_parameters()}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -6,6 +6,17 @@ same prompt, and each episode's advantage is its return against the others of it
 clipped steps on the batch, as PPO does, with a KL penalty to a frozen reference in the loss
 (the k3 estimator by default).
 
+What the envs add, and what keeps it exploring:
+
+* **Per-token advantages** (``advantage="per_token"``, the default where the env pays rewards
+  per step): each step's return-to-go against its group's at the same step, so a shaped reward
+  reaches the token that earned it. With rewards only at the end it is the episode form.
+* **An entropy bonus** (``ent_coef``), as PPO's: once a group's samples agree, nothing else
+  keeps the policy from collapsing onto one answer.
+* **Groups whose samples all score the same** carry no signal (their advantages are 0):
+  ``zero_variance="skip"`` (the default) leaves them out of the policy loss, as DAPO's dynamic
+  sampling leaves them out of the batch; ``"keep"`` averages their zeros in, as the paper does.
+
 Dr. GRPO (Liu et al., "Understanding R1-Zero-Like Training", 2025) is the option
 ``scale_rewards=False, loss_type="dr_grpo"``: no division by the group's std, and a loss summed
 over tokens with a constant normaliser, which removes GRPO's biases toward easy or hard prompts
@@ -42,9 +53,12 @@ from textgym.agents.common import (
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
     group_advantages,
+    group_token_advantages,
     grpo_policy_loss,
+    informative_groups,
     kl_penalty,
     masked_mean,
+    returns_to_go,
     sequence_loss,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
@@ -70,15 +84,22 @@ class GRPOConfig(TrainConfig, KLConfig):
     """``"grpo"`` (mean per episode, then over episodes) or ``"dr_grpo"`` (token sum / constant)."""
     kl_estimator: str = "k3"
     """GRPO's in-loss estimator: ``"k3"`` (unbiased, never negative) or ``"k1"``."""
-    ent_coef: float = 0.0
-    """Weight of an entropy bonus (GRPO has none; 0 by default)."""
+    advantage: str = "auto"
+    """``"per_token"`` (each step's return-to-go against its group's), ``"episode"`` (the episode's
+    return for every step, as the paper's outcome supervision), or ``"auto"``: per-token where the
+    env pays rewards per step (``envs.per_step_rewards``), else the episode form."""
+    zero_variance: str = "skip"
+    """Groups whose samples all score the same: ``"skip"`` (out of the policy loss) or ``"keep"``."""
+    ent_coef: float = 0.01
+    """Weight of the entropy bonus (0 is the paper's GRPO, which has none)."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts."""
 
     RULES: ClassVar[dict[str, Check]] = {
         "group_size": Check(int, 2), "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT,
         "clip_coef": POSITIVE, "scale_rewards": Check(bool), "loss_type": Check(str, choices=("grpo", "dr_grpo")),
-        "ent_coef": NON_NEGATIVE, "temperature": POSITIVE,
+        "advantage": Check(str, choices=("auto", "per_token", "episode")),
+        "zero_variance": Check(str, choices=("skip", "keep")), "ent_coef": NON_NEGATIVE, "temperature": POSITIVE,
     }
 
     def __post_init__(self) -> None:
@@ -90,6 +111,20 @@ class GRPOConfig(TrainConfig, KLConfig):
             raise ValueError(f"num_minibatches must be between 1 and num_envs={self.num_envs}, got {self.num_minibatches}")
 
 
+def advantage_form(cfg: GRPOConfig, envs) -> bool:
+    """Whether ``cfg`` credits each step with its own advantage on ``envs`` (see ``GRPOConfig.advantage``).
+
+    Raises:
+        ValueError: ``advantage="per_token"`` asked for on an env that pays only at the end.
+    """
+    paid_per_step = bool(getattr(envs, "per_step_rewards", True))
+    if cfg.advantage == "per_token" and not paid_per_step:
+        raise ValueError(f"advantage='per_token' needs rewards paid per step, but {cfg.env_id} with {cfg.env_kwargs} pays "
+                         "only at the end of an episode: use advantage='episode' or 'auto', or an env with per-step "
+                         "rewards (token envs: env_kwargs shaping=true)")
+    return cfg.advantage == "per_token" or (cfg.advantage == "auto" and paid_per_step)
+
+
 def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
           save_every: int = 10, resume: bool = False) -> TrainResult:
     """Train ``policy`` (a new one when None) with GRPO; arguments as :func:`textgym.agents.ppo.train`.
@@ -98,6 +133,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
     """
     # 1. Setup: sub-envs in groups of k that play the same prompts, the policy, its frozen reference.
     device, envs, view, policy, generator, ranks = setup(cfg, policy)
+    per_token = advantage_form(cfg, envs)
     reference = frozen_reference(policy, cfg)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
     checkpointer, run, logger = start_run("grpo", cfg, policy, optimizer, generator, envs, ranks, out, progress, save_every,
@@ -112,12 +148,21 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
             rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
                               reset_options={"group_size": cfg.group_size} if run.iteration == 1 else None,
                               temperature=cfg.temperature, generator=generator, step=step)
+            rollout = rollout.trimmed()  # the update scores only the positions actions were read from
             mask = rollout.mask
             run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
-            # 3. Advantages: each episode's return against its group's, for every step it took.
-            advantages = group_advantages(rollout.returns, cfg.group_size, cfg.scale_rewards)  # (B,)
-            ref_logprobs = reference_logprobs(reference, rollout) if reference is not None else None
+            # 3. Advantages: each step's return-to-go against its group's at the same step (or the
+            #    episode's return against its group's, for every step). Groups whose samples all
+            #    scored the same have none, and with "skip" leave the policy loss.
+            if per_token:
+                advantages = group_token_advantages(returns_to_go(rollout.rewards, mask, 1.0), mask, cfg.group_size,
+                                                    cfg.scale_rewards)  # (B, T)
+            else:
+                advantages = group_advantages(rollout.returns, cfg.group_size, cfg.scale_rewards)  # (B,)
+            informative = informative_groups(rollout.returns, cfg.group_size)  # (B,)
+            pg_mask = mask & informative[:, None] if cfg.zero_variance == "skip" else mask
+            ref_logprobs = reference_logprobs(reference, rollout, cfg.temperature) if reference is not None else None
 
             # 4. Update: epochs of minibatches of whole episodes, the clipped surrogate plus the KL.
             policy.train()
@@ -128,8 +173,8 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
                 for lo in range(0, envs.num_envs, batch):
                     idx = perm[lo : lo + batch]
                     mb, mb_mask = rollout.index(idx), mask[idx]
-                    logprobs, entropy, _ = evaluate_logprobs(score, mb)
-                    pg_loss, clipfrac, approx_kl = grpo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask,
+                    logprobs, entropy, _ = evaluate_logprobs(score, mb, cfg.temperature)
+                    pg_loss, clipfrac, approx_kl = grpo_policy_loss(logprobs, mb.logprobs, advantages[idx], pg_mask[idx],
                                                                     cfg.clip_coef, cfg.loss_type)
                     kl = torch.zeros((), device=device)
                     if ref_logprobs is not None:  # the estimator of KL(policy ‖ reference) on the sampled actions
@@ -151,6 +196,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
                 "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
                 "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
                 "episode_length": float(rollout.lengths.float().mean()),
+                "informative_groups": float(informative.float().mean()),
                 **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
                 **envs.episode_metrics(),
             }))

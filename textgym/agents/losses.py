@@ -156,17 +156,56 @@ def group_advantages(returns: torch.Tensor, group_size: int, scale: bool = True,
     return centred.reshape(-1)
 
 
+def group_token_advantages(returns_to_go: torch.Tensor, mask: torch.Tensor, group_size: int, scale: bool = True,
+                           eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's advantages for envs that pay rewards per step: at each step ``t``, an episode's
+    return-to-go ``G_t`` less the mean ``G_t`` of its group's samples, divided by their std when
+    ``scale``; 0 outside the mask.
+
+    Every sample of a group plays the same prompt, so step ``t`` of each is the same position of
+    the answer; a sample that has ended counts with ``G_t = 0`` (what is left of its return), as in
+    :func:`rloo_baseline`. A step is then credited with the rewards that came after it, and
+    shaped rewards reach the token that earned them, instead of one advantage per episode that
+    every token shares (:func:`group_advantages`). With rewards only at the end, ``G_t`` is the
+    episode's return at every step and this is :func:`group_advantages` for each step.
+
+    Args:
+        returns_to_go: ``(B, T)``, episodes in consecutive groups of ``group_size``.
+    """
+    B = returns_to_go.shape[0]
+    if group_size < 2 or B % group_size:
+        raise ValueError(f"group_size must be at least 2 and divide the {B} episodes, got {group_size}")
+    grouped = (returns_to_go * mask).reshape(-1, group_size, returns_to_go.shape[1])
+    centred = grouped - grouped.mean(1, keepdim=True)
+    if scale:
+        centred = centred / (grouped.std(1, keepdim=True) + eps)
+    return centred.reshape(returns_to_go.shape) * mask
+
+
+def informative_groups(returns: torch.Tensor, group_size: int) -> torch.Tensor:
+    """``(B,)`` True for the episodes of groups whose returns are not all the same.
+
+    A group whose samples all score the same gives no signal on which of them was better (its
+    episode advantages are exactly 0); DAPO (Yu et al., 2025) resamples such prompts, and GRPO
+    here leaves them out of the policy loss, so they do not dilute the mean over episodes.
+    """
+    grouped = returns.reshape(-1, group_size)
+    spread = grouped.amax(1) - grouped.amin(1)
+    return (spread > 1e-6).repeat_interleave(group_size)
+
+
 def sequence_loss(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str = "grpo") -> torch.Tensor:
     """Reduce a per-token loss ``(B, T)`` to a scalar.
 
-    * ``"grpo"``: the mean over each episode's steps, then over episodes (Shao et al., 2024), so
-      every episode weighs the same, however long.
+    * ``"grpo"``: the mean over each episode's steps, then over the episodes that have any step in
+      ``mask`` (Shao et al., 2024), so every episode weighs the same, however long.
     * ``"dr_grpo"``: the sum over every step divided by ``B * T``, a constant (Liu et al., 2025),
       so a long wrong episode is not pushed down less per token than a short one.
     """
     m = mask.float()
     if loss_type == "grpo":
-        return ((per_token * m).sum(1) / m.sum(1).clamp(min=1)).mean()
+        steps = m.sum(1)
+        return ((per_token * m).sum(1) / steps.clamp(min=1)).sum() / (steps > 0).sum().clamp(min=1)
     if loss_type == "dr_grpo":
         return (per_token * m).sum() / m.numel()
     raise ValueError(f"unknown loss_type {loss_type!r}: expected 'grpo' or 'dr_grpo'")
@@ -176,15 +215,15 @@ def grpo_policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
     clip_coef: float, loss_type: str = "grpo",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The clipped surrogate of PPO with one advantage per episode ``(B,)`` for all its steps, reduced
-    by :func:`sequence_loss`.
+    """The clipped surrogate of PPO with one advantage per episode ``(B,)`` for all its steps, or one
+    per step ``(B, T)``, reduced by :func:`sequence_loss`.
 
     Returns:
         ``(pg_loss, clipfrac, approx_kl)`` as :func:`ppo_policy_loss`.
     """
     log_ratio = logprobs - old_logprobs
     ratio = log_ratio.exp()
-    adv = advantages[:, None]
+    adv = advantages[:, None] if advantages.dim() == 1 else advantages
     per_token = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip_coef, 1 + clip_coef))
     with torch.no_grad():
         clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).float(), mask)

@@ -32,6 +32,7 @@ from textgym.agents.common import (
     KLConfig,
     TrainConfig,
     check_finite,
+    critic_parameters,
     compiled,
     finish,
     frozen_reference,
@@ -84,13 +85,18 @@ class PPOConfig(TrainConfig, KLConfig):
     """Horizon of the adaptive controller, in episodes."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts."""
+    critic_warmup: int = 0
+    """Iterations at the start that train only the value function (``policy.value_parameters()``),
+    the policy's own weights frozen: a run that starts from a trained policy (after SFT) then
+    begins its policy updates with advantages from a critic that knows the policy, instead of
+    from an untrained value head's noise. Their env steps count toward ``total_steps``."""
 
     RULES: ClassVar[dict[str, Check]] = {
         "gamma": FRACTION, "gae_lambda": FRACTION, "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT,
         "clip_coef": POSITIVE, "clip_vloss": Check(bool), "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE,
         "norm_adv": Check(bool), "target_kl": Check(float, 0, low_open=True, optional=True),
         "adaptive_kl_target": Check(float, 0, low_open=True, optional=True),
-        "adaptive_kl_horizon": POSITIVE_INT, "temperature": POSITIVE,
+        "adaptive_kl_horizon": POSITIVE_INT, "temperature": POSITIVE, "critic_warmup": Check(int, 0),
     }
 
     def __post_init__(self) -> None:
@@ -123,6 +129,7 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
     """
     # 1. Setup: envs with one episode per sub-env per rollout, the policy, its frozen reference.
     device, envs, view, policy, generator, ranks = setup(cfg, policy)
+    critic = critic_parameters(policy) if cfg.critic_warmup else None
     reference = frozen_reference(policy, cfg)
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon) if cfg.adaptive_kl_target else None
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
@@ -140,6 +147,7 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
             policy.eval()
             rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
                               temperature=cfg.temperature, generator=generator, step=step)
+            rollout = rollout.trimmed()  # the update scores only the positions actions were read from
             mask = rollout.mask
             run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
@@ -152,7 +160,9 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
             if cfg.norm_adv:
                 advantages = masked_whiten(advantages, mask)
 
-            # 5. Update: epochs of minibatches of whole episodes, one forward pass each.
+            # 5. Update: epochs of minibatches of whole episodes, one forward pass each. During the
+            #    critic warm-up only the value function learns: the other weights get no gradient.
+            warmup = run.iteration <= cfg.critic_warmup
             policy.train()
             batch = envs.num_envs // cfg.num_minibatches
             stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
@@ -161,14 +171,18 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
                 for lo in range(0, envs.num_envs, batch):
                     idx = perm[lo : lo + batch]
                     mb, mb_mask = rollout.index(idx), mask[idx]
-                    logprobs, entropy, values = evaluate_logprobs(score, mb)
+                    logprobs, entropy, values = evaluate_logprobs(score, mb, cfg.temperature)
                     pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
                     v_loss = value_loss(values, mb.values, returns[idx], mb_mask, cfg.clip_coef if cfg.clip_vloss else None)
                     ent = masked_mean(entropy, mb_mask)
-                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent if not warmup else v_loss
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     ranks.average_gradients(policy)  # one all-reduce when there are several ranks
+                    if warmup:  # Adam skips a parameter whose gradient is None: the policy stays as it is
+                        for p in policy.parameters():
+                            if id(p) not in critic:
+                                p.grad = None
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):

@@ -6,7 +6,13 @@ or down by how much better its return-to-go ``G_t`` was than a baseline ``b_t``.
 * ``"moving_average"``: an exponential moving average of past returns-to-go, per step index;
 * ``"value"``: the policy's value head, trained by regression on ``G_t``;
 * ``"rloo"``: leave-one-out over ``k`` samples of the same prompt (Kool et al., 2019; Ahmadian et
-  al., 2024): each sample's baseline is the mean return of the other ``k - 1``.
+  al., 2024): each sample's baseline is the mean return-to-go of the other ``k - 1`` at the same step.
+
+The update, as TRL's RLOO runs it: the advantages are whitened over the batch, and the policy
+takes ``update_epochs`` passes of ``num_minibatches`` steps on PPO's clipped surrogate, so each
+batch of samples buys several optimizer steps. ``update_epochs=1, num_minibatches=1,
+norm_adv=False`` is the plain REINFORCE of the textbook: one gradient step per batch, whose
+ratio is exactly 1, so the clipped surrogate's gradient is ``-Σ ∇ log π(a|s) (G_t - b_t)``.
 
 Usage::
 
@@ -37,9 +43,9 @@ from textgym.agents.common import (
     start_run,
 )
 from textgym.agents.evaluate import TrainResult
-from textgym.agents.losses import masked_mean, returns_to_go, rloo_baseline
+from textgym.agents.losses import masked_mean, masked_whiten, ppo_policy_loss, returns_to_go, rloo_baseline
 from textgym.agents.rollout import collect, evaluate_logprobs
-from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, Check
+from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 BASELINES = ("moving_average", "value", "rloo")
 
@@ -62,10 +68,20 @@ class ReinforceConfig(TrainConfig, KLConfig):
     """Weight of the entropy bonus."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts."""
+    update_epochs: int = 4
+    """Passes over each batch (1, with one minibatch: plain REINFORCE)."""
+    num_minibatches: int = 4
+    """Optimizer steps per pass, each on a minibatch of whole episodes; must divide ``num_envs``.
+    The baselines are computed on the whole batch first, so a minibatch may split a group."""
+    clip_coef: float = 0.2
+    """The ratio clip of the surrogate after the first step on a batch."""
+    norm_adv: bool = True
+    """Whiten the advantages over the batch."""
 
     RULES: ClassVar[dict[str, Check]] = {
         "gamma": FRACTION, "rloo_k": Check(int, 2), "baseline_decay": Check(float, 0, 1, high_open=True),
         "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE, "temperature": POSITIVE,
+        "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT, "clip_coef": POSITIVE, "norm_adv": Check(bool),
     }
 
     def __post_init__(self) -> None:
@@ -74,6 +90,9 @@ class ReinforceConfig(TrainConfig, KLConfig):
             raise ValueError(f"unknown baseline {self.baseline!r}: expected one of {list(BASELINES)}")
         if self.baseline == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
             raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs={self.num_envs}, got rloo_k={self.rloo_k}")
+        if self.num_envs % self.num_minibatches:
+            raise ValueError(f"num_minibatches={self.num_minibatches} must divide num_envs={self.num_envs} "
+                             "(every minibatch holds the same number of whole episodes)")
 
 
 def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
@@ -97,6 +116,7 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
                               reset_options=reset_options if run.iteration == 1 else None,
                               temperature=cfg.temperature, generator=generator, step=step)
+            rollout = rollout.trimmed()  # the update scores only the positions actions were read from
             mask = rollout.mask
             run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
@@ -112,27 +132,40 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             else:
                 baseline = rollout.values
             advantages = (returns - baseline) * mask
+            if cfg.norm_adv:
+                advantages = masked_whiten(advantages, mask)
 
-            # 4. One gradient step on the whole batch: -Σ log π(a|s) * advantage.
+            # 4. Update: epochs of minibatches of whole episodes, -Σ log π(a|s) * advantage as
+            #    PPO's clipped surrogate (the same gradient on the first step, when the ratio is 1).
             policy.train()
-            logprobs, entropy, values = evaluate_logprobs(score, rollout)
-            pg_loss = -masked_mean(logprobs * advantages, mask)
-            ent = masked_mean(entropy, mask)
-            v_loss = 0.5 * masked_mean((values - returns) ** 2, mask) if cfg.baseline == "value" else torch.zeros((), device=device)
-            loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
-            check_finite(run.iteration, pg_loss=pg_loss, v_loss=v_loss, entropy=ent)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            ranks.average_gradients(policy)  # one all-reduce when there are several ranks
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+            batch = envs.num_envs // cfg.num_minibatches
+            stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
+            for _epoch in range(cfg.update_epochs):
+                perm = torch.randperm(envs.num_envs, device=device) if cfg.num_minibatches > 1 else None
+                for lo in range(0, envs.num_envs, batch):
+                    idx = perm[lo : lo + batch] if perm is not None else slice(None)
+                    mb, mb_mask = rollout.index(idx), mask[idx]
+                    logprobs, entropy, values = evaluate_logprobs(score, mb, cfg.temperature)
+                    pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
+                    ent = masked_mean(entropy, mb_mask)
+                    v_loss = (0.5 * masked_mean((values - returns[idx]) ** 2, mb_mask) if cfg.baseline == "value"
+                              else torch.zeros((), device=device))
+                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    ranks.average_gradients(policy)  # one all-reduce when there are several ranks
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
+                        stats[k].append(v.detach())  # kept on the device; read once, to log
+            check_finite(run.iteration, **{k: torch.stack(stats[k]) for k in ("pg_loss", "v_loss", "entropy")})  # one sync
 
             # 5. Log and checkpoint.
             logger.log(ranks.mean({
                 "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
                 "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
                 "episode_length": float(rollout.lengths.float().mean()),
-                "pg_loss": pg_loss.item(), "v_loss": v_loss.item(), "entropy": ent.item(),
+                **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
                 "ref_kl": float(kl.sum(1).mean()),
                 **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
             }))

@@ -130,6 +130,16 @@ class Rollout:
         """The episodes ``idx`` (a minibatch)."""
         return Rollout(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
+    def trimmed(self) -> Rollout:
+        """The same episodes with ``inputs`` cut after the last position an action was read from
+        (one device sync). An update scores only those positions, and a causal model's outputs
+        there do not depend on what follows, so the losses are the same for less compute: an
+        episode that ends early no longer pays for the observation's padding."""
+        used = int(self.positions.max()) + 1
+        if used >= self.inputs.shape[1]:
+            return self
+        return Rollout(**{f.name: getattr(self, f.name) for f in fields(self)} | {"inputs": self.inputs[:, :used]})
+
 
 def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs):
     """A textgym vector env of tensors on ``device``, with autoreset disabled, as rollouts need, and
@@ -167,7 +177,9 @@ def collect(
         policy: the acting policy; its log-probs and values are recorded.
         expert: instead of a policy, a function ``obs -> actions (B,)``; log-probs and values are 0.
         seed, reset_options: passed to ``envs.reset``.
-        temperature, top_k, greedy, generator: sampling controls (see :func:`sample`).
+        temperature, top_k, greedy, generator: sampling controls (see :func:`sample`); the recorded
+            log-probs are those of the distribution sampled from, at ``temperature`` (before
+            ``top_k``), so that an update at the same temperature scores the policy that acted.
         check_every: steps between checks that every episode has ended (a device sync).
         logits_fn: changes the logits before sampling (e.g. forbids a token); the recorded
             log-probs are then those of the changed distribution.
@@ -175,6 +187,7 @@ def collect(
     """
     if (policy is None) == (expert is None):
         raise ValueError("collect needs exactly one of policy and expert")
+    check_temperature(temperature)
     B, T, dev = envs.num_envs, envs.max_episode_length, envs.device
     W = view.tokens_per_step
     positions = torch.zeros(B, T, dtype=torch.int64, device=dev)
@@ -203,7 +216,9 @@ def collect(
             logits = logits.float()  # a no-op, except under bf16 autocast
             if logits_fn is not None:
                 logits = logits_fn(logits)
-            action = sample(logits, temperature, top_k, greedy, generator)
+            if not greedy and temperature != 1.0:
+                logits = logits / temperature  # the distribution sampled from, and recorded
+            action = sample(logits, 1.0, top_k, greedy, generator)
             logprobs[:, t] = F.log_softmax(logits, dim=-1).gather(1, action[:, None]).squeeze(1)
             values[:, t] = value
         else:
@@ -232,8 +247,12 @@ def collect(
     return Rollout(inputs, positions, actions, logprobs, values, rewards, mask, success)
 
 
-def evaluate_logprobs(policy: nn.Module, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def evaluate_logprobs(policy: nn.Module, rollout: Rollout, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Score a rollout's actions under ``policy`` with one forward pass per episode.
+
+    Args:
+        temperature: the sampling temperature of the rollout: the log-probs and entropy are those
+            of ``softmax(logits / temperature)``, the distribution the actions were drawn from.
 
     Returns:
         ``(logprobs, entropy, values)``, each ``(B, T)``.
@@ -242,17 +261,27 @@ def evaluate_logprobs(policy: nn.Module, rollout: Rollout) -> tuple[torch.Tensor
     logits, values = logits.float(), values.float()  # no-ops, except under bf16 autocast
     idx = rollout.positions
     logits = logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1]))  # (B, T, A)
+    if temperature != 1.0:
+        logits = logits / temperature
     logp_all = F.log_softmax(logits, dim=-1)
     logprobs = logp_all.gather(2, rollout.actions[..., None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logprobs, entropy, values.gather(1, idx)
+
+def check_temperature(temperature: float) -> None:
+    """A ValueError unless ``temperature`` is a number > 0 (0 is greedy: pass ``greedy=True``)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be a number > 0 (for greedy decoding use greedy=True), got {temperature!r}")
+
 
 def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """Actions from logits ``(B, A)``: greedy, or sampled at ``temperature`` from the ``top_k`` best."""
     if greedy:
         return logits.argmax(-1)
-    logits = logits / temperature
+    check_temperature(temperature)
+    if temperature != 1.0:
+        logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

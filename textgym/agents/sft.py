@@ -52,8 +52,21 @@ class SFTConfig(TrainConfig):
     """Adam's step size."""
     eval_every: int = 10
     """Iterations between greedy evaluations of the policy (logged as ``mean_return``)."""
+    update_epochs: int = 1
+    """Passes over each batch of demonstrations."""
+    num_minibatches: int = 1
+    """Optimizer steps per pass, each on a minibatch of whole episodes; must divide ``num_envs``.
+    A batch then buys ``update_epochs * num_minibatches`` steps: an expert that is a large lookup
+    tree (Mastermind's) needs many more steps than its demonstrations cost to play."""
 
-    RULES: ClassVar[dict[str, Check]] = {"eval_every": POSITIVE_INT}
+    RULES: ClassVar[dict[str, Check]] = {"eval_every": POSITIVE_INT, "update_epochs": POSITIVE_INT,
+                                         "num_minibatches": POSITIVE_INT}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_envs % self.num_minibatches:
+            raise ValueError(f"num_minibatches={self.num_minibatches} must divide num_envs={self.num_envs} "
+                             "(every minibatch holds the same number of whole episodes)")
 
 
 @dataclass
@@ -135,17 +148,27 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
                                      "arguments or textgym version?)")
                 mask = demos.mask & replay.keep[:, None]
             run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
+            demos = demos.trimmed()  # the update scores only the positions actions were read from
 
-            # 3. Cross-entropy on the expert's actions, one forward pass per episode.
+            # 3. Cross-entropy on the expert's actions, one forward pass per episode, in epochs
+            #    of minibatches.
             policy.train()
-            logprobs, _, _ = evaluate_logprobs(score, demos)
-            loss = -masked_mean(logprobs, mask)
+            batch = max(1, demos.actions.shape[0] // cfg.num_minibatches)
+            losses = []
+            for _epoch in range(cfg.update_epochs):
+                perm = torch.randperm(demos.actions.shape[0], device=device) if cfg.num_minibatches > 1 else None
+                for lo in range(0, demos.actions.shape[0], batch):
+                    idx = perm[lo : lo + batch] if perm is not None else slice(None)
+                    logprobs, _, _ = evaluate_logprobs(score, demos.index(idx))
+                    loss = -masked_mean(logprobs, mask[idx])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    ranks.average_gradients(policy)  # one all-reduce when there are several ranks
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    losses.append(loss.detach())
+            loss = torch.stack(losses).mean()
             check_finite(run.iteration, loss=loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            ranks.average_gradients(policy)  # one all-reduce when there are several ranks
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            optimizer.step()
 
             # 4. Evaluate greedily now and then, log, checkpoint.
             if run.iteration == 1 or run.iteration % cfg.eval_every == 0 or run.env_steps >= cfg.total_steps:

@@ -219,14 +219,18 @@ class TorchVectorEnv(VectorEnv):
     * ``expert(obs)`` when ``has_expert`` is true: the scripted player's actions, for SFT.
     * ``episode_texts()`` (optional, token envs): prompt, completion and references of each
       sub-env's last episode, for text metrics.
+    * ``per_step_rewards`` (optional, True when absent): whether a step before the last can be
+      paid, so a trainer may credit each step with its return-to-go (GRPO's per-token advantages).
 
     Attributes:
         tokens_per_step: see above.
         has_expert: whether :meth:`expert` is implemented.
+        per_step_rewards: see above (a token env pays per step only with ``shaping=True``).
     """
 
     tokens_per_step: int = 1
     has_expert: bool = False
+    per_step_rewards: bool = True
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
 

@@ -316,6 +316,11 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
     def tokenizer(self) -> Tokenizer:
         return self.setup.tokenizer
 
+    @property
+    def per_step_rewards(self) -> bool:
+        """Whether a step before the last can be paid: with ``shaping=True`` only."""
+        return self.setup.shaping
+
     def _start(self, mask: torch.Tensor, keys: torch.Tensor) -> None:
         idx = mask.nonzero().squeeze(1)
         if len(idx) == self.num_envs:

@@ -16,6 +16,8 @@ class; they use any ``torch.nn.Module`` that has:
 * ``frozen_reference()``: a frozen policy that scores sequences as this one does now, the KL
   reference of a run (a copy, or for LoRA the same model with its adapters off).
 * ``save(directory)``, read back by :func:`load_policy`.
+* Optionally ``value_parameters()``: the value function's own parameters, which PPO's critic
+  warm-up (``critic_warmup``) trains alone.
 
 Two classes implement it: :class:`Policy`, textgym's own small transformer, and :class:`HFPolicy`,
 any ``transformers`` causal LM with a value head (optionally LoRA through ``peft``).

@@ -223,6 +223,11 @@ class HFPolicy(nn.Module):
         hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs, cache.value_kv, mask, pos)
         return self._heads(h, hv)
 
+    def value_parameters(self) -> list[nn.Parameter]:
+        """The value function's own parameters: the value head, and the value trunk when it has one
+        (a critic warm-up trains these alone)."""
+        return [*self.value_head.parameters(), *(self.value_trunk.parameters() if self.value_trunk is not None else ())]
+
     def frozen_reference(self) -> nn.Module | _AdaptersOff:
         """The KL reference: with LoRA the same model with its adapters disabled, else a frozen copy."""
         if self.lora is not None:

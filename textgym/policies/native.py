@@ -107,6 +107,11 @@ class Policy(nn.Module):
         """Size of each position's feature vector (0: it reads token ids)."""
         return self.cfg.n_features
 
+    def value_parameters(self) -> list[nn.Parameter]:
+        """The value function's own parameters: the value head, and the value trunk when it has one
+        (a critic warm-up trains these alone)."""
+        return [*self.value_head.parameters(), *(self.value_trunk.parameters() if self.value_trunk is not None else ())]
+
     def frozen_reference(self) -> Policy:
         """A frozen copy: the KL reference of a run that starts from this policy."""
         return copy.deepcopy(self).eval().requires_grad_(False)
