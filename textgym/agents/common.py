@@ -7,7 +7,7 @@ import math
 import os
 import random
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -235,6 +235,34 @@ def start_run(name: str, cfg: TrainConfig, policy: nn.Module, optimizer: torch.o
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, name, progress and ranks.is_main,
                        resume_at=run.iteration if resume else None)
     return checkpointer, run, logger
+
+
+def minibatches(num_envs: int, num_minibatches: int, device: torch.device) -> Iterator[torch.Tensor | slice]:
+    """The episodes of each minibatch of one pass over a batch: a fresh random split into
+    ``num_minibatches`` parts of ``num_envs // num_minibatches`` (the whole batch when there is one)."""
+    if num_minibatches == 1:
+        yield slice(None)
+        return
+    perm = torch.randperm(num_envs, device=device)
+    size = max(1, num_envs // num_minibatches)
+    for lo in range(0, num_envs, size):
+        yield perm[lo : lo + size]
+
+
+def gradient_step(loss: torch.Tensor, policy: nn.Module, optimizer: torch.optim.Optimizer, ranks, max_grad_norm: float,
+                  only: set[int] | None = None) -> None:
+    """One optimizer step on ``loss``: the gradients averaged over the ranks (one all-reduce when
+    there are several) and clipped to ``max_grad_norm``. With ``only`` (ids of parameters), every
+    other parameter is left without a gradient, which Adam skips: it stays exactly as it is."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    ranks.average_gradients(policy)
+    if only is not None:
+        for p in policy.parameters():
+            if id(p) not in only:
+                p.grad = None
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
+    optimizer.step()
 
 
 def check_finite(iteration: int, **values: torch.Tensor) -> None:

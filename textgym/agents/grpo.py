@@ -45,6 +45,8 @@ from textgym.agents.common import (
     compiled,
     finish,
     frozen_reference,
+    gradient_step,
+    minibatches,
     precision,
     reference_logprobs,
     setup,
@@ -166,12 +168,9 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
 
             # 4. Update: epochs of minibatches of whole episodes, the clipped surrogate plus the KL.
             policy.train()
-            batch = envs.num_envs // cfg.num_minibatches
             stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "kl", "entropy", "approx_kl", "clipfrac")}
             for _epoch in range(cfg.update_epochs):
-                perm = torch.randperm(envs.num_envs, device=device)
-                for lo in range(0, envs.num_envs, batch):
-                    idx = perm[lo : lo + batch]
+                for idx in minibatches(envs.num_envs, cfg.num_minibatches, device):
                     mb, mb_mask = rollout.index(idx), mask[idx]
                     logprobs, entropy, _ = evaluate_logprobs(score, mb, cfg.temperature)
                     pg_loss, clipfrac, approx_kl = grpo_policy_loss(logprobs, mb.logprobs, advantages[idx], pg_mask[idx],
@@ -181,11 +180,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
                         kl = sequence_loss(kl_penalty(logprobs, ref_logprobs[idx], cfg.kl_estimator), mb_mask, cfg.loss_type)
                     ent = masked_mean(entropy, mb_mask)
                     loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ranks.average_gradients(policy)  # one all-reduce when there are several ranks
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
+                    gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
                     for k, v in zip(stats, (pg_loss, kl, ent, approx_kl, clipfrac)):
                         stats[k].append(v.detach())  # kept on the device; read once, to log
 

@@ -32,11 +32,13 @@ from textgym.agents.common import (
     KLConfig,
     TrainConfig,
     check_finite,
-    critic_parameters,
     compiled,
+    critic_parameters,
     finish,
     frozen_reference,
+    gradient_step,
     kl_to_reference,
+    minibatches,
     precision,
     setup,
     start_run,
@@ -164,27 +166,16 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
             #    critic warm-up only the value function learns: the other weights get no gradient.
             warmup = run.iteration <= cfg.critic_warmup
             policy.train()
-            batch = envs.num_envs // cfg.num_minibatches
             stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
             for _epoch in range(cfg.update_epochs):
-                perm = torch.randperm(envs.num_envs, device=device)
-                for lo in range(0, envs.num_envs, batch):
-                    idx = perm[lo : lo + batch]
+                for idx in minibatches(envs.num_envs, cfg.num_minibatches, device):
                     mb, mb_mask = rollout.index(idx), mask[idx]
                     logprobs, entropy, values = evaluate_logprobs(score, mb, cfg.temperature)
                     pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
                     v_loss = value_loss(values, mb.values, returns[idx], mb_mask, cfg.clip_coef if cfg.clip_vloss else None)
                     ent = masked_mean(entropy, mb_mask)
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent if not warmup else v_loss
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ranks.average_gradients(policy)  # one all-reduce when there are several ranks
-                    if warmup:  # Adam skips a parameter whose gradient is None: the policy stays as it is
-                        for p in policy.parameters():
-                            if id(p) not in critic:
-                                p.grad = None
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
+                    gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm, only=critic if warmup else None)
                     for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
                         stats[k].append(v.detach())  # kept on the device; read once, to log
                 if cfg.target_kl is not None and ranks.mean_of(stats["approx_kl"][-1]) > cfg.target_kl:

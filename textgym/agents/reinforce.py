@@ -37,13 +37,21 @@ from textgym.agents.common import (
     compiled,
     finish,
     frozen_reference,
+    gradient_step,
     kl_to_reference,
+    minibatches,
     precision,
     setup,
     start_run,
 )
 from textgym.agents.evaluate import TrainResult
-from textgym.agents.losses import masked_mean, masked_whiten, ppo_policy_loss, returns_to_go, rloo_baseline
+from textgym.agents.losses import (
+    masked_mean,
+    masked_whiten,
+    ppo_policy_loss,
+    returns_to_go,
+    rloo_baseline,
+)
 from textgym.agents.rollout import collect, evaluate_logprobs
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
@@ -138,12 +146,9 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             # 4. Update: epochs of minibatches of whole episodes, -Σ log π(a|s) * advantage as
             #    PPO's clipped surrogate (the same gradient on the first step, when the ratio is 1).
             policy.train()
-            batch = envs.num_envs // cfg.num_minibatches
             stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
             for _epoch in range(cfg.update_epochs):
-                perm = torch.randperm(envs.num_envs, device=device) if cfg.num_minibatches > 1 else None
-                for lo in range(0, envs.num_envs, batch):
-                    idx = perm[lo : lo + batch] if perm is not None else slice(None)
+                for idx in minibatches(envs.num_envs, cfg.num_minibatches, device):
                     mb, mb_mask = rollout.index(idx), mask[idx]
                     logprobs, entropy, values = evaluate_logprobs(score, mb, cfg.temperature)
                     pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
@@ -151,11 +156,7 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
                     v_loss = (0.5 * masked_mean((values - returns[idx]) ** 2, mb_mask) if cfg.baseline == "value"
                               else torch.zeros((), device=device))
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ranks.average_gradients(policy)  # one all-reduce when there are several ranks
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
+                    gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
                     for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
                         stats[k].append(v.detach())  # kept on the device; read once, to log
             check_finite(run.iteration, **{k: torch.stack(stats[k]) for k in ("pg_loss", "v_loss", "entropy")})  # one sync

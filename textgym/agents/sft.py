@@ -29,6 +29,8 @@ from textgym.agents.common import (
     check_finite,
     compiled,
     finish,
+    gradient_step,
+    minibatches,
     precision,
     setup,
     start_run,
@@ -153,19 +155,12 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
             # 3. Cross-entropy on the expert's actions, one forward pass per episode, in epochs
             #    of minibatches.
             policy.train()
-            batch = max(1, demos.actions.shape[0] // cfg.num_minibatches)
             losses = []
             for _epoch in range(cfg.update_epochs):
-                perm = torch.randperm(demos.actions.shape[0], device=device) if cfg.num_minibatches > 1 else None
-                for lo in range(0, demos.actions.shape[0], batch):
-                    idx = perm[lo : lo + batch] if perm is not None else slice(None)
+                for idx in minibatches(demos.actions.shape[0], cfg.num_minibatches, device):
                     logprobs, _, _ = evaluate_logprobs(score, demos.index(idx))
                     loss = -masked_mean(logprobs, mask[idx])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ranks.average_gradients(policy)  # one all-reduce when there are several ranks
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
+                    gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
                     losses.append(loss.detach())
             loss = torch.stack(losses).mean()
             check_finite(run.iteration, loss=loss)
