@@ -187,3 +187,21 @@ def test_every_recipe_is_a_valid_config_of_a_registered_env():
     for r in all_recipes():
         assert r.env_id in ids and r.result
         classes[r.algo](env_id=r.env_id, env_kwargs=r.env_kwargs, **r.config)  # checked like any config
+
+
+def test_version_and_the_package_files(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"textgym {textgym.__version__}"
+    root = Path(__file__).resolve().parent.parent
+    assert "MIT License" in (root / "LICENSE").read_text()
+    assert "## Unreleased" in (root / "CHANGELOG.md").read_text()
+    assert (Path(textgym.__file__).parent / "py.typed").is_file()  # type checkers read textgym's annotations
+
+
+def test_tables_print_counts_as_whole_numbers():
+    from textgym.cli import _metrics_table
+
+    table = _metrics_table({"episodes": 1000.0, "success_rate": 1.0, "mean_return": 0.25})
+    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[2:]}
+    assert rows == {"episodes": "1000", "success_rate": "1.0000", "mean_return": "0.2500"}

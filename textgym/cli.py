@@ -329,7 +329,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _metrics_table(metrics: dict) -> str:
     """A two-column table of metrics, as ``eval`` prints it."""
-    return text_table(["metric", "value"], [[k, v if isinstance(v, str) else f"{v:.4f}"] for k, v in metrics.items()])
+    return text_table(["metric", "value"], [[k, _number(k, v)] for k, v in metrics.items()])
+
+
+COUNTS = ("episodes", "iteration", "env_steps")
+"""Metrics that count things, printed as whole numbers."""
+
+
+def _number(key: str, v) -> str:
+    """A metric as the tables print it: a count as a whole number (``episodes 1000``), else 4 decimals."""
+    if isinstance(v, str):
+        return v
+    return f"{v:.0f}" if key in COUNTS else f"{v:.4f}"
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
@@ -461,7 +472,7 @@ def cmd_eval_rm(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(text_table(["metric", "value"], [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()]))
+        print(text_table(["metric", "value"], [[k, _number(k, v)] for k, v in metrics.items()]))
     return 0
 
 
@@ -485,6 +496,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textgym", description="Gymnasium environments for text generation.")
+    parser.add_argument("--version", action="version", version=f"textgym {textgym.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list the registered envs")
     p.set_defaults(func=cmd_list)
