@@ -179,3 +179,21 @@ def test_grpo_forms_train_and_log_the_informative_groups(advantage, zero_varianc
     history = grpo.train(cfg, progress=False).history
     assert all(0.0 <= h["informative_groups"] <= 1.0 for h in history)
     assert all(h["entropy"] > 0 for h in history)
+
+
+@pytest.mark.parametrize("module,cls", [(ppo, ppo.PPOConfig), (grpo, grpo.GRPOConfig), (reinforce, reinforce.ReinforceConfig),
+                                        (sft, sft.SFTConfig)])
+def test_anneal_lr_decays_the_step_size_linearly_over_the_budget(monkeypatch, module, cls):
+    lrs = []
+    for opt in (torch.optim.Adam, torch.optim.AdamW):
+        real = opt.step
+        monkeypatch.setattr(opt, "step", lambda self, *a, _real=real, **k: (lrs.append(self.param_groups[0]["lr"]),
+                                                                            _real(self, *a, **k))[1])
+    extra = {"group_size": 4} if cls is grpo.GRPOConfig else {}
+    history = module.train(cls(env_id="textgym/Reverse-v0", total_steps=200, learning_rate=1e-3, anneal_lr=True,
+                               **extra, **TINY), progress=False).history
+    steps = [0] + [h["env_steps"] for h in history[:-1]]  # the progress when each iteration started
+    per_iteration = len(lrs) // len(history)
+    expected = [1e-3 * (1 - s / 200) for s in steps for _ in range(per_iteration)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[0] == 1e-3 and lrs[-1] < 1e-3

@@ -42,6 +42,10 @@ class TrainConfig:
     """Env steps to train for (the sum of the episodes' lengths)."""
     learning_rate: float = 3e-4
     """Adam's step size."""
+    anneal_lr: bool = False
+    """Decay the step size linearly from ``learning_rate`` to 0 over ``total_steps`` (CleanRL's
+    ``anneal_lr``): the last iterations take small steps, so a policy that has learned the task
+    does not oscillate around it at the end of the run."""
     max_grad_norm: float = 1.0
     """Gradients are clipped to this global norm."""
     seed: int = 0
@@ -84,7 +88,7 @@ class TrainConfig:
 
     RULES: ClassVar[dict[str, Check]] = {
         "env_id": Check(str), "env_kwargs": Check(dict), "num_envs": POSITIVE_INT, "total_steps": POSITIVE_INT,
-        "learning_rate": POSITIVE, "max_grad_norm": POSITIVE, "seed": Check(int), "device": Check(str),
+        "learning_rate": POSITIVE, "anneal_lr": Check(bool), "max_grad_norm": POSITIVE, "seed": Check(int), "device": Check(str),
         "n_layers": POSITIVE_INT, "n_heads": POSITIVE_INT, "d_model": POSITIVE_INT, "eval_episodes": POSITIVE_INT,
         "init": Check(str, optional=True), "value_model": Check(str, choices=("shared", "separate")),
         "lora_r": Check(int, 0), "lora_alpha": POSITIVE, "lora_dropout": Check(float, 0, 1, high_open=True),
@@ -235,6 +239,15 @@ def start_run(name: str, cfg: TrainConfig, policy: nn.Module, optimizer: torch.o
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, name, progress and ranks.is_main,
                        resume_at=run.iteration if resume else None)
     return checkpointer, run, logger
+
+
+def anneal(optimizer: torch.optim.Optimizer, cfg: TrainConfig, env_steps: int) -> None:
+    """With ``cfg.anneal_lr``, set the step size for the iteration that starts after ``env_steps``:
+    ``learning_rate * (1 - env_steps / total_steps)``. A function of the run's progress alone, so a
+    resumed run takes the same steps."""
+    if cfg.anneal_lr:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.learning_rate * max(0.0, 1.0 - env_steps / cfg.total_steps)
 
 
 def minibatches(num_envs: int, num_minibatches: int, device: torch.device) -> Iterator[torch.Tensor | slice]:

@@ -41,6 +41,7 @@ from torch import nn
 from textgym.agents.common import (
     KLConfig,
     TrainConfig,
+    anneal,
     check_finite,
     compiled,
     finish,
@@ -145,6 +146,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1
+            anneal(optimizer, cfg, run.env_steps)  # with cfg.anneal_lr: a step size that decays to 0
             # 2. Rollout: k samples of each prompt, with the KV cache.
             policy.eval()
             rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,

@@ -33,6 +33,7 @@ from torch import nn
 from textgym.agents.common import (
     KLConfig,
     TrainConfig,
+    anneal,
     check_finite,
     compiled,
     finish,
@@ -119,6 +120,7 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1
+            anneal(optimizer, cfg, run.env_steps)  # with cfg.anneal_lr: a step size that decays to 0
             # 2. Rollout: one episode per env, sampled with the KV cache.
             policy.eval()
             rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,

@@ -26,6 +26,7 @@ from torch import nn
 
 from textgym.agents.common import (
     TrainConfig,
+    anneal,
     check_finite,
     compiled,
     finish,
@@ -138,6 +139,7 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
             run.iteration += 1
+            anneal(optimizer, cfg, run.env_steps)  # with cfg.anneal_lr: a step size that decays to 0
             # 2. Demonstrations: the expert plays one episode per env, or a recorded batch is replayed.
             if sources is None:
                 demos = collect(envs, view, expert=expert, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None)
