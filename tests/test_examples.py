@@ -168,3 +168,27 @@ def test_scaling_benchmark_quick():
     assert kinds == ["threads"] * 4 + ["ddp"] * 3 + ["efficiency"] * 4 + ["compile"] * 2
     assert all(r["steps_per_s"] > 0 for r in rows if "steps_per_s" in r)
     assert all(r.get("gflop_per_s", 0) > 0 or "error" in r for r in rows if r["benchmark"] == "efficiency")
+
+
+def test_reverse_positions_benchmark_quick():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "benchmarks/reverse_positions.py", "--steps", "300", "--episodes", "64",
+                          "--set", "num_envs=16"], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("reinforce, 300 steps, seed 0: exact match ")
+    lengths = [line for line in lines if line.startswith("length ")]
+    assert [line.split(":")[0] for line in lengths] == [f"length {n}" for n in range(2, 7)]
+    assert all(len(line.split("position ")[1].split()) == int(line.split()[1].rstrip(":")) for line in lengths)
+
+
+def test_by_length_counts_letters_by_position():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reverse_positions", "benchmarks/reverse_positions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [{"completion": "ba", "references": ["ba"]}, {"completion": "bb", "references": ["ba"]},
+            {"completion": "cba", "references": ["cba"]}, {"completion": "c", "references": ["abc"]}]
+    assert module.by_length(rows) == {2: (0.5, [1.0, 0.5]), 3: (0.5, [0.5, 0.5, 0.5])}
