@@ -45,7 +45,8 @@ CELLS = [
     ("GuessNumber-v0", "reinforce"), ("GuessNumber-v0", "grpo"),
     ("Copy-v0", "ppo"), ("Copy-v0", "reinforce"), ("Copy-v0", "grpo"),
     ("GuessNumberText-v0", "sft"), ("GuessNumberText-v0", "sft+ppo"), ("Addition-v0", "sft"),
-    ("GuessNumber-v0", "ppo"), ("Sort-v0", "ppo"), ("GuessNumberText-v0", "ppo"),
+    ("GuessNumber-v0", "ppo"), ("Sort-v0", "ppo"), ("Sort-v0", "reinforce"), ("Sort-v0", "grpo"),
+    ("GuessNumberText-v0", "ppo"),
     ("Review-v0", "sft"), ("Mastermind-v0", "sft"), ("BullsAndCows-v0", "sft"),
 ]
 # The env's headline result and its own metric: (key, label) each.

@@ -27,6 +27,9 @@ def main(steps: int = 3_000_000, num_envs: int = 256, seed: int = 0) -> dict:
         learning_rate=1e-3,
         baseline="rloo",
         rloo_k=4,
+        update_epochs=1,  # the textbook's REINFORCE: one gradient step per batch (the default
+        num_minibatches=1,  # takes 4 epochs of 4 clipped minibatch steps, as TRL's RLOO does)
+        norm_adv=False,
         seed=seed,
     )
     result = reinforce.train(cfg)

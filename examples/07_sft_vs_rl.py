@@ -40,7 +40,8 @@ def main(out: str = "runs/sft_vs_rl", quick: bool = False, seed: int = 0) -> dic
         rl = dict(env_kwargs=rl_kwargs, total_steps=1000 if quick else rl_steps, **common)
         sft.train(sft.SFTConfig(total_steps=1000 if quick else sft_steps, **common), out=root / "sft", progress=False)
         ppo.train(ppo.PPOConfig(**rl), out=root / "ppo", progress=False)
-        reinforce.train(reinforce.ReinforceConfig(**rl), out=root / "reinforce", progress=False)
+        plain = dict(update_epochs=1, num_minibatches=1, norm_adv=False)  # one gradient step per batch, as measured
+        reinforce.train(reinforce.ReinforceConfig(**rl, **plain), out=root / "reinforce", progress=False)
         ppo.train(ppo.PPOConfig(**rl, kl_coef=0.05), policy=Policy.load(root / "sft"), out=root / "sft_ppo",
                   progress=False)
 
