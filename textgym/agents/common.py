@@ -109,6 +109,13 @@ class TrainConfig:
             if tokenizer is not None:
                 object.__setattr__(self, "env_kwargs", {**self.env_kwargs, "tokenizer": str(tokenizer)})
 
+    def check_minibatches(self, num_minibatches: int) -> None:
+        """A ValueError unless ``num_minibatches`` divides ``num_envs`` (for trainers whose
+        minibatches must hold the same number of whole episodes)."""
+        if self.num_envs % num_minibatches:
+            raise ValueError(f"num_minibatches={num_minibatches} must divide num_envs={self.num_envs} "
+                             "(every minibatch holds the same number of whole episodes)")
+
     def policy_options(self) -> dict[str, Any]:
         """The options of :func:`textgym.policies.load_policy` for the model in ``init``."""
         return {"value_model": self.value_model, "lora_r": self.lora_r, "lora_alpha": self.lora_alpha,

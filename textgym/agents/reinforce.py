@@ -99,9 +99,7 @@ class ReinforceConfig(TrainConfig, KLConfig):
             raise ValueError(f"unknown baseline {self.baseline!r}: expected one of {list(BASELINES)}")
         if self.baseline == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
             raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs={self.num_envs}, got rloo_k={self.rloo_k}")
-        if self.num_envs % self.num_minibatches:
-            raise ValueError(f"num_minibatches={self.num_minibatches} must divide num_envs={self.num_envs} "
-                             "(every minibatch holds the same number of whole episodes)")
+        self.check_minibatches(self.num_minibatches)
 
 
 def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,

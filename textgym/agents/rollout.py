@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textgym.config import POSITIVE
+
 PROTOCOL = ("max_episode_length", "tokens_per_step", "sequence_spec", "sequence", "episode_metrics", "has_expert",
             "expert", "device", "num_envs", "single_action_space")
 """What a trainer reads from a vector env (see ``textgym.envs.core.TorchVectorEnv``'s docstring)."""
@@ -268,9 +270,10 @@ def evaluate_logprobs(policy: nn.Module, rollout: Rollout, temperature: float = 
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logprobs, entropy, values.gather(1, idx)
 
+
 def check_temperature(temperature: float) -> None:
     """A ValueError unless ``temperature`` is a number > 0 (0 is greedy: pass ``greedy=True``)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+    if not POSITIVE.ok(temperature):
         raise ValueError(f"temperature must be a number > 0 (for greedy decoding use greedy=True), got {temperature!r}")
 
 

@@ -67,9 +67,7 @@ class SFTConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_envs % self.num_minibatches:
-            raise ValueError(f"num_minibatches={self.num_minibatches} must divide num_envs={self.num_envs} "
-                             "(every minibatch holds the same number of whole episodes)")
+        self.check_minibatches(self.num_minibatches)
 
 
 @dataclass
