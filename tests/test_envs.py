@@ -391,3 +391,45 @@ def test_unknown_task_and_reward_names_list_the_known_ones():
 def test_bad_game_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GuessNumberEnv(**kwargs)
+
+
+@pytest.mark.parametrize("info", textgym.ENVS, ids=IDS)
+def test_help_of_a_made_env_is_the_manual_of_its_id(info):
+    import pydoc
+
+    env = gym.make(info.id)
+    page = pydoc.render_doc(env, renderer=pydoc.plaintext)
+    first = page.splitlines()[0]
+    assert type(env).__module__.startswith("textgym") and "Wrapper" not in first and "OrderEnforcing" not in first
+    assert "Args" in page or "Arguments" in page or "`render_mode`" in page  # the env's own manual
+    if info.id not in textgym.envs.GENERAL and info.kwargs:
+        assert f"{info.id}: {info.description}" in page
+        for key, value in info.kwargs.items():
+            assert f"{key}={value!r}" in page
+        vector = gym.make_vec(info.id, num_envs=2)
+        assert f"{info.id}: {info.description}" in pydoc.render_doc(vector, renderer=pydoc.plaintext)
+    with pytest.raises(ResetNeeded):  # the env keeps the order itself, with no OrderEnforcing wrapper
+        env.step(env.action_space.sample())
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_rgb_array_render_is_a_fixed_size_image_of_the_text(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    frames = [env.render()]
+    env.step(env.action_space.sample())
+    frames.append(env.render())
+    for frame in frames:
+        assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.shape == (360, 640, 3)
+    assert (frames[1] < 128).any()  # some text is drawn
+
+
+def test_sb3_make_vec_env_does_not_warn_about_the_render_mode():
+    import warnings
+
+    from stable_baselines3.common.env_util import make_vec_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_vec_env("textgym/GuessNumber-v0", n_envs=2).close()
+    assert not [w for w in caught if "render_mode" in str(w.message)]

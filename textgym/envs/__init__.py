@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,17 +65,48 @@ ENVS: tuple[EnvInfo, ...] = (
             {"text_env": "bulls_and_cows"}),
 )
 
+GENERAL = ("textgym/TokenGeneration-v0", "textgym/MultiTurn-v0")
+"""The ids whose class is the general env itself (any task, any text env)."""
+
+
+def _load(entry_point: str) -> type:
+    module, _, name = entry_point.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _manual(info: EnvInfo, base: type, vector: bool) -> type:
+    """The class of one registered id: ``base`` (the env it configures) under the id's own name,
+    with the id's manual first, then ``base``'s, so that ``help(env)`` is the manual of that id."""
+    name = info.id.split("/")[-1].split("-v")[0] + ("VectorEnv" if vector else "Env")
+    defaults = ", ".join(f"{k}={v!r}" for k, v in info.kwargs.items())
+    make = f'gym.make_vec("{info.id}", num_envs=N)' if vector else f'gym.make("{info.id}")'
+    doc = (f"{info.id}: {info.description}.\n\n"
+           f"``{make}`` is :class:`{base.__module__}.{base.__name__}` with {defaults}. Reward: {info.default_reward}. "
+           f"Every argument below can be changed: ``gym.make(\"{info.id}\", name=value)``.\n\n"
+           f"{base.__name__}\n{'-' * len(base.__name__)}\n{inspect.cleandoc(base.__doc__ or '')}")
+    cls = type(name, (base,), {"__doc__": doc, "__module__": __name__, "__qualname__": name})
+    globals()[name] = cls  # importable as textgym.envs.<Name>, so the env pickles by reference
+    return cls
+
 
 def register_envs() -> None:
-    """Register every textgym env with Gymnasium; safe to call again."""
+    """Register every textgym env with Gymnasium; safe to call again.
+
+    An id that configures a general env (``Reverse-v0`` is ``TokenGeneration-v0`` with
+    ``task="reverse"``) gets a class of its own name whose docstring is the id's manual. textgym's
+    envs check their own call order (``step`` before ``reset`` is ``ResetNeeded``) and are tested
+    with ``check_env``, so ``gym.make`` returns the env itself, with no ``OrderEnforcing`` or
+    ``PassiveEnvChecker`` wrapper: ``help(env)`` is its manual (``gym.make(id,
+    disable_env_checker=False)`` adds the checker back).
+    """
     for info in ENVS:
-        if info.id not in gym.registry:
-            gym.register(
-                id=info.id,
-                entry_point=info.entry_point,
-                vector_entry_point=info.vector_entry_point,
-                kwargs=dict(info.kwargs),
-            )
+        if info.id in gym.registry:
+            continue
+        entry, vector = info.entry_point, info.vector_entry_point
+        if info.kwargs and info.id not in GENERAL:
+            entry, vector = _manual(info, _load(entry), False), _manual(info, _load(vector), True)
+        gym.register(id=info.id, entry_point=entry, vector_entry_point=vector, kwargs=dict(info.kwargs),
+                     order_enforce=False, disable_env_checker=True)
 
 
 __all__ = [

@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from textgym.config import NON_NEGATIVE, POSITIVE_INT
-from textgym.envs.core import render_text
+from textgym.envs.core import RENDER_MODES, render_text
 
 INVALID_REPLY = " invalid\n"
 
@@ -98,7 +98,7 @@ def _solver(game: str) -> MinimaxSolver:
 class CodeGame(gym.Env):
     """Shared rules of the code-breaking text games (see :class:`Mastermind` and :class:`BullsAndCows`)."""
 
-    metadata = {"render_modes": ["ansi", "human"]}
+    metadata = {"render_modes": RENDER_MODES}
     game: str
     symbols: str
     opening: str
@@ -209,7 +209,7 @@ class Mastermind(CodeGame):
 
     * `max_guesses`: guesses allowed (default 10).
     * `guess_penalty`: the cost of a wrong guess (default 0.1).
-    * `render_mode`: `"ansi"` (the game as text) or `"human"`.
+    * `render_mode`: `"ansi"` (the game as text), `"human"` or `"rgb_array"` (the text as an image, for video wrappers).
 
     ## Version History
 
@@ -254,7 +254,7 @@ class BullsAndCows(CodeGame):
 
     * `max_guesses`: guesses allowed (default 10).
     * `guess_penalty`: the cost of a wrong guess (default 0.1).
-    * `render_mode`: `"ansi"` (the game as text) or `"human"`.
+    * `render_mode`: `"ansi"` (the game as text), `"human"` or `"rgb_array"` (the text as an image, for video wrappers).
 
     ## Version History
 

@@ -106,13 +106,38 @@ class EpisodeKeys:
         return self._keys[self.index]
 
 
-RENDER_MODES = ["ansi", "human"]
+RENDER_MODES = ["ansi", "human", "rgb_array"]
+
+FRAME = (360, 640)
+"""The height and width of an ``rgb_array`` frame: the same for every frame, as video writers need."""
 
 
-def render_text(render_mode: str | None, text: str) -> str | None:
-    """What ``render()`` returns for ``text``: the text (``"ansi"``), or None after printing it (``"human"``)."""
+def text_image(text: str, size: tuple[int, int] = FRAME) -> np.ndarray:
+    """``text`` drawn in Pillow's default font, black on white, as an ``(height, width, 3)`` uint8 image
+    (``render_mode="rgb_array"``, for video wrappers such as ``gymnasium.wrappers.RecordVideo``).
+    Long lines wrap; when the text is taller than the frame, its last lines are shown."""
+    from PIL import Image, ImageDraw, ImageFont  # Pillow comes with matplotlib
+
+    height, width = size
+    font = ImageFont.load_default()
+    left, top, right, bottom = font.getbbox("M")
+    char_w, line_h = max(1, right - left), max(1, bottom - top) + 4
+    cols, rows = max(1, (width - 16) // char_w), max(1, (height - 16) // line_h)
+    lines = [line[i : i + cols] for line in text.splitlines() or [""] for i in range(0, max(1, len(line)), cols)]
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines[-rows:]):
+        draw.text((8, 8 + i * line_h), line, fill="black", font=font)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def render_text(render_mode: str | None, text: str) -> str | np.ndarray | None:
+    """What ``render()`` returns for ``text``: the text (``"ansi"``), an image of it
+    (``"rgb_array"``, see :func:`text_image`), or None after printing it (``"human"``)."""
     if render_mode == "ansi":
         return text
+    if render_mode == "rgb_array":
+        return text_image(text)
     if render_mode == "human":
         print(text)
         return None

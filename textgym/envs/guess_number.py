@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from textgym.envs.core import (
+    RENDER_MODES,
     EpisodeKeys,
     SequenceSpec,
     TorchVectorEnv,
@@ -100,7 +101,7 @@ _DOC = """
       `ceil(log2(high - low + 2))`, which is 7 for 1..100, and averages 5.80 guesses there).
     * `guess_penalty`: the cost of a wrong guess (default 0.1).
     * `shaping`: pay the win as information on every guess (default False; see Rewards).
-    * `render_mode`: `"ansi"` or `"human"`.
+    * `render_mode`: `"ansi"`, `"human"` or `"rgb_array"` (the text as an image, for video wrappers).
 """
 
 
@@ -134,7 +135,7 @@ class GuessNumberEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from textgym.envs.core import (
+    RENDER_MODES,
     EpisodeKeys,
     TorchVectorEnv,
     check_step,
@@ -97,14 +98,14 @@ class GuessNumberTextEnv(gym.Env):
     * `max_guesses`: guesses allowed (default 10).
     * `guess_penalty`: the cost of a wrong or invalid guess (default 0.1).
     * `shaping`: pay the win as information on every guess (default False; see GuessNumber-v0).
-    * `render_mode`: `"ansi"` (the transcript) or `"human"` (printed).
+    * `render_mode`: `"ansi"` (the transcript), `"human"` (printed) or `"rgb_array"` (the text as an image, for video wrappers).
 
     ## Version History
 
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from gymnasium.error import ResetNeeded
 
 from textgym import rewards
 from textgym.envs.core import (
+    RENDER_MODES,
     EpisodeKeys,
     TorchVectorEnv,
     check_step,
@@ -106,7 +107,7 @@ _DOC_ARGS = """
     * `shaping`: pay the reward as it accrues: each step gets `score(prefix) - score(previous
       prefix)` of the completion so far, so the rewards of an episode add up to the final score
       minus the score of an empty completion. The reward is then computed every step.
-    * `render_mode`: `"ansi"` (the episode as text) or `"human"` (printed).
+    * `render_mode`: `"ansi"` (the episode as text), `"human"` (printed) or `"rgb_array"` (the text as an image, for video wrappers).
 """
 
 
@@ -148,7 +149,7 @@ class TokenGenerationEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self,
