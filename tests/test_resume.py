@@ -102,7 +102,7 @@ def test_sigterm_saves_at_the_end_of_the_iteration_and_says_how_to_resume(tmp_pa
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert f"continue with textgym train ... --resume {run}" in err
+    assert f"continue with `textgym train --resume {run}`" in err
     state = torch.load(run / STATE_FILE, weights_only=True)
     assert state["iteration"] == len(metrics(run))  # the iteration it was in finished, and was saved
 
@@ -134,7 +134,8 @@ def test_resume_with_other_settings_names_the_fields(tmp_path, capsys):
     changed = [*base[:3], "200", *base[4:], "--seed", "3", "--resume", str(run)]
     assert main(changed) == 2
     err = capsys.readouterr().err
-    assert "seed: 0 in the run, 3 in this command" in err and "total_steps: 100 in the run, 200 in this command" in err
+    assert "--seed 3 differs from the run's seed 0" in err and "--total-steps 200 differs from the run's total_steps 100" in err
+    assert "--set seed=... --set total_steps=..." in err
     assert main(["train", "ppo", "--resume", str(run), "--quiet"]) == 2
     assert "is a sft run, not ppo" in capsys.readouterr().err
 

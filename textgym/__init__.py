@@ -18,6 +18,14 @@ register_envs()
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    if name == "play":  # imported on first use: it needs the agents
+        from textgym.agents.evaluate import play
+
+        return play
+    raise AttributeError(f"module 'textgym' has no attribute {name!r}")
+
 __all__ = [
     "ENVS",
     "CharTokenizer",
@@ -27,6 +35,7 @@ __all__ = [
     "Task",
     "as_tokenizer",
     "make_task",
+    "play",
     "register_envs",
     "rewards",
 ]

@@ -1,4 +1,4 @@
-"""The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval``, ``bench``, ``preferences``, ``train-rm``,
+"""The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval``, ``play``, ``bench``, ``preferences``, ``train-rm``,
 ``eval-rm`` and ``compare``."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import numpy as np
 import textgym
 from textgym.agents import scripted_policy
 from textgym.agents.common import text_table
+from textgym.names import import_env_module, split_name
 
 
 def _space(space: gym.Space) -> str:
@@ -71,6 +73,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 ALGOS = ("ppo", "reinforce", "grpo", "sft")
+TRAIN_DEFAULTS = {"env": "textgym/Reverse-v0", "env_kwargs": "{}", "seed": 0, "device": "auto"}
+"""What ``textgym train`` uses for a flag not given (a resumed run uses its own settings instead)."""
+RUN_FLAGS = {"env": "env_id", "env_kwargs": "env_kwargs", "seed": "seed", "device": "device", "init": "init",
+             "total_steps": "total_steps", "num_envs": "num_envs"}
+"""The flags of ``textgym train`` that set a config field, and the field."""
 RUN_FILES = ("config.json", "metrics.jsonl", "policy.safetensors")
 
 
@@ -88,15 +95,20 @@ def _json_arg(text: str, what: str) -> dict:
     return value
 
 
+def _trainer(algo: str):
+    """The trainer's module and config class of ``algo``."""
+    from textgym.agents import grpo, ppo, reinforce, sft
+
+    return {"ppo": (ppo, ppo.PPOConfig), "reinforce": (reinforce, reinforce.ReinforceConfig),
+            "grpo": (grpo, grpo.GRPOConfig), "sft": (sft, sft.SFTConfig)}[algo]
+
+
 def _config(algo: str, args: argparse.Namespace):
     """The trainer's config from the command line: the defaults, then the env's recipe for ``algo``
     (unless ``--recipe none``), then the common flags, then ``--set KEY=VALUE``."""
-    from textgym.agents import grpo, ppo, reinforce, sft
     from textgym.recipes import find_recipe
 
-    module = {"ppo": ppo, "reinforce": reinforce, "grpo": grpo, "sft": sft}[algo]
-    cls = {"ppo": ppo.PPOConfig, "reinforce": reinforce.ReinforceConfig, "grpo": grpo.GRPOConfig,
-           "sft": sft.SFTConfig}[algo]
+    module, cls = _trainer(algo)
     recipe = None if args.recipe == "none" else find_recipe(args.env, algo, required=args.recipe == "require")
     env_kwargs = {**(recipe.env_kwargs if recipe else {}), **_json_arg(args.env_kwargs, "--env-kwargs")}
     values = {**(recipe.config if recipe else {}), "env_id": args.env, "env_kwargs": env_kwargs, "seed": args.seed,
@@ -130,12 +142,9 @@ def _build_config(cls, values: dict, settings: list[str] | None):
 
 def _check_env_id(env_id: str) -> None:
     """A registered env id (``module:id`` imports the module first, as ``gym.make`` does)."""
-    if ":" in env_id:
-        module, _, env_id = env_id.partition(":")
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise CLIError(f"--env: cannot import {module!r} ({e})") from None
+    if split_name(env_id) is not None:
+        import_env_module(env_id)
+        env_id = env_id.partition(":")[2]
     known = [info.id for info in textgym.ENVS]
     if env_id not in gym.registry:
         raise CLIError(f"unknown env {env_id!r}: expected one of {known}, or an id your own module registers "
@@ -159,7 +168,7 @@ def _make_env(env_id: str, env_kwargs: dict) -> gym.Env:
 
 
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png", "training_state.pt",
-               "value_head.safetensors", "hf_model", "value_model")
+               "value_head.safetensors", "hf_model", "value_model", "tokenizer")
 
 
 def _usable_dir(out: Path) -> None:
@@ -202,11 +211,6 @@ def _check_start(algo: str, cfg, policy) -> None:
         raise CLIError(f"{cfg.env_id} has no expert to imitate, so SFT cannot train on it")
 
 
-def _plain(cfg) -> dict:
-    """A config as the JSON of ``config.json`` holds it."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
 def _saved_threads(out: Path) -> int | None:
     """The torch threads the run in ``out`` was started with (``config.json``), if it says."""
     try:
@@ -216,8 +220,51 @@ def _saved_threads(out: Path) -> int | None:
     return threads if isinstance(threads, int) and threads > 0 else None
 
 
+def _resumed_config(out: Path, args: argparse.Namespace):
+    """The trainer and config of the run in ``out`` (``--resume``), from its ``config.json``: a flag
+    given that differs from the run's setting is refused, ``--set KEY=VALUE`` changes one on purpose."""
+    from textgym.agents.evaluate import read_run_config, rebase_paths
+    from textgym.agents.state import STATE_FILE
+    from textgym.names import code_names
+
+    if out.is_dir() and not (out / STATE_FILE).is_file():
+        raise CLIError(f"--resume: {out} holds no training state ({STATE_FILE}) to continue; start a run with --out")
+    try:
+        saved = read_run_config(out)
+        saved_algo, values = saved["algo"], dict(saved["config"])
+        if saved_algo not in ALGOS or not isinstance(values, dict):
+            raise KeyError("algo")
+    except FileNotFoundError as e:
+        raise CLIError(f"--resume: {e}") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise CLIError(f"--resume: {out / 'config.json'} is not a textgym training run's config ({e})") from None
+    if args.algo is not None and args.algo != saved_algo:
+        raise CLIError(f"--resume: {out} is a {saved_algo} run, not {args.algo}")
+    args.algo = saved_algo
+    untrusted = code_names({k: values.get(k) for k in ("env_id", "env_kwargs")}, "")
+    if untrusted and not args.trust_code:
+        raise CLIError(f"--resume: {out / 'config.json'} names code that making its env would import "
+                       f"({'; '.join(untrusted)}). A run folder is data: pass --trust-code if you trust this run")
+    overridden = {item.partition("=")[0] for item in args.set or []}
+    differ = []
+    for flag, key in RUN_FLAGS.items():
+        given = getattr(args, flag)
+        if flag == "env_kwargs" and given is not None:
+            given = _json_arg(given, "--env-kwargs")
+        if given is not None and given != values.get(key) and key not in overridden:
+            differ.append((f"--{flag.replace('_', '-')} {given!r} differs from the run's {key} {values.get(key)!r}", key))
+    if differ:
+        raise CLIError(f"--resume: {'; '.join(d for d, _ in differ)}. Drop the flags to continue the run as it was, "
+                       f"or change a setting on purpose with {' '.join(f'--set {key}=...' for _, key in differ)}")
+    args.env, args.init = values.get("env_id"), values.get("init")
+    values = rebase_paths(values, saved.get("cwd"))
+    module, cls = _trainer(saved_algo)
+    return module, _build_config(cls, values, args.set)
+
+
 def _check_resume(out: Path, algo: str, cfg) -> None:
     """``out`` holds a training state of a run started with this algorithm and these settings."""
+    from textgym.agents.common import config_dict
     from textgym.agents.state import STATE_FILE
 
     if not (out / STATE_FILE).is_file():
@@ -229,7 +276,7 @@ def _check_resume(out: Path, algo: str, cfg) -> None:
         raise CLIError(f"--resume: {out / 'config.json'} is not a textgym run config ({e})") from None
     if saved_algo != algo:
         raise CLIError(f"--resume: {out} is a {saved_algo} run, not {algo}")
-    now = _plain(cfg)
+    now = config_dict(cfg)
     differ = [f"{k}: {saved_cfg.get(k)!r} in the run, {now.get(k)!r} in this command"
               for k in sorted(set(saved_cfg) | set(now)) if saved_cfg.get(k) != now.get(k)]
     if differ:
@@ -244,7 +291,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     untouched, ``--force`` removes the old run's files before the new run writes any, and a start
     that fails leaves nothing behind.
     """
-    from textgym.agents.common import TrainingError, resolve_device, write_json
+    from textgym.agents.common import TrainingError, resolve_device, write_run_config
     from textgym.agents.state import STATE_FILE, TrainingInterrupted
     from textgym.distributed import is_main_process
     from textgym.policies import load_policy
@@ -252,21 +299,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.save_every < 1:
         raise CLIError(f"--save-every must be at least 1 iteration, got {args.save_every}")
-    _check_env_id(args.env)
-    module, cfg = _config(args.algo, args)
     if args.resume is not None:
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             raise CLIError(f"--resume {args.resume} continues that run in its own directory; drop --out {args.out}")
+        module, cfg = _resumed_config(Path(args.resume), args)
         out, resume = Path(args.resume), True
-    elif args.out is None:
-        raise CLIError("train needs --out DIR (a new run) or --resume DIR (a run to continue)")
     else:
+        if args.algo is None:
+            raise CLIError(f"train needs the algorithm: textgym train {{{','.join(ALGOS)}}} ... (or --resume DIR)")
+        for flag, default in TRAIN_DEFAULTS.items():
+            if getattr(args, flag) is None:
+                setattr(args, flag, default)
+        _check_env_id(args.env)
+        module, cfg = _config(args.algo, args)
+        if args.out is None:
+            raise CLIError("train needs --out DIR (a new run) or --resume DIR (a run to continue)")
         out = Path(args.out)
         resume = args.auto_resume and (out / STATE_FILE).is_file()
+        if resume:  # --auto-resume: the command line describes the run, and must match it
+            _check_resume(out, args.algo, cfg)
     main_rank = is_main_process()  # under torchrun, rank 0 alone claims and writes the run
-    if resume:
-        _check_resume(out, args.algo, cfg)
-    elif main_rank and out.is_dir() and any((out / name).exists() for name in RUN_FILES) and not args.force:
+    if not resume and main_rank and out.is_dir() and any((out / name).exists() for name in RUN_FILES) and not args.force:
         raise CLIError(f"{out} holds another run; choose another --out, pass --force to overwrite it, "
                        "or --resume it")
     saved_threads = _saved_threads(out) if resume and args.threads is None else None
@@ -295,9 +348,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not resume and main_rank:
         _usable_dir(out)
         _clear_run(out)
-        write_json(out / "config.json", {"algo": args.algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
-                                         "init": args.init, "recipe": args.recipe, "config": _plain(cfg),
-                                         "threads": threads, "version": textgym.__version__})
+        write_run_config(out, args.algo, cfg, recipe=args.recipe, threads=threads)
     try:
         result = module.train(cfg, policy=policy, out=out, progress=not args.quiet, save_every=args.save_every,
                               resume=resume, **extra)
@@ -361,24 +412,13 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy evaluation of a saved policy."""
     from textgym.agents.common import resolve_device
-    from textgym.agents.evaluate import evaluate_policy, play_policy
+    from textgym.agents.evaluate import evaluate_policy, play_policy, run_env
     from textgym.policies import load_policy
 
     run = Path(args.run)
-    env_id, env_kwargs = args.env, {}
-    config = run / "config.json"
-    if config.is_file():
-        try:
-            saved = json.loads(config.read_text())
-            saved["env_id"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise CLIError(f"{config} is not a textgym run config ({type(e).__name__}: {e}); pass --env") from None
-        env_id = env_id or saved["env_id"]
-        env_kwargs = saved.get("env_kwargs", {}) if env_id == saved["env_id"] else {}
-    if args.env_kwargs is not None:
-        env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
-    if env_id is None:
-        raise CLIError(f"{run} has no config.json: pass --env")
+    env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs") if args.env_kwargs is not None else None
+    where = run_env(run, args.env, env_kwargs, trust_code=args.trust_code)
+    env_id, env_kwargs = where.env_id, where.env_kwargs
     try:
         device = resolve_device(args.device)
         policy = load_policy(run, device)
@@ -398,6 +438,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(metrics))
     else:
         print(_metrics_table(metrics))
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    """Show a saved policy playing a few episodes, as the env renders them."""
+    from textgym.agents.common import resolve_device
+    from textgym.agents.evaluate import play
+
+    env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs") if args.env_kwargs is not None else None
+    play(args.run, args.env, env_kwargs, args.episodes, args.seed, args.sample, resolve_device(args.device),
+         trust_code=args.trust_code)
     return 0
 
 
@@ -506,18 +557,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train a policy with PPO, REINFORCE, GRPO or SFT")
-    p.add_argument("algo", choices=ALGOS)
-    p.add_argument("--env", default="textgym/Reverse-v0", help="env id (default textgym/Reverse-v0)")
-    p.add_argument("--env-kwargs", default="{}", help="the env's arguments as JSON, e.g. '{\"shaping\": true}'")
+    p.add_argument("algo", choices=ALGOS, nargs="?", help="the trainer (with --resume: the run's)")
+    p.add_argument("--env", help=f"env id (default {TRAIN_DEFAULTS['env']})")
+    p.add_argument("--env-kwargs", help="the env's arguments as JSON, e.g. '{\"shaping\": true}'")
     p.add_argument("--total-steps", type=int, help="env steps to train for")
     p.add_argument("--num-envs", type=int, help="episodes per iteration")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="auto (CUDA when present, the default), cpu or cuda")
+    p.add_argument("--seed", type=int, help="seeds the policy, the envs and the sampling (default 0)")
     p.add_argument("--init", help="start from this policy: a textgym run directory (SFT-then-RL) or a Hugging Face "
                    "causal LM's directory (config.json and weights; the env then tokenizes with its tokenizer)")
     p.add_argument("--out", help="run directory to write")
     p.add_argument("--force", action="store_true", help="overwrite a run already in --out")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its training state (same settings)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its training state, with its own "
+                   "settings (a flag that differs is refused; --set KEY=VALUE changes one on purpose)")
+    p.add_argument("--trust-code", action="store_true", help="with --resume: let the run's config.json import the "
+                   "code it names (a text env, task, reward or tokenizer as MODULE:NAME): only for a run you trust")
     p.add_argument("--auto-resume", action="store_true",
                    help="continue the run in --out when it holds a training state, else start it (torchrun --max-restarts)")
     p.add_argument("--save-every", type=int, default=10, help="iterations between saves of the policy and training state")
@@ -546,9 +600,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--sample", action="store_true", help="sample at temperature 1 (seeded) instead of greedy decoding")
+    p.add_argument("--trust-code", action="store_true", help="let the run's config.json import the code it names "
+                   "(a text env, task, reward or tokenizer as MODULE:NAME): only for a run you trust")
     p.add_argument("--save", metavar="FILE.jsonl", help="write every episode (prompt, completion or transcript, "
                                                         "actions, return, success) for textgym train sft --data")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("play", help="watch a saved policy play a few episodes, as text")
+    p.add_argument("run", help="run directory (from textgym train)")
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--env", help="env id (default: the run's)")
+    p.add_argument("--env-kwargs", help="the env's arguments as JSON (default: the run's)")
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--sample", action="store_true", help="sample at temperature 1 (seeded) instead of greedy decoding")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--trust-code", action="store_true", help="let the run's config.json import the code it names")
+    p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("bench", help="throughput benchmarks (a few minutes; --quick for a smoke run)")
     p.add_argument("--device", default="auto")
@@ -608,8 +675,21 @@ USER_ERRORS = (CLIError, ValueError, TypeError, OSError, ImportError, gym.error.
 """What a user's input can cause: each is one line on stderr and exit status 2 (``--debug`` shows the traceback)."""
 
 
+def _quiet_libraries() -> None:
+    """No progress bars or info lines from transformers and the Hugging Face hub (``--quiet``)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:  # already imported: its settings were read then
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        _quiet_libraries()
     try:
         if getattr(args, "episodes", 1) < 1:
             raise CLIError(f"--episodes must be at least 1, got {args.episodes}")

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from textgym.names import resolve, split_name
 from textgym.seeding import draws
 from textgym.tokenizers import CharTokenizer, Tokenizer, alphabet_of
 
@@ -660,12 +661,32 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
+def _named_task(spec: str, kwargs: dict) -> Task:
+    """The task ``"module:name"`` names: a :class:`Task` or a list of examples (as is), or a class
+    or function called with ``kwargs`` that returns one."""
+    found = resolve(spec, f"task {spec!r}")
+    if callable(found) and not isinstance(found, Task):
+        try:
+            found = found(**kwargs)
+        except TypeError as e:
+            raise TypeError(f"task {spec!r}: {e}") from None
+    elif kwargs:
+        raise TypeError(f"task {spec!r} names a {type(found).__name__}, which takes no task_kwargs (got {sorted(kwargs)})")
+    if isinstance(found, Task):
+        return found
+    if isinstance(found, (list, tuple)):
+        return ListTask(found)
+    raise TypeError(f"task {spec!r} gives a {type(found).__name__}: expected a Task or a list of examples")
+
+
 def make_task(spec: Any, **kwargs: Any) -> Task:
     """Build a task from a name, a ``.jsonl`` path, a list of examples, or a :class:`Task`.
 
     Args:
         spec: ``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``, ``"review"``; a path to a JSONL file; a list
-            of examples (see :class:`ListTask`); or a :class:`Task` (returned as is).
+            of examples (see :class:`ListTask`); a :class:`Task` (returned as is); or ``"module:name"``
+            of your own Task, Task class, list of examples, or function returning one (called with
+            ``kwargs``; the current folder is searched too, see :mod:`textgym.names`).
         **kwargs: the procedural task's arguments (``alphabet``, ``min_length``, ...).
 
     Raises:
@@ -681,7 +702,10 @@ def make_task(spec: Any, **kwargs: Any) -> Task:
             return TASKS[s](**kwargs)
         if s.endswith(".jsonl") or os.path.isfile(s):
             return ListTask.from_jsonl(s)
-        raise ValueError(f"unknown task {s!r}: expected one of {sorted(TASKS)} or a path to a .jsonl file")
+        if split_name(s) is not None:
+            return _named_task(s, kwargs)
+        raise ValueError(f"unknown task {s!r}: expected one of {sorted(TASKS)}, a path to a .jsonl file or "
+                         "MODULE:NAME of your own (a Task, a Task class, a list of examples or a function returning one)")
     if isinstance(spec, (list, tuple)):
         return ListTask(spec)
     raise TypeError(f"cannot make a task from {type(spec).__name__}: expected a name, a .jsonl path, a list or a Task")

@@ -12,10 +12,14 @@ Every textgym env talks to its tokenizer through four things: ``encode``, ``deco
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from textgym.files import write_json
+from textgym.names import resolve, split_name
 
 PAD = "<pad>"
 EOS = "<eos>"
@@ -197,15 +201,57 @@ def load_hf_tokenizer(path: str | os.PathLike) -> Any:
         raise ValueError(f"no transformers tokenizer could be loaded from {path}: {e}") from None
 
 
+CHAR_TOKENIZER_FILE = "char_tokenizer.json"
+"""The file :func:`save_tokenizer` writes a :class:`CharTokenizer` to."""
+
+
+def save_tokenizer(tokenizer: Tokenizer, directory: str | os.PathLike) -> bool:
+    """Save ``tokenizer`` in ``directory`` so that :func:`as_tokenizer` reads it back from there:
+    a :class:`CharTokenizer` as ``char_tokenizer.json``, a ``transformers`` one with
+    ``save_pretrained``. Returns False (and writes nothing) for any other kind of tokenizer."""
+    directory = Path(directory)
+    if isinstance(tokenizer, CharTokenizer):
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json(directory / CHAR_TOKENIZER_FILE, tokenizer.to_dict())
+        return True
+    if isinstance(tokenizer, HFTokenizer):
+        tokenizer.tokenizer.save_pretrained(str(directory))
+        return True
+    return False
+
+
+def load_char_tokenizer(directory: str | os.PathLike) -> CharTokenizer:
+    """The :class:`CharTokenizer` :func:`save_tokenizer` wrote in ``directory``.
+
+    Raises:
+        ValueError: the file is not a character tokenizer's description.
+    """
+    path = Path(directory) / CHAR_TOKENIZER_FILE
+    try:
+        d = json.loads(path.read_text())
+        if not isinstance(d, dict) or d.get("type") != "char":
+            raise ValueError("not a character tokenizer")
+        return CharTokenizer.from_dict(d)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a textgym character tokenizer ({e})") from None
+
+
 def as_tokenizer(obj: Any) -> Tokenizer:
     """Return ``obj`` as a textgym tokenizer.
 
     Accepts a :class:`CharTokenizer`, an :class:`HFTokenizer`, a ``transformers`` tokenizer (wrapped
-    in :class:`HFTokenizer`), the path of a directory a ``transformers`` tokenizer was saved in
-    (a model directory, read with ``AutoTokenizer.from_pretrained``, never downloaded), or any
-    object with ``encode``, ``decode``, ``vocab_size``, ``pad_id`` and ``eos_id``.
+    in :class:`HFTokenizer`), the path of a directory a tokenizer was saved in (by
+    :func:`save_tokenizer`, e.g. a run's ``tokenizer/``, or a ``transformers`` model directory, read
+    with ``AutoTokenizer.from_pretrained``, never downloaded), ``"module:name"`` of a tokenizer or of
+    a function returning one (see :mod:`textgym.names`), or any object with ``encode``, ``decode``,
+    ``vocab_size``, ``pad_id`` and ``eos_id``.
     """
+    if isinstance(obj, str) and not os.path.exists(obj) and split_name(obj) is not None:
+        found = resolve(obj, f"tokenizer {obj!r}")
+        return as_tokenizer(found() if callable(found) and not isinstance(found, Tokenizer) else found)
     if isinstance(obj, (str, os.PathLike)):
+        if (Path(obj) / CHAR_TOKENIZER_FILE).is_file():
+            return load_char_tokenizer(obj)
         return HFTokenizer(load_hf_tokenizer(obj))
     if isinstance(obj, Tokenizer):
         return check_special_ids(obj)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import random
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,9 @@ from textgym.agents.rollout import Rollout, SequenceView, evaluate_logprobs, mak
 from textgym.agents.state import Checkpointer, Progress
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
 from textgym.distributed import init_ranks, rank_device
+from textgym.files import read_jsonl, write_json, write_jsonl  # noqa: F401  (re-exported)
 from textgym.policies import load_policy, make_policy, tokenizer_dir
+from textgym.tokenizers import save_tokenizer
 
 
 class TrainingError(RuntimeError):
@@ -242,10 +244,51 @@ def start_run(name: str, cfg: TrainConfig, policy: nn.Module, optimizer: torch.o
     """A run's checkpointer, where it stands (restored from ``out`` with ``resume``) and its logger
     (rank 0 alone writes and shows progress)."""
     checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
+    if out is not None and ranks.is_main:
+        describe_run(Path(out), name, cfg, envs, resume)
     run = checkpointer.restore() if resume else Progress()
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, name, progress and ranks.is_main,
-                       resume_at=run.iteration if resume else None)
+                       resume_at=run.iteration if resume else None, title=f"{name} on {cfg.env_id}")
     return checkpointer, run, logger
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """A trainer's config as plain JSON data, as a run's ``config.json`` holds it."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def write_run_config(out: Path, algo: str, cfg: TrainConfig, **extra: Any) -> None:
+    """Write ``out/config.json``: the algorithm, the env and the whole config (what ``textgym eval``
+    and ``textgym train --resume`` read back), the textgym version, the folder the run was started
+    in (``cwd``: relative paths in the config are read from there) and ``extra`` (the CLI adds the
+    recipe and the torch threads)."""
+    import textgym
+
+    write_json(out / "config.json", {"algo": algo, "env_id": cfg.env_id, "env_kwargs": cfg.env_kwargs,
+                                     "init": cfg.init, "config": config_dict(cfg), "version": textgym.__version__,
+                                     "cwd": os.getcwd(), **extra})
+
+
+TOKENIZER_DIR = "tokenizer"
+"""Where a run keeps its env's tokenizer (see :func:`textgym.tokenizers.save_tokenizer`)."""
+
+
+def describe_run(out: Path, algo: str, cfg: TrainConfig, envs, resume: bool) -> None:
+    """Make ``out`` stand on its own, however the run was started (CLI or Python): its
+    ``config.json`` (kept when the CLI already wrote this run's, with its extra fields) and the
+    env's tokenizer in ``out/tokenizer/``, so the run can be evaluated from any folder and on other
+    data with the ids it was trained on."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        same = saved.get("algo") == algo and saved.get("config") == config_dict(cfg)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        same = False
+    if not same and not resume:
+        write_run_config(out, algo, cfg)
+    tokenizer = getattr(envs, "tokenizer", None)
+    if tokenizer is not None and not (out / TOKENIZER_DIR).exists():
+        save_tokenizer(tokenizer, out / TOKENIZER_DIR)
 
 
 def anneal(optimizer: torch.optim.Optimizer, cfg: TrainConfig, env_steps: int) -> None:
@@ -305,10 +348,11 @@ class RunLogger:
     """
 
     def __init__(self, out: str | os.PathLike | None, total: int, desc: str, progress: bool = True,
-                 resume_at: int | None = None) -> None:
+                 resume_at: int | None = None, title: str | None = None) -> None:
         from tqdm.auto import tqdm
 
         self.out = Path(out) if out is not None else None
+        self.title = title or desc
         self.history: list[dict[str, Any]] = []
         self.file = None
         self.tb = None
@@ -359,11 +403,12 @@ class RunLogger:
         if self.tb is not None:
             self.tb.close()
         if self.out is not None and self.history:
-            plot_learning_curve(self.history, self.out / "learning_curve.png")
+            plot_learning_curve(self.history, self.out / "learning_curve.png", self.title)
 
 
-def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
-    """Mean return (and success rate, where logged) against env steps, as a PNG."""
+def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """The learning curve as a PNG: mean return against env steps, and beside it the success rate
+    where the env reports one (the two have different scales, so each has its own axes)."""
     try:
         import matplotlib
 
@@ -373,13 +418,19 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
         print("textgym: matplotlib is not installed, so no learning curve PNG: pip install matplotlib")
         return
     steps = [h["env_steps"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [h["mean_return"] for h in history], label="mean return")
+    panels = [("mean_return", "mean return per episode")]
     if "success_rate" in history[0]:
-        ax.plot(steps, [h["success_rate"] for h in history], label="success rate")
-    ax.set_xlabel("env steps")
-    ax.legend()
-    ax.grid(alpha=0.3)
+        panels.append(("success_rate", "success rate"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        ax.plot(steps, [h.get(key, float("nan")) for h in history])
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if key == "success_rate":
+            ax.set_ylim(-0.02, 1.02)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, dpi=100, format="png")
@@ -395,34 +446,6 @@ def finish(cfg: TrainConfig, policy: nn.Module, logger: RunLogger, checkpointer:
     checkpointer.save(run)
     evaluation = evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1)
     return TrainResult(policy, logger.history, evaluation)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a temporary file moved into place)."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        json.dump(data, f, indent=2)
-    os.replace(f.name, path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The JSON objects of a file of one per line (a last line cut short by a crash is skipped)."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Write one JSON object per line, atomically; creates the parent folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
-    os.replace(f.name, path)
-
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
 from torch import nn
 
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
+from textgym.names import code_names, import_env_module
 
 
 @dataclass
@@ -101,4 +106,175 @@ def trajectories(envs, rollout: Rollout, env_id: str, env_kwargs: dict, seed: in
         elif tokenizer is not None:
             row["transcript"] = tokenizer.decode(rollout.inputs[i].tolist())
         rows.append(row)
+    return rows
+
+
+class UntrustedRun(ValueError):
+    """A run's ``config.json`` names code (``"module:name"``) that loading the run would import."""
+
+
+@dataclass
+class RunEnv:
+    """The env a saved run is played on: its id and arguments, and the run's ``config.json`` (empty
+    when it has none)."""
+
+    env_id: str
+    env_kwargs: dict
+    config: dict
+
+
+def read_run_config(run: str | Path) -> dict:
+    """The ``config.json`` of the run folder ``run``.
+
+    Raises:
+        FileNotFoundError: ``run`` is not a folder, or holds no ``config.json`` (each named).
+        ValueError: a ``config.json`` that is not a textgym run config.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run folder {run} does not exist")
+    path = run / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run} has no config.json (what the run was trained on): a run from textgym before "
+                                "0.1 or a policy saved with policy.save(); pass the env (--env)")
+    try:
+        config = json.loads(path.read_text())
+        if not isinstance(config, dict) or not isinstance(config.get("env_id"), str) \
+                or not isinstance(config.get("env_kwargs", {}), dict):
+            raise ValueError("no env_id string and env_kwargs object at its top")
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path} is not a textgym run config ({type(e).__name__}: {e})") from None
+    return config
+
+
+def rebase_paths(value: Any, cwd: str | None) -> Any:
+    """``value`` (a run config's field) with each relative path that names a file or folder in
+    ``cwd`` (the folder the run was started in) but none here made absolute, so a run's data and
+    models are found from any folder."""
+    if isinstance(value, dict):
+        return {k: rebase_paths(v, cwd) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rebase_paths(v, cwd) for v in value]
+    if isinstance(value, str) and cwd and value and not Path(value).is_absolute() and not Path(value).exists():
+        there = Path(cwd) / value
+        if there.exists():
+            return str(there)
+    return value
+
+
+def _takes(env_id: str, kwarg: str) -> bool:
+    """Whether the env ``env_id`` (its vector env) takes the argument ``kwarg``."""
+    import_env_module(env_id)
+    spec = gym.registry.get(env_id.partition(":")[2] if ":" in env_id else env_id)
+    entry = getattr(spec, "vector_entry_point", None)
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(__import__(module, fromlist=[name]), name, None)
+    try:
+        params = inspect.signature(entry).parameters
+    except (TypeError, ValueError):
+        return False
+    return kwarg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def run_env(run: str | Path, env_id: str | None = None, env_kwargs: dict | None = None,
+            trust_code: bool = False) -> RunEnv:
+    """The env to play the run in ``run`` on: the run's own (``config.json``) unless ``env_id`` or
+    ``env_kwargs`` say otherwise. Where the env takes a tokenizer, it is the one the run saved
+    (``run/tokenizer``, or the model's in ``run/hf_model``) in place of one the run's arguments name
+    (a path relative to where it was trained), and for other arguments that name none, so a run
+    evaluates from any folder and on other data (``{"task": "test.jsonl"}``) with its own ids.
+
+    Args:
+        run: a run folder.
+        env_id: another env (then ``env_kwargs`` default to none).
+        env_kwargs: other arguments for the env.
+        trust_code: allow the run's ``config.json`` to name code (``"module:name"``: a text env,
+            task, reward or tokenizer of a user's module) that making its env imports. Off by
+            default: a run folder is data (see :mod:`textgym.names`).
+
+    Raises:
+        FileNotFoundError: no such folder, or no ``config.json`` and no ``env_id``.
+        UntrustedRun: the env would import code the run's config names, and ``trust_code`` is off.
+    """
+    from textgym.agents.common import TOKENIZER_DIR
+    from textgym.policies import tokenizer_dir
+
+    run = Path(run)
+    config: dict = {}
+    if env_id is None or env_kwargs is None:
+        try:
+            config = read_run_config(run)
+        except FileNotFoundError:
+            if env_id is None:
+                raise
+    from_run = {}
+    if env_id is None:
+        env_id = from_run["env_id"] = config["env_id"]
+    if env_kwargs is None:
+        env_kwargs = config.get("env_kwargs", {}) if env_id == config.get("env_id") else {}
+        env_kwargs = from_run["env_kwargs"] = rebase_paths(env_kwargs, config.get("cwd"))
+    untrusted = code_names(from_run, "")
+    if untrusted and not trust_code:
+        raise UntrustedRun(
+            f"{run / 'config.json'} names code that making its env would import ({'; '.join(untrusted)}). A run folder is "
+            "data: pass --trust-code (trust_code=True) if you trust this run, or name the env yourself (--env, --env-kwargs)")
+    env_kwargs = dict(env_kwargs)
+    saved = run / TOKENIZER_DIR if (run / TOKENIZER_DIR).is_dir() else tokenizer_dir(run)
+    # the run's own arguments and no tokenizer named: the env builds the run's tokenizer again, as in training
+    own = "env_kwargs" in from_run
+    if saved is not None and own == ("tokenizer" in env_kwargs) and _takes(env_id, "tokenizer"):
+        env_kwargs["tokenizer"] = str(saved.resolve())
+    return RunEnv(env_id, env_kwargs, config)
+
+
+def replay_text(env_id: str, env_kwargs: dict, seed: int, actions: list[int]) -> str:
+    """The text of one episode as the env renders it (``render_mode="ansi"``): the single env reset
+    with ``seed`` and stepped with ``actions`` (sub-env ``i`` of a vector env reset with ``s`` plays
+    the episode of the single env reset with ``s + i``)."""
+    env = gym.make(env_id, render_mode="ansi", disable_env_checker=True, **env_kwargs)
+    try:
+        env.reset(seed=seed)
+        for action in actions:
+            env.step(action)
+        return env.render()
+    finally:
+        env.close()
+
+
+def play(policy: nn.Module | str | Path, env_id: str | None = None, env_kwargs: dict | None = None, episodes: int = 3,
+         seed: int = 12345, sample: bool = False, device: str | torch.device = "cpu", trust_code: bool = False,
+         show: bool = True) -> list[dict[str, Any]]:
+    """Watch a policy play: ``episodes`` episodes, each printed as the env renders it, with its return.
+
+    Args:
+        policy: a policy, or a run folder (its env is then the run's, see :func:`run_env`).
+        env_id, env_kwargs: the env (needed for a policy; for a run, other than the run's).
+        episodes, seed, sample, device: as :func:`play_policy` (greedy unless ``sample``).
+        trust_code: for a run folder, as :func:`run_env`.
+        show: print the episodes.
+
+    Returns:
+        One row per episode (:func:`trajectories`), with its rendered ``text``.
+
+    Example:
+        >>> from textgym.agents.evaluate import play
+        >>> rows = play("runs/reverse", episodes=2)  # doctest: +SKIP
+    """
+    if isinstance(policy, (str, Path)):
+        from textgym.policies import load_policy
+
+        where = run_env(policy, env_id, env_kwargs, trust_code=trust_code)
+        env_id, env_kwargs = where.env_id, where.env_kwargs
+        policy = load_policy(policy, device)
+    elif env_id is None:
+        raise ValueError("play needs env_id for a policy object (or pass a run folder)")
+    env_kwargs = env_kwargs or {}
+    _, rows = play_policy(policy, env_id, env_kwargs, episodes, device, seed, sample)
+    for row in rows:
+        row["text"] = replay_text(env_id, env_kwargs, seed + row["index"], row["actions"])
+        if show:
+            outcome = "success" if row["success"] else "failure"
+            print(f"--- episode {row['index'] + 1} of {episodes}: return {row['return']:.3f}, {outcome}, "
+                  f"{row['length']} steps\n{row['text'].rstrip()}\n")
     return rows

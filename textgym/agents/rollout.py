@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textgym.config import POSITIVE
+from textgym.names import import_env_module
 
 PROTOCOL = ("max_episode_length", "tokens_per_step", "sequence_spec", "sequence", "episode_metrics", "has_expert",
             "expert", "device", "num_envs", "single_action_space")
@@ -146,6 +147,7 @@ class Rollout:
 def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs):
     """A textgym vector env of tensors on ``device``, with autoreset disabled, as rollouts need, and
     without action checks."""
+    import_env_module(env_id)
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, device=device, autoreset_mode="disabled", **env_kwargs)
     except gym.error.Error as e:  # an unknown id, a missing module, ...

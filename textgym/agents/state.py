@@ -39,7 +39,8 @@ class TrainingInterrupted(RuntimeError):
 
     def __init__(self, out: Path | None, iteration: int, signal_name: str) -> None:
         self.out, self.iteration = out, iteration
-        where = (f"the state of iteration {iteration} is saved in {out}: continue with textgym train ... --resume {out}"
+        where = (f"the state of iteration {iteration} is saved in {out}: continue with `textgym train --resume {out}` "
+                 "(from Python: train(cfg, out=..., resume=True))"
                  if out is not None else "no run directory, so nothing was saved")
         super().__init__(f"{signal_name} stopped training after iteration {iteration}; {where}")
 

@@ -17,7 +17,6 @@ player would write now.
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,12 +27,14 @@ import torch
 
 from textgym.envs.code_games import TEXT_GAMES
 from textgym.envs.core import (
+    RENDER_MODES,
     TorchVectorEnv,
     check_step,
     pad_to,
     render_text,
     token_observation_space,
 )
+from textgym.names import import_user_module, split_name
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
 
 
@@ -90,14 +91,16 @@ def make_text_env(text_env: Any, text_env_kwargs: dict | None = None) -> tuple[g
 
 
 def _named_callable(spec: str) -> Any:
-    """The callable ``"module:Name"`` names, or None (then the string is an env id)."""
-    module, sep, attr = spec.partition(":")
-    if not sep or not attr.isidentifier():
+    """The callable ``"module:Name"`` names, or None (then the string is an env id, whose
+    ``module:`` part, if any, is imported here with the current folder searched too)."""
+    parts = split_name(spec)
+    if parts is None:
         return None
-    try:
-        found = getattr(importlib.import_module(module), attr, None)
-    except ImportError:
+    module, attr = parts
+    if not attr.isidentifier():  # "module:Id-v0": the module registers the id
+        import_user_module(module, f"text_env {spec!r}")
         return None
+    found = getattr(import_user_module(module, f"text_env {spec!r}"), attr, None)
     return found if callable(found) else None
 
 
@@ -250,7 +253,7 @@ _DOC = """
     * `max_reply_tokens`: the most tokens of the opening and of one reply (default: the
       observation space's `max_length`). The observation has room for the opening and `max_turns`
       messages and replies.
-    * `render_mode`: `"ansi"` (the transcript) or `"human"`.
+    * `render_mode`: `"ansi"` (the transcript), `"human"` or `"rgb_array"` (the text as an image, for video wrappers).
 
     A reply with a character outside the alphabet, a reply that does not fit, a non-string, a bad
     reward or an exception in the text env is an error naming the text env and what it returned.
@@ -295,7 +298,7 @@ class MultiTurnEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(self, text_env: Any = "mastermind", text_env_kwargs: dict | None = None, tokenizer: Any = None,
                  max_turn_tokens: int | None = None, max_turns: int | None = None, max_reply_tokens: int | None = None,

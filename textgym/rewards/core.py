@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from textgym.names import resolve, split_name
 from textgym.rewards import metrics
 from textgym.tasks import Example, _encode_examples
 from textgym.tokenizers import Tokenizer
@@ -296,6 +297,26 @@ REWARDS: dict[str, Callable[..., Reward]] = {
 }
 
 
+def _named_reward(spec: str, kwargs: dict) -> Reward:
+    """The reward ``"module:name"`` names: a :class:`Reward` (as is), a :class:`Reward` subclass
+    (built with ``kwargs``), or a function ``(prompts, completions, references) -> scores``."""
+    found = resolve(spec, f"reward {spec!r}")
+    if isinstance(found, type) and issubclass(found, Reward):
+        try:
+            return found(**kwargs)
+        except TypeError as e:
+            raise TypeError(f"reward {spec!r}: {e}") from None
+    if kwargs:
+        raise TypeError(f"reward {spec!r} names {type(found).__name__} {getattr(found, '__name__', '')!r}, which takes "
+                        f"no reward_kwargs (got {sorted(kwargs)}): only a Reward subclass is built with them")
+    if isinstance(found, Reward):
+        return found
+    if callable(found):
+        return FunctionReward(found, name=spec.partition(":")[2])
+    raise TypeError(f"reward {spec!r} names a {type(found).__name__}: expected a function (prompts, completions, "
+                    "references) -> scores, a Reward or a Reward subclass")
+
+
 def make(spec: Any, **kwargs: Any) -> Reward:
     """Build a reward.
 
@@ -308,6 +329,9 @@ def make(spec: Any, **kwargs: Any) -> Reward:
               rule of the review task, :mod:`textgym.rewards.review`), ``"hf_classifier"`` (kwargs
               ``path``, ``label``, ``output``...: a Hugging Face sequence classifier, see
               :class:`textgym.rewards.classifier.HFClassifierReward`);
+            * ``"module:name"``: your own function ``(prompts, completions, references) -> scores``, a
+              :class:`Reward`, or a :class:`Reward` subclass (built with ``kwargs``), imported from
+              ``module`` (the current folder is searched too, see :mod:`textgym.names`);
             * a list of ``(spec, weight)`` pairs: their weighted sum;
             * a :class:`Reward` (returned as is);
             * a plain function ``(prompts, completions, references) -> list[float]``.
@@ -327,8 +351,11 @@ def make(spec: Any, **kwargs: Any) -> Reward:
     if isinstance(spec, Reward):
         return spec
     if isinstance(spec, str):
+        if spec not in REWARDS and split_name(spec) is not None:
+            return _named_reward(spec, kwargs)
         if spec not in REWARDS:
-            raise ValueError(f"unknown reward {spec!r}: expected one of {sorted(REWARDS)}")
+            raise ValueError(f"unknown reward {spec!r}: expected one of {sorted(REWARDS)}, or MODULE:NAME of your "
+                             "own (a function (prompts, completions, references) -> scores, or a Reward class)")
         try:
             return REWARDS[spec](**kwargs)
         except TypeError as e:
