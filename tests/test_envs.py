@@ -312,11 +312,10 @@ def test_vector_env_on_cuda(env_id):
 
 
 def test_unsupported_render_mode_warns_at_make_and_fails_at_render():
-    # gym.make warns and still makes the env, which SB3's make_vec_env relies on ("rgb_array").
     with pytest.warns(UserWarning, match="not in the possible render_modes"):
-        env = gym.make("textgym/GuessNumber-v0", render_mode="rgb_array")
+        env = gym.make("textgym/GuessNumber-v0", render_mode="rgb_video")
     env.reset(seed=0)
-    with pytest.raises(ValueError, match=r"render_mode 'rgb_array' is not supported: use one of \['ansi', 'human'\]"):
+    with pytest.raises(ValueError, match=r"render_mode 'rgb_video' is not supported: use one of \['ansi', 'human', 'rgb_array'\]"):
         env.unwrapped.render()
 
 

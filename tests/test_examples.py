@@ -192,3 +192,12 @@ def test_by_length_counts_letters_by_position():
     rows = [{"completion": "ba", "references": ["ba"]}, {"completion": "bb", "references": ["ba"]},
             {"completion": "cba", "references": ["cba"]}, {"completion": "c", "references": ["abc"]}]
     assert module.by_length(rows) == {2: (0.5, [1.0, 0.5]), 3: (0.5, [0.5, 0.5, 0.5])}
+
+
+def test_example_10_cleanrl_ppo_smoke(capsys):
+    example = _load_example("10_cleanrl_ppo")
+    args = example.Args(total_steps=4096, num_steps=64, eval_episodes=16)
+    agent = example.train(args)
+    success, guesses = example.evaluate(agent, args)
+    assert 0.0 <= success <= 1.0 and 1.0 <= guesses <= 10.0
+    assert "steps/s" in capsys.readouterr().out

@@ -41,6 +41,17 @@ def set_game(env, low: int, high: int, max_guesses: int, guess_penalty: float, s
     env.guess_penalty, env.shaping = float(guess_penalty), bool(shaping)
 
 
+def check_possible_mask(possible_mask: Any) -> bool:
+    if not isinstance(possible_mask, (bool, np.bool_)):
+        raise ValueError(f"possible_mask must be true or false, got {possible_mask!r}")
+    return bool(possible_mask)
+
+
+def observation_size(env) -> int:
+    """The interval, the guesses left, the history, and with ``possible_mask`` one entry per number."""
+    return 3 + 2 * env.max_guesses + (env.high - env.low + 1) * env.possible_mask
+
+
 def bisect_guess(lo, hi):
     """The middle of the interval of secrets still possible (binary search's next guess); ints or tensors."""
     return (lo + hi) // 2
@@ -101,6 +112,11 @@ _DOC = """
       `ceil(log2(high - low + 2))`, which is 7 for 1..100, and averages 5.80 guesses there).
     * `guess_penalty`: the cost of a wrong guess (default 0.1).
     * `shaping`: pay the win as information on every guess (default False; see Rewards).
+    * `possible_mask`: append to the observation one entry per number, 1 where the secret may
+      still be (default False). A flat form that standard agents' MLPs (Stable-Baselines3,
+      CleanRL, torchrl) learn binary search from: a linear layer with weights `-|a - b|` from
+      number `b` to action `a` puts its argmax at the middle of the interval, where reading the
+      middle from `lo` and `hi` alone needs very large weights to tell neighbouring numbers apart.
     * `render_mode`: `"ansi"`, `"human"` or `"rgb_array"` (the text as an image, for video wrappers).
 """
 
@@ -129,6 +145,7 @@ class GuessNumberEnv(gym.Env):
     | 2 | fraction of the guesses left, `(max_guesses - guesses) / max_guesses` |
     | 3 + 2k | guess number k, `(guess - low) / n`; -1 if not made yet |
     | 4 + 2k | its feedback: +1 the secret is higher, -1 lower, 0 not made yet |
+    | 3 + 2 * max_guesses + b | with `possible_mask=True`: 1 if number `low + b` may still be the secret, else 0 |
     {doc}
     ## Version History
 
@@ -144,12 +161,14 @@ class GuessNumberEnv(gym.Env):
         max_guesses: int = 10,
         guess_penalty: float = 0.1,
         shaping: bool = False,
+        possible_mask: bool = False,
         render_mode: str | None = None,
     ) -> None:
         set_game(self, low, high, max_guesses, guess_penalty, shaping)
+        self.possible_mask = check_possible_mask(possible_mask)
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(self.high - self.low + 1)
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, (3 + 2 * self.max_guesses,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (observation_size(self),), dtype=np.float32)
         self._keys = EpisodeKeys()
         self._secret: int | None = None
         self._done = True
@@ -193,12 +212,14 @@ class GuessNumberEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         n = self.high - self.low
-        obs = np.zeros(3 + 2 * self.max_guesses, dtype=np.float32)
+        obs = np.zeros(observation_size(self), dtype=np.float32)
         obs[0], obs[1] = (self._lo - self.low) / n, (self._hi - self.low) / n
         obs[2] = (self.max_guesses - len(self._history)) / self.max_guesses
         obs[3::2] = -1.0
         for k, (guess, feedback) in enumerate(self._history):
             obs[3 + 2 * k], obs[4 + 2 * k] = (guess - self.low) / n, feedback
+        if self.possible_mask:
+            obs[3 + 2 * self.max_guesses :] = self.action_masks()
         return obs
 
     def action_masks(self) -> np.ndarray:
@@ -252,6 +273,7 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         max_guesses: int = 10,
         guess_penalty: float = 0.1,
         shaping: bool = False,
+        possible_mask: bool = False,
         device: str | torch.device | None = None,
         max_episode_steps: int | None = None,
         autoreset_mode: str = "next_step",
@@ -259,9 +281,11 @@ class GuessNumberVectorEnv(TorchVectorEnv):
     ) -> None:
         super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
         set_game(self, low, high, max_guesses, guess_penalty, shaping)
+        self.possible_mask = check_possible_mask(possible_mask)
         self.render_mode = render_mode
         M, dev = self.max_guesses, self.device
-        self._set_spaces(gym.spaces.Box(-1.0, 1.0, (3 + 2 * M,), dtype=np.float32), gym.spaces.Discrete(self.high - self.low + 1))
+        self._set_spaces(gym.spaces.Box(-1.0, 1.0, (observation_size(self),), dtype=np.float32),
+                         gym.spaces.Discrete(self.high - self.low + 1))
         z = torch.zeros(num_envs, dtype=torch.int64, device=dev)
         self.secret, self.lo, self.hi, self.guesses = z.clone(), z.clone(), z.clone(), z.clone()
         self.history = torch.zeros(num_envs, M, 2, device=dev)  # (B, M, [guess, feedback]) scaled as in the obs
@@ -304,7 +328,11 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         n = self.high - self.low
         head = torch.stack([(self.lo - self.low) / n, (self.hi - self.low) / n,
                             (self.max_guesses - self.guesses) / self.max_guesses], dim=-1)
-        return torch.cat([head, self.history.flatten(1)], dim=1).float()
+        parts = [head, self.history.flatten(1)]
+        if self.possible_mask:
+            numbers = torch.arange(self.low, self.high + 1, device=self.device)
+            parts.append((numbers >= self.lo[:, None]) & (numbers <= self.hi[:, None]))
+        return torch.cat([p.float() for p in parts], dim=1)
 
     # -- the env -> trainer protocol -------------------------------------------------------------
     def _longest_episode(self) -> int:
@@ -326,7 +354,8 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         large weights to tell neighbouring numbers apart.
         """
         step = 1.0 / (self.high - self.low)
-        guess, feedback = obs[:, 3::2], obs[:, 4::2]  # (B, M)
+        end = 3 + 2 * self.max_guesses  # the history; a possible_mask after it is not read
+        guess, feedback = obs[:, 3:end:2], obs[:, 4:end:2]  # (B, M)
         made = guess >= 0
         lo = torch.where(made & (feedback > 0), guess + step, 0.0).cummax(1).values
         hi = torch.where(made & (feedback < 0), guess - step, 1.0).cummin(1).values
