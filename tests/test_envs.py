@@ -432,3 +432,30 @@ def test_sb3_make_vec_env_does_not_warn_about_the_render_mode():
         warnings.simplefilter("always")
         make_vec_env("textgym/GuessNumber-v0", n_envs=2).close()
     assert not [w for w in caught if "render_mode" in str(w.message)]
+
+
+def test_possible_mask_marks_the_interval_in_single_and_vector_envs_alike():
+    single = gym.make("textgym/GuessNumber-v0", possible_mask=True)
+    vector = gym.make_vec("textgym/GuessNumber-v0", num_envs=4, possible_mask=True, device="cpu")
+    plain = gym.make_vec("textgym/GuessNumber-v0", num_envs=4, device="cpu")
+    assert single.observation_space.shape == (123,) and vector.single_observation_space.shape == (123,)
+    obs_v, _ = vector.reset(seed=7)
+    obs_p, _ = plain.reset(seed=7)
+    rng = np.random.default_rng(0)
+    for step in range(4):
+        actions = torch.as_tensor(rng.integers(0, 100, 4))
+        obs_v, *_ = vector.step(actions)
+        obs_p, *_ = plain.step(actions)
+        assert torch.equal(obs_v[:, :23], obs_p)  # the history is unchanged, the mask follows it
+        seq_v, len_v = vector.unwrapped.sequence(obs_v)
+        seq_p, len_p = plain.unwrapped.sequence(obs_p)
+        assert torch.equal(seq_v, seq_p) and torch.equal(len_v, len_p)
+        for i in range(4):
+            lo, hi = int(vector.unwrapped.lo[i]), int(vector.unwrapped.hi[i])
+            expected = [lo <= n <= hi for n in range(1, 101)]
+            assert obs_v[i, 23:].tolist() == [float(x) for x in expected]
+    obs, _ = single.reset(seed=7)
+    obs, *_ = single.step(49)
+    assert obs[23:].sum() in (49, 50, 1) and obs[23:].min() == 0
+    with pytest.raises(ValueError, match="possible_mask must be true or false"):
+        gym.make("textgym/GuessNumber-v0", possible_mask="yes")
