@@ -32,10 +32,10 @@ import textgym  # noqa: F401  (registers the envs)
 class Args:
     env_id: str = "textgym/GuessNumber-v0"
     seed: int = 0
-    total_steps: int = 300_000
+    total_steps: int = 600_000
     num_envs: int = 8
     num_steps: int = 256          # steps per env per rollout: a batch of num_envs * num_steps
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     anneal_lr: bool = True
     gamma: float = 1.0            # episodes are short and end by themselves
     gae_lambda: float = 0.95

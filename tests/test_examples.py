@@ -201,3 +201,16 @@ def test_example_10_cleanrl_ppo_smoke(capsys):
     success, guesses = example.evaluate(agent, args)
     assert 0.0 <= success <= 1.0 and 1.0 <= guesses <= 10.0
     assert "steps/s" in capsys.readouterr().out
+
+
+def test_standard_agents_benchmark_quick(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    rows = tmp_path / "rows.jsonl"
+    subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "standard_agents.py"), "--quick", "--seeds", "0",
+                    "--json", str(rows)], check=True, capture_output=True, text=True)
+    runs = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert [r["agent"] for r in runs] == ["random", "sb3", "cleanrl", "torchrl", "textgym"]
+    assert all(0 <= r["success"] <= 1 and 1 <= r["mean_guesses"] <= 10 for r in runs)
