@@ -8,8 +8,8 @@ is 150 lines of PyTorch that know nothing about textgym.
 
 GuessNumber-v0 is played with ``possible_mask=True``: the observation gains one entry per number,
 1 where the secret may still be. From that flat vector an MLP learns binary search (a linear layer
-can put its argmax at the middle of the interval); from the interval's two ends alone it stalls
-around 60-75% success in 1M steps. ``shaping=True`` pays each guess for the secrets it rules out.
+can put its argmax at the middle of the interval); from the interval's two ends alone, PPO reached
+0.57 and 0.77 success in 1M steps. ``shaping=True`` pays each guess for the secrets it rules out.
 
     python examples/10_cleanrl_ppo.py                        # about 4 minutes on one CPU core
     python examples/10_cleanrl_ppo.py --total-steps 30000    # a quick look

@@ -144,6 +144,27 @@ def test_run_files_that_are_symlinks_are_replaced_not_followed(tmp_path):
     assert target.read_text() == "keep me" and not (out / "learning_curve.png").is_symlink()
 
 
+def test_the_out_probe_and_comparison_files_never_write_through_a_link(tmp_path):
+    from textgym.agents.compare import write_comparison
+
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    out = tmp_path / "run"
+    out.mkdir()
+    os.symlink(target, out / ".textgym-write-check")  # the name the probe once had
+    assert main(["train", "sft", "--out", str(out), *TINY]) == 0
+    assert target.read_text() == "keep me" and (out / ".textgym-write-check").is_symlink()
+    table = tmp_path / "table"
+    table.mkdir()
+    for name in ("comparison.csv", "comparison.json", "comparison.png"):
+        os.symlink(target, table / name)
+    write_comparison([{"run": "a", "success_rate": 0.5}, {"run": "b", "success_rate": 1.0}], table)
+    assert target.read_text() == "keep me"
+    assert not (table / "comparison.csv").is_symlink() and "success_rate" in (table / "comparison.csv").read_text()
+    assert json.loads((table / "comparison.json").read_text())[1]["success_rate"] == 1.0
+    assert not list(table.glob("*.tmp")) and not list(table.glob(".*.tmp"))
+
+
 # -- 7. user mistakes are one line, exit 2 -------------------------------------------------------
 BAD_COMMANDS = [
     (["train", "ppo", "--env-kwargs", '{"nope": 1}'], "nope"),

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -176,11 +177,9 @@ def _usable_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file, not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    probe = out / ".textgym-write-check"
-    try:
-        probe.write_text("")
-    finally:
-        probe.unlink(missing_ok=True)
+    fd, probe = tempfile.mkstemp(dir=out, prefix=".textgym-write-check-")  # a new file: never through a link
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _clear_run(out: Path) -> None:

@@ -10,11 +10,18 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a temporary file moved into place)."""
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically: a temporary file in the same folder moved into place, so a link
+    at ``path`` is replaced, never written through, and a crash leaves the old file whole."""
+    path = Path(path)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        json.dump(data, f, indent=2)
+        f.write(text)
     os.replace(f.name, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (see :func:`write_text`)."""
+    write_text(path, json.dumps(data, indent=2))
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -12,7 +12,7 @@ position the policy visited, summed over the episode.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +24,7 @@ from torch import nn
 from textgym.agents.common import text_table
 from textgym.agents.evaluate import episode_metrics
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
+from textgym.files import write_json, write_text
 from textgym.policies import load_policy
 from textgym.rewards import metrics as text_metrics
 
@@ -133,11 +134,12 @@ def write_comparison(rows: list[dict], out: str | os.PathLike) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k != "samples"]
-    with open(out / "comparison.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "comparison.json").write_text(json.dumps(rows, indent=2))
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "comparison.csv", table.getvalue())  # a link there is replaced, not written through
+    write_json(out / "comparison.json", rows)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,5 +156,7 @@ def write_comparison(rows: list[dict], out: str | os.PathLike) -> None:
     ax.set_ylim(0, 1.05)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "comparison.png", dpi=100)
+    tmp = out / ".comparison.png.tmp"
+    fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+    os.replace(tmp, out / "comparison.png")
