@@ -143,6 +143,8 @@ def test_resume_with_other_settings_names_the_fields(tmp_path, capsys):
 def test_threads_must_be_positive(tmp_path, capsys):
     assert main(["train", "sft", "--out", str(tmp_path / "r"), "--threads", "0"]) == 2
     assert "threads must be a positive integer, got 0" in capsys.readouterr().err
+    assert main(["train", "sft", "--out", str(tmp_path / "r"), "--threads", "100000"]) == 2
+    assert "threads must be at most the" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

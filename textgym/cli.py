@@ -216,7 +216,8 @@ def _saved_threads(out: Path) -> int | None:
         threads = json.loads((out / "config.json").read_text()).get("threads")
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return None
-    return threads if isinstance(threads, int) and threads > 0 else None
+    fits = isinstance(threads, int) and 0 < threads <= (os.cpu_count() or 1)  # else chosen for this machine
+    return threads if fits else None
 
 
 def _resumed_config(out: Path, args: argparse.Namespace):

@@ -66,11 +66,14 @@ def choose_threads(requested: int | None = None, others: float | None = None) ->
         others: the cores other processes keep busy (default: measured with :func:`busy_elsewhere`).
 
     Raises:
-        ValueError: ``requested`` is not a positive integer.
+        ValueError: ``requested`` is not a positive integer, or exceeds the machine's CPUs.
     """
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise ValueError(f"threads must be a positive integer, got {requested!r}")
+        most = os.cpu_count() or 1
+        if requested > most:  # more threads than CPUs only wait on each other (and 10**5 of them exhaust the machine)
+            raise ValueError(f"threads must be at most the {most} CPUs of this machine, got {requested}")
         return requested
     cpus = usable_cpus()
     n = cpus
