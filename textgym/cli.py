@@ -241,7 +241,7 @@ def _resumed_config(out: Path, args: argparse.Namespace):
     if args.algo is not None and args.algo != saved_algo:
         raise CLIError(f"--resume: {out} is a {saved_algo} run, not {args.algo}")
     args.algo = saved_algo
-    untrusted = code_names({k: values.get(k) for k in ("env_id", "env_kwargs")}, "")
+    untrusted = code_names(values.get("env_id"), values.get("env_kwargs"))
     if untrusted and not args.trust_code:
         raise CLIError(f"--resume: {out / 'config.json'} names code that making its env would import "
                        f"({'; '.join(untrusted)}). A run folder is data: pass --trust-code if you trust this run")

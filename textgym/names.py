@@ -95,18 +95,27 @@ def is_textgym_name(module: str) -> bool:
     return module == "textgym" or module.startswith("textgym.")
 
 
-def code_names(value: Any, where: str) -> list[str]:
-    """Every ``"module:name"`` string inside ``value`` (nested dicts and lists too) that would
-    import a module other than textgym's own, as ``"where.key: 'module:name'"``: what loading a run
-    config would run."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found += code_names(v, f"{where}.{k}" if where else str(k))
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            found += code_names(v, f"{where}[{i}]")
-    else:
+NAMED_FIELDS = ("text_env", "task", "reward", "tokenizer")
+"""The env arguments that textgym resolves as names (and so may import a module)."""
+
+
+def code_names(env_id: Any, env_kwargs: Any) -> list[str]:
+    """Every name in an env id and its arguments that making the env would import from a module
+    other than textgym's own, as ``"field 'module:name'"``: what loading a run config would run.
+    Only the fields textgym resolves as names are read (``MODULE:ID`` env ids, and ``text_env``,
+    ``task``, ``reward`` (also each part of a weighted sum) and ``tokenizer``), so a prompt that
+    holds a colon is not mistaken for code."""
+    candidates: list[tuple[str, Any]] = [("env_id", env_id)]
+    if isinstance(env_kwargs, dict):
+        for key in NAMED_FIELDS:
+            value = env_kwargs.get(key)
+            if key == "reward" and isinstance(value, (list, tuple)):
+                candidates += [(f"env_kwargs.reward[{i}]", part[0] if isinstance(part, (list, tuple)) and part else part)
+                               for i, part in enumerate(value)]
+            else:
+                candidates.append((f"env_kwargs.{key}", value))
+    found = []
+    for where, value in candidates:
         parts = split_name(value)
         if parts is not None and not is_textgym_name(parts[0]):
             found.append(f"{where} {value!r}")

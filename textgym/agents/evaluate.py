@@ -214,7 +214,7 @@ def run_env(run: str | Path, env_id: str | None = None, env_kwargs: dict | None 
     if env_kwargs is None:
         env_kwargs = config.get("env_kwargs", {}) if env_id == config.get("env_id") else {}
         env_kwargs = from_run["env_kwargs"] = rebase_paths(env_kwargs, config.get("cwd"))
-    untrusted = code_names(from_run, "")
+    untrusted = code_names(from_run.get("env_id"), from_run.get("env_kwargs"))
     if untrusted and not trust_code:
         raise UntrustedRun(
             f"{run / 'config.json'} names code that making its env would import ({'; '.join(untrusted)}). A run folder is "
