@@ -8,7 +8,7 @@ value, batches of 8 envs x 256 steps, 4 epochs of 4 minibatches, step size 3e-3 
 gamma 1, GAE lambda 0.95, clip 0.2, entropy bonus 0.01. Each is evaluated greedily on the same
 1,000 held-out games, all played at once on a vector env.
 
-    python benchmarks/standard_agents.py                       # 3 seeds, about 50 minutes on 2 cores
+    python benchmarks/standard_agents.py                       # 3 seeds, 1M steps: about 95 minutes of one core
     python benchmarks/standard_agents.py --only sb3 --seeds 0  # one agent, one seed
     python benchmarks/standard_agents.py --quick               # tiny budgets, to check that it runs
 """
@@ -140,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(AGENTS), help="these agents only")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=600_000)
+    parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="tiny budgets")
     parser.add_argument("--json", help="append one JSON line per run to this file")

@@ -11,7 +11,7 @@ GuessNumber-v0 is played with ``possible_mask=True``: the observation gains one 
 can put its argmax at the middle of the interval); from the interval's two ends alone, PPO reached
 0.57 and 0.77 success in 1M steps. ``shaping=True`` pays each guess for the secrets it rules out.
 
-    python examples/10_cleanrl_ppo.py                        # about 4 minutes on one CPU core
+    python examples/10_cleanrl_ppo.py                        # about 6 minutes on one CPU core
     python examples/10_cleanrl_ppo.py --total-steps 30000    # a quick look
 """
 
@@ -32,7 +32,7 @@ import textgym  # noqa: F401  (registers the envs)
 class Args:
     env_id: str = "textgym/GuessNumber-v0"
     seed: int = 0
-    total_steps: int = 600_000
+    total_steps: int = 1_000_000
     num_envs: int = 8
     num_steps: int = 256          # steps per env per rollout: a batch of num_envs * num_steps
     learning_rate: float = 3e-3
