@@ -6,7 +6,7 @@ rounds in a row. Nothing in textgym knows this game: `textgym/MultiTurn-v0` turn
 env (the agent writes its answer one token at a time, then eos), and PPO learns it through the
 env -> trainer protocol.
 
-    python examples/08_your_own_game.py                # about 20 seconds on a 2-core CPU
+    python examples/08_your_own_game.py                # about a minute on one CPU core
     python examples/08_your_own_game.py --steps 3000   # a quick look
 """
 
@@ -59,7 +59,7 @@ def show_games(policy, n: int = 3) -> None:
         print(f"game {i}: return {float(rollout.returns[i]):.0f}  {envs.tokenizer.decode(rollout.inputs[i].tolist())!r}")
 
 
-def main(steps: int = 30_000, num_envs: int = 32, seed: int = 0) -> dict:
+def main(steps: int = 60_000, num_envs: int = 32, seed: int = 0) -> dict:
     # 1. The game as a token env: the tokenizer and the observation come from the Text spaces.
     env = gym.make(ENV["env_id"], **ENV["env_kwargs"], render_mode="ansi")
     print(f"action space {env.action_space}, observation {env.observation_space['input_ids'].shape}")
@@ -81,7 +81,8 @@ def main(steps: int = 30_000, num_envs: int = 32, seed: int = 0) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30_000)
+    parser.add_argument("--steps", type=int, default=60_000)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-envs", type=int, default=32)
     args = parser.parse_args()
-    main(args.steps, args.num_envs)
+    main(args.steps, args.num_envs, args.seed)
