@@ -442,7 +442,7 @@ def test_possible_mask_marks_the_interval_in_single_and_vector_envs_alike():
     obs_v, _ = vector.reset(seed=7)
     obs_p, _ = plain.reset(seed=7)
     rng = np.random.default_rng(0)
-    for step in range(4):
+    for _ in range(4):
         actions = torch.as_tensor(rng.integers(0, 100, 4))
         obs_v, *_ = vector.step(actions)
         obs_p, *_ = plain.step(actions)

@@ -21,6 +21,7 @@ import textgym
 from textgym.agents import scripted_policy
 from textgym.agents.common import text_table
 from textgym.names import import_env_module, split_name
+from textgym.threads import usable_cpus
 
 
 def _space(space: gym.Space) -> str:
@@ -216,7 +217,7 @@ def _saved_threads(out: Path) -> int | None:
         threads = json.loads((out / "config.json").read_text()).get("threads")
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return None
-    fits = isinstance(threads, int) and 0 < threads <= (os.cpu_count() or 1)  # else chosen for this machine
+    fits = isinstance(threads, int) and 0 < threads <= usable_cpus()  # else chosen for this machine
     return threads if fits else None
 
 

@@ -71,9 +71,9 @@ def choose_threads(requested: int | None = None, others: float | None = None) ->
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise ValueError(f"threads must be a positive integer, got {requested!r}")
-        most = os.cpu_count() or 1
+        most = usable_cpus()
         if requested > most:  # more threads than CPUs only wait on each other (and 10**5 of them exhaust the machine)
-            raise ValueError(f"threads must be at most the {most} CPUs of this machine, got {requested}")
+            raise ValueError(f"threads must be at most the {most} CPUs this process may use, got {requested}")
         return requested
     cpus = usable_cpus()
     n = cpus
