@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import numpy as np
 import textgym
 from textgym.agents import scripted_policy
 from textgym.agents.common import text_table
-from textgym.names import import_env_module, split_name
+from textgym.names import import_env_module, split_name, vector_env_class
 from textgym.threads import usable_cpus
 
 
@@ -80,6 +79,8 @@ TRAIN_DEFAULTS = {"env": "textgym/Reverse-v0", "env_kwargs": "{}", "seed": 0, "d
 RUN_FLAGS = {"env": "env_id", "env_kwargs": "env_kwargs", "seed": "seed", "device": "device", "init": "init",
              "total_steps": "total_steps", "num_envs": "num_envs"}
 """The flags of ``textgym train`` that set a config field, and the field."""
+TRUST_HELP = ("let the run's config.json import the code it names (a text env, task, reward or tokenizer as "
+              "MODULE:NAME): only for a run you trust")
 RUN_FILES = ("config.json", "metrics.jsonl", "policy.safetensors")
 
 
@@ -151,10 +152,7 @@ def _check_env_id(env_id: str) -> None:
     if env_id not in gym.registry:
         raise CLIError(f"unknown env {env_id!r}: expected one of {known}, or an id your own module registers "
                        "(MODULE:ID imports it first)")
-    entry = gym.registry[env_id].vector_entry_point
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        entry = getattr(importlib.import_module(module), name, None)
+    entry = vector_env_class(env_id)
     if not all(hasattr(entry, name) for name in ("max_episode_length", "sequence", "episode_metrics")):
         raise CLIError(f"{env_id!r} is not a textgym env (its vector env does not follow the env -> trainer "
                        f"protocol of textgym's vector env base class): expected one of {known}, "
@@ -571,8 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite a run already in --out")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its training state, with its own "
                    "settings (a flag that differs is refused; --set KEY=VALUE changes one on purpose)")
-    p.add_argument("--trust-code", action="store_true", help="with --resume: let the run's config.json import the "
-                   "code it names (a text env, task, reward or tokenizer as MODULE:NAME): only for a run you trust")
+    p.add_argument("--trust-code", action="store_true", help=f"with --resume: {TRUST_HELP}")
     p.add_argument("--auto-resume", action="store_true",
                    help="continue the run in --out when it holds a training state, else start it (torchrun --max-restarts)")
     p.add_argument("--save-every", type=int, default=10, help="iterations between saves of the policy and training state")
@@ -601,8 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--sample", action="store_true", help="sample at temperature 1 (seeded) instead of greedy decoding")
-    p.add_argument("--trust-code", action="store_true", help="let the run's config.json import the code it names "
-                   "(a text env, task, reward or tokenizer as MODULE:NAME): only for a run you trust")
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     p.add_argument("--save", metavar="FILE.jsonl", help="write every episode (prompt, completion or transcript, "
                                                         "actions, return, success) for textgym train sft --data")
     p.set_defaults(func=cmd_eval)
@@ -615,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--sample", action="store_true", help="sample at temperature 1 (seeded) instead of greedy decoding")
     p.add_argument("--device", default="auto")
-    p.add_argument("--trust-code", action="store_true", help="let the run's config.json import the code it names")
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("bench", help="throughput benchmarks (a few minutes; --quick for a smoke run)")

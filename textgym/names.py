@@ -91,6 +91,19 @@ def import_env_module(env_id: str) -> None:
         import_user_module(parts[0], f"env {env_id!r}")
 
 
+def vector_env_class(env_id: str) -> Any:
+    """The vector entry point of the registered env ``env_id`` (``"module:Id"`` imports ``module``
+    first), loaded as Gymnasium loads it; None for an id with none."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    import_env_module(env_id)
+    parts = split_name(env_id)
+    spec = gym.registry.get(parts[1] if parts else env_id)
+    entry = getattr(spec, "vector_entry_point", None)
+    return load_env_creator(entry) if isinstance(entry, str) else entry
+
+
 def is_textgym_name(module: str) -> bool:
     return module == "textgym" or module.startswith("textgym.")
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
-from textgym.names import code_names, import_env_module
+from textgym.names import code_names, vector_env_class
 
 
 @dataclass
@@ -164,14 +164,8 @@ def rebase_paths(value: Any, cwd: str | None) -> Any:
 
 def _takes(env_id: str, kwarg: str) -> bool:
     """Whether the env ``env_id`` (its vector env) takes the argument ``kwarg``."""
-    import_env_module(env_id)
-    spec = gym.registry.get(env_id.partition(":")[2] if ":" in env_id else env_id)
-    entry = getattr(spec, "vector_entry_point", None)
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        entry = getattr(__import__(module, fromlist=[name]), name, None)
     try:
-        params = inspect.signature(entry).parameters
+        params = inspect.signature(vector_env_class(env_id)).parameters
     except (TypeError, ValueError):
         return False
     return kwarg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -228,18 +222,14 @@ def run_env(run: str | Path, env_id: str | None = None, env_kwargs: dict | None 
     return RunEnv(env_id, env_kwargs, config)
 
 
-def replay_text(env_id: str, env_kwargs: dict, seed: int, actions: list[int]) -> str:
-    """The text of one episode as the env renders it (``render_mode="ansi"``): the single env reset
-    with ``seed`` and stepped with ``actions`` (sub-env ``i`` of a vector env reset with ``s`` plays
-    the episode of the single env reset with ``s + i``)."""
-    env = gym.make(env_id, render_mode="ansi", disable_env_checker=True, **env_kwargs)
-    try:
-        env.reset(seed=seed)
-        for action in actions:
-            env.step(action)
-        return env.render()
-    finally:
-        env.close()
+def replay_text(env: gym.Env, seed: int, actions: list[int]) -> str:
+    """The text of one episode as ``env`` (a single env made with ``render_mode="ansi"``) renders
+    it: reset with ``seed`` and stepped with ``actions`` (sub-env ``i`` of a vector env reset with
+    ``s`` plays the episode of the single env reset with ``s + i``)."""
+    env.reset(seed=seed)
+    for action in actions:
+        env.step(action)
+    return env.render()
 
 
 def play(policy: nn.Module | str | Path, env_id: str | None = None, env_kwargs: dict | None = None, episodes: int = 3,
@@ -271,10 +261,12 @@ def play(policy: nn.Module | str | Path, env_id: str | None = None, env_kwargs: 
         raise ValueError("play needs env_id for a policy object (or pass a run folder)")
     env_kwargs = env_kwargs or {}
     _, rows = play_policy(policy, env_id, env_kwargs, episodes, device, seed, sample)
+    env = gym.make(env_id, render_mode="ansi", **env_kwargs)
     for row in rows:
-        row["text"] = replay_text(env_id, env_kwargs, seed + row["index"], row["actions"])
+        row["text"] = replay_text(env, seed + row["index"], row["actions"])
         if show:
             outcome = "success" if row["success"] else "failure"
             print(f"--- episode {row['index'] + 1} of {episodes}: return {row['return']:.3f}, {outcome}, "
                   f"{row['length']} steps\n{row['text'].rstrip()}\n")
+    env.close()
     return rows

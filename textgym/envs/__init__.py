@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 from textgym.envs.code_games import TEXT_GAMES, BullsAndCows, Mastermind
 from textgym.envs.guess_number import GuessNumberEnv, GuessNumberVectorEnv
@@ -69,11 +69,6 @@ GENERAL = ("textgym/TokenGeneration-v0", "textgym/MultiTurn-v0")
 """The ids whose class is the general env itself (any task, any text env)."""
 
 
-def _load(entry_point: str) -> type:
-    module, _, name = entry_point.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def _manual(info: EnvInfo, base: type, vector: bool) -> type:
     """The class of one registered id: ``base`` (the env it configures) under the id's own name,
     with the id's manual first, then ``base``'s, so that ``help(env)`` is the manual of that id."""
@@ -104,7 +99,7 @@ def register_envs() -> None:
             continue
         entry, vector = info.entry_point, info.vector_entry_point
         if info.kwargs and info.id not in GENERAL:
-            entry, vector = _manual(info, _load(entry), False), _manual(info, _load(vector), True)
+            entry, vector = _manual(info, load_env_creator(entry), False), _manual(info, load_env_creator(vector), True)
         gym.register(id=info.id, entry_point=entry, vector_entry_point=vector, kwargs=dict(info.kwargs),
                      order_enforce=False, disable_env_checker=True)
 
