@@ -19,6 +19,7 @@ import numpy as np
 import textgym
 from textgym.agents import scripted_policy
 from textgym.agents.common import text_table
+from textgym.files import LOCK_FILE, acquire_run, release_run
 from textgym.names import import_env_module, split_name, vector_env_class
 from textgym.threads import usable_cpus
 
@@ -291,7 +292,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     that fails leaves nothing behind.
     """
     from textgym.agents.common import TrainingError, resolve_device, write_run_config
-    from textgym.agents.state import STATE_FILE, TrainingInterrupted
+    from textgym.agents.state import STATE_FILE, TrainingAborted, TrainingInterrupted
     from textgym.distributed import is_main_process
     from textgym.policies import load_policy
     from textgym.threads import set_threads
@@ -344,14 +345,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("--min-reward filters the episodes of --data: pass --data FILE.jsonl too")
     _check_start(args.algo, cfg, policy)
     existed = out.exists()
-    if not resume and main_rank:
-        _usable_dir(out)
-        _clear_run(out)
-        write_run_config(out, args.algo, cfg, recipe=args.recipe, threads=threads)
+    if main_rank:
+        if not resume:
+            _usable_dir(out)
+        acquire_run(out)  # one writer: a live run writing this folder makes this one refuse, before any file changes
     try:
+        if not resume and main_rank:
+            _clear_run(out)
+            write_run_config(out, args.algo, cfg, recipe=args.recipe, threads=threads)
         result = module.train(cfg, policy=policy, out=out, progress=not args.quiet, save_every=args.save_every,
                               resume=resume, **extra)
-    except TrainingInterrupted as e:
+    except (TrainingInterrupted, TrainingAborted) as e:
         print(f"textgym: {e}", file=sys.stderr)
         return 130 if "SIGINT" in str(e) else 143
     except TrainingError as e:
@@ -363,9 +367,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = out / "metrics.jsonl"
         if main_rank and not resume and (not metrics.exists() or metrics.stat().st_size == 0):  # never started: leave nothing
             _clear_run(out)
-            if not existed and not any(out.iterdir()):
-                out.rmdir()
+            if not existed:
+                (out / LOCK_FILE).unlink(missing_ok=True)
+                if not any(out.iterdir()):
+                    out.rmdir()
         raise
+    finally:
+        if main_rank:
+            release_run(out)
     final = {"run": str(out), **result.eval}
     if not main_rank:
         return 0

@@ -21,7 +21,7 @@ from textgym.agents.rollout import Rollout, SequenceView, evaluate_logprobs, mak
 from textgym.agents.state import Checkpointer, Progress
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
 from textgym.distributed import init_ranks, rank_device
-from textgym.files import read_jsonl, write_json, write_jsonl  # noqa: F401  (re-exported)
+from textgym.files import read_jsonl, replacing, write_json, write_jsonl  # noqa: F401  (re-exported)
 from textgym.policies import load_policy, make_policy, tokenizer_dir
 from textgym.tokenizers import save_tokenizer
 
@@ -245,6 +245,8 @@ def start_run(name: str, cfg: TrainConfig, policy: nn.Module, optimizer: torch.o
     (rank 0 alone writes and shows progress)."""
     checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
     if out is not None and ranks.is_main:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        checkpointer.lock()  # one writer: a second process writing this folder is refused
         describe_run(Path(out), name, cfg, envs, resume)
     run = checkpointer.restore() if resume else Progress()
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, name, progress and ranks.is_main,
@@ -432,10 +434,9 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
+    with replacing(path) as tmp:  # replaces a symlink at ``path`` rather than writing through it
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)  # replaces a symlink at ``path`` rather than writing through it
 
 
 def finish(cfg: TrainConfig, policy: nn.Module, logger: RunLogger, checkpointer: Checkpointer, run: Progress,
@@ -444,6 +445,7 @@ def finish(cfg: TrainConfig, policy: nn.Module, logger: RunLogger, checkpointer:
     from textgym.agents.evaluate import TrainResult, evaluate_policy
 
     checkpointer.save(run)
+    checkpointer.unlock()
     evaluation = evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1)
     return TrainResult(policy, logger.history, evaluation)
 

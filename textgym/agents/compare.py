@@ -24,7 +24,7 @@ from torch import nn
 from textgym.agents.common import text_table
 from textgym.agents.evaluate import episode_metrics
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
-from textgym.files import write_json, write_text
+from textgym.files import replacing, write_json, write_text
 from textgym.policies import load_policy
 from textgym.rewards import metrics as text_metrics
 
@@ -156,7 +156,6 @@ def write_comparison(rows: list[dict], out: str | os.PathLike) -> None:
     ax.set_ylim(0, 1.05)
     ax.legend()
     fig.tight_layout()
-    tmp = out / ".comparison.png.tmp"
-    fig.savefig(tmp, dpi=100, format="png")
+    with replacing(out / "comparison.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, out / "comparison.png")

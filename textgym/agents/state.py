@@ -10,17 +10,23 @@ that was never stopped: same ``metrics.jsonl`` (time aside) and bit-identical we
 device with the same number of threads.
 
 SIGINT (Ctrl-C) and SIGTERM (a scheduler's pre-emption, torchrun stopping its workers) do not kill
-the run: it finishes the iteration, saves the state and raises :class:`TrainingInterrupted`.
+the run: it finishes the iteration, saves the state and raises :class:`TrainingInterrupted`. A
+second signal, or a SIGTERM's iteration that has not ended :data:`STOP_GRACE` seconds later (a
+stuck env), stops it at once with :class:`TrainingAborted`, keeping the last state saved.
+
+While it trains, a run holds its folder's lock (:func:`textgym.files.acquire_run`): a second
+process that would write the same folder is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
-import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from textgym.files import acquire_run, release_run, remove_leftovers, replacing
+
 STATE_FILE = "training_state.pt"
 STATE_VERSION = 1
+STOP_GRACE = 30.0
+"""Seconds a run has after a SIGTERM to end its iteration and save, before it stops at once."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -43,6 +53,21 @@ class TrainingInterrupted(RuntimeError):
                  "(from Python: train(cfg, out=..., resume=True))"
                  if out is not None else "no run directory, so nothing was saved")
         super().__init__(f"{signal_name} stopped training after iteration {iteration}; {where}")
+
+
+class TrainingAborted(BaseException):
+    """A second signal (or a SIGTERM's grace running out) stopped the run at once, mid-iteration;
+    the last state saved is kept as it was.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: an ``except Exception`` in an env or a reward
+    does not catch it.
+    """
+
+    def __init__(self, out: Path | None, why: str) -> None:
+        self.out = out
+        where = (f"the last state saved in {out} is kept: continue with `textgym train --resume {out}`"
+                 if out is not None else "no run directory, so nothing was saved")
+        super().__init__(f"{why} stopped training at once; {where}")
 
 
 @dataclass
@@ -83,6 +108,73 @@ def _as_tuples(x: Any) -> Any:
     return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def _tensors(obj: Any, where: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in a nest of dicts, lists and tuples, with its place, in a fixed order."""
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            yield from _tensors(obj[k], f"{where}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{where}/{i}")
+
+
+def checksum(state: dict[str, Any]) -> str:
+    """A BLAKE2 digest of a training state: every tensor's place, dtype, shape and bytes, and all
+    the plain data beside them (everything but the ``checksum`` field itself)."""
+    h = hashlib.blake2b(digest_size=16)
+    for where, t in _tensors({k: v for k, v in state.items() if k != "checksum"}):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{where}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(repr(_skeleton({k: v for k, v in state.items() if k != "checksum"})).encode())
+    return h.hexdigest()
+
+
+def _skeleton(obj: Any) -> Any:
+    """``obj`` with every tensor replaced by a placeholder: the plain data of a state, to digest."""
+    if isinstance(obj, torch.Tensor):
+        return "<tensor>"
+    if isinstance(obj, dict):
+        return {k: _skeleton(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_skeleton(v) for v in obj]
+    return obj
+
+
+STATE_FIELDS = {"iteration": int, "env_steps": int, "elapsed": float, "extra": dict, "threads": int, "policy": dict,
+                "optimizer": dict, "ranks": list, "checksum": str}
+"""The fields of a training state and their types (``reference`` is a dict or None)."""
+
+
+def check_state(state: dict[str, Any], path: Path) -> None:
+    """Refuse a training state that is damaged or was not written by textgym: a missing field or
+    one of the wrong type, a checksum that does not match (a flipped bit), non-finite weights or
+    optimizer moments. A state written by another textgym version gets a warning.
+
+    Raises:
+        ValueError: naming the file and what is wrong with it.
+    """
+    for name, kind in STATE_FIELDS.items():
+        if not isinstance(state.get(name), kind) or (kind is int and isinstance(state.get(name), bool)):
+            raise ValueError(f"{path} is not a textgym training state: field {name!r} should be {kind.__name__}, "
+                             f"got {type(state.get(name)).__name__}")
+    if not all(isinstance(r, dict) and isinstance(r.get("rng"), dict) and "envs" in r for r in state["ranks"]):
+        raise ValueError(f"{path} is not a textgym training state: field 'ranks' should hold each rank's streams")
+    if state["checksum"] != checksum(state):
+        raise ValueError(f"{path} is damaged: its checksum does not match its contents (a changed or corrupted "
+                         "file); resume from a copy of the run, or start it again")
+    for where, t in _tensors({k: state[k] for k in ("policy", "optimizer", "reference")}):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{path} holds non-finite values (NaN or inf) at {where}: it cannot be resumed")
+    import textgym
+
+    if state.get("textgym") != textgym.__version__:
+        warnings.warn(f"{path} was written by textgym {state.get('textgym', 'before 0.1.0')} and this is "
+                      f"{textgym.__version__}: it resumes, but not necessarily bit for bit", stacklevel=3)
+
+
 class Checkpointer:
     """Saves a run's state every ``every`` iterations, at the end and when a signal asks to stop.
 
@@ -103,6 +195,25 @@ class Checkpointer:
         self.every, self.policy, self.optimizer, self.generator, self.envs = every, policy, optimizer, generator, envs
         self.reference = reference if isinstance(reference, nn.Module) else None
         self.stop: str | None = None
+        self.locked = False
+
+    # -- the run folder's lock -----------------------------------------------------------------
+    def lock(self) -> None:
+        """Hold the run folder's lock (see :func:`textgym.files.acquire_run`) until :meth:`unlock`
+        or a stop, and remove the temporary files a killed writer left there.
+
+        Raises:
+            textgym.files.RunFolderBusy: another live process writes the folder.
+        """
+        if self.out is not None and not self.locked:
+            acquire_run(self.out)
+            self.locked = True
+            remove_leftovers(self.out)
+
+    def unlock(self) -> None:
+        if self.locked:
+            release_run(self.out)
+            self.locked = False
 
     # -- saving --------------------------------------------------------------------------------
     def save(self, progress: Progress) -> None:
@@ -111,21 +222,20 @@ class Checkpointer:
         ranks = self.ranks.gather(own)  # every rank takes part, whoever writes
         if self.out is None or not self.ranks.is_main:
             return
+        import textgym
+
         state = {
-            "version": STATE_VERSION, "iteration": progress.iteration, "env_steps": progress.env_steps,
-            "elapsed": progress.elapsed, "extra": progress.extra, "threads": torch.get_num_threads(),
-            "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "version": STATE_VERSION, "textgym": textgym.__version__, "iteration": progress.iteration,
+            "env_steps": progress.env_steps, "elapsed": progress.elapsed, "extra": progress.extra,
+            "threads": torch.get_num_threads(), "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "reference": self.reference.state_dict() if self.reference is not None else None,
             "ranks": ranks,
         }
+        state["checksum"] = checksum(state)
         self.policy.save(self.out)
-        fd, tmp = tempfile.mkstemp(dir=self.out, suffix=".tmp")
-        os.close(fd)
-        try:
+        with replacing(self.out / STATE_FILE) as tmp:
             torch.save(state, tmp)
-            os.replace(tmp, self.out / STATE_FILE)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
     def end_of_iteration(self, progress: Progress) -> None:
         """Save when it is due; after a stop signal, save and raise :class:`TrainingInterrupted`."""
@@ -152,6 +262,7 @@ class Checkpointer:
             raise ValueError(f"{path} is not a textgym training state: {e}") from None
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(f"{path} is not a training state of this textgym version")
+        check_state(state, path)
         if len(state["ranks"]) != self.ranks.world:
             raise ValueError(f"{path} was saved by {len(state['ranks'])} ranks, and this run has {self.ranks.world}: "
                              "resume with the same number of processes")
@@ -173,19 +284,39 @@ class Checkpointer:
 
     # -- signals -------------------------------------------------------------------------------
     @contextmanager
-    def stop_on_signals(self):
-        """While inside, SIGINT and SIGTERM ask the run to stop at the end of the iteration."""
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signal handlers belong to the main thread
+    def stop_on_signals(self, grace: float | None = None):
+        """While inside, SIGINT and SIGTERM ask the run to stop at the end of the iteration.
+
+        A second signal stops it at once, and so does the end of ``grace`` seconds (default
+        :data:`STOP_GRACE`) after a SIGTERM: :class:`TrainingAborted` is raised wherever the run
+        is (a stuck env's step included), and the last saved state is kept as it was.
+        """
+        if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+            try:
+                yield
+            except BaseException:
+                self.unlock()
+                raise
             return
-        names = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+        names = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGALRM: "SIGALRM"}
+        grace = STOP_GRACE if grace is None else grace
 
         def ask(signum, _frame):
-            self.stop = names.get(signum, str(signum))
+            if self.stop is not None or signum == signal.SIGALRM:  # asked again, or the grace is over
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                late = f"{grace:g} s after {self.stop}" if signum == signal.SIGALRM else f"a second {names[signum]}"
+                raise TrainingAborted(self.out, late)
+            self.stop = names[signum]
+            if signum == signal.SIGTERM:
+                signal.setitimer(signal.ITIMER_REAL, grace)
 
         previous = {s: signal.signal(s, ask) for s in names}
         try:
             yield
+        except BaseException:
+            self.unlock()  # the run ends here: the folder is free for the next writer
+            raise
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             for s, handler in previous.items():
                 signal.signal(s, handler)

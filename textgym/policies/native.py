@@ -15,13 +15,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from textgym.files import replacing, write_json
 from textgym.transformer import KVCache, Transformer, cache_mask, causal_mask, init_weights
 
 
@@ -176,13 +176,9 @@ class Policy(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"kind": "textgym", "policy": asdict(self.cfg), **(extra or {})}
-        with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as f:
-            json.dump(meta, f, indent=2)
-        os.replace(f.name, directory / "policy.json")
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        os.close(fd)
-        save_model(self, tmp)
-        os.replace(tmp, directory / "policy.safetensors")
+        write_json(directory / "policy.json", meta)
+        with replacing(directory / "policy.safetensors") as tmp:
+            save_model(self, tmp)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> Policy:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
+from textgym.files import replacing, write_json
 from textgym.rewards.core import EpisodeBatch, Reward
 from textgym.tasks import iter_jsonl
 from textgym.tokenizers import CharTokenizer, Tokenizer, alphabet_of
@@ -331,14 +331,9 @@ def save_reward_model(model: RewardModel, tokenizer: Tokenizer, directory: str |
         hf = getattr(tokenizer, "tokenizer", tokenizer)
         hf.save_pretrained(directory / "tokenizer")
         tok = {"type": "hf", "path": "tokenizer"}
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"reward_model": asdict(model.cfg), "tokenizer": tok}, f, indent=2)
-    os.replace(tmp, directory / "reward_model.json")
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    save_model(model, tmp)
-    os.replace(tmp, directory / "reward_model.safetensors")
+    write_json(directory / "reward_model.json", {"reward_model": asdict(model.cfg), "tokenizer": tok})
+    with replacing(directory / "reward_model.safetensors") as tmp:
+        save_model(model, tmp)
 
 
 def load_reward_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[RewardModel, Tokenizer]:
