@@ -201,3 +201,38 @@ def test_scoring_in_chunks_gives_the_same_scores(trained):
     batch = rewards.EpisodeBatch.from_texts(["a="] * 10, texts, [["a"]] * 10, TOK)
     whole = LearnedReward(trained[0])(batch)
     assert torch.allclose(LearnedReward(trained[0], chunk=3)(batch), whole, atol=1e-6)
+
+
+def test_a_run_with_a_normalized_learned_reward_resumes_bit_identically(trained, tmp_path, monkeypatch):
+    from textgym.agents import ppo
+    from textgym.agents.state import Checkpointer, TrainingInterrupted
+    from textgym.tokenizers import save_tokenizer
+
+    save_tokenizer(TOK, tmp_path / "tok")
+    env_kwargs = {"task": [["a=", ["aaa"]], ["b=", ["abc"]]], "tokenizer": str(tmp_path / "tok"), "max_new_tokens": 6,
+                  "reward": "reward_model", "reward_kwargs": {"path": str(trained[0]), "normalize": True}}
+    cfg = ppo.PPOConfig(env_id="textgym/TokenGeneration-v0", env_kwargs=env_kwargs, num_envs=8, total_steps=400,
+                        eval_episodes=8, device="cpu", n_layers=1, d_model=32)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    ppo.train(cfg, out=whole, progress=False, save_every=100)
+    real = Checkpointer.end_of_iteration
+
+    def stop_at_3(self, run):
+        if run.iteration == 3:
+            self.stop = "SIGTERM"
+        real(self, run)
+
+    monkeypatch.setattr(Checkpointer, "end_of_iteration", stop_at_3)
+    with pytest.raises(TrainingInterrupted):
+        ppo.train(cfg, out=parts, progress=False, save_every=100)
+    monkeypatch.setattr(Checkpointer, "end_of_iteration", real)
+    state = torch.load(parts / "training_state.pt", weights_only=True)
+    assert state["ranks"][0]["envs"]["reward"]["count"] == 3 * 8  # the normalisation's running statistics
+    ppo.train(cfg, out=parts, progress=False, save_every=100, resume=True)
+    rows = lambda run: [{k: v for k, v in json.loads(line).items() if k != "time"}  # noqa: E731
+                        for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows(whole)) > 4 and rows(parts) == rows(whole)
+    from safetensors.torch import load_file
+
+    a, b = load_file(whole / "policy.safetensors"), load_file(parts / "policy.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,6 +1,7 @@
 """A run folder has one writer, every file in it is replaced whole, a damaged state is refused, and
 a stop always stops."""
 
+import json
 import os
 import signal
 import subprocess
@@ -231,3 +232,18 @@ def test_a_damaged_metrics_line_is_named_not_dropped(tmp_path, capsys):
     assert f"line 2 of {len(lines)} is not a JSON object" in capsys.readouterr().err
     (out / "metrics.jsonl").write_text("\n".join(lines) + '\n{"iteration": 9, "env_st')  # cut by a crash: left out
     assert main(["train", "--resume", str(out), "--quiet", "--set", "total_steps=400"]) == 0
+
+
+def test_auto_resume_starts_over_a_run_killed_before_its_first_state(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "sft", "--out", str(out), "--auto-resume", *TINY]
+    assert main(args) == 0
+    whole = (out / "metrics.jsonl").read_text()
+    for name in (STATE_FILE, "policy.safetensors", "policy.json"):  # as if killed before the first save
+        (out / name).unlink()
+    (out / "metrics.jsonl").write_text(whole.splitlines()[0] + "\n")
+    assert main(["train", "sft", "--out", str(out), "--auto-resume", *TINY, "--seed", "1"]) == 2  # not this run
+    assert "holds another run" in capsys.readouterr().err
+    assert main(args) == 0
+    strip = lambda text: [{k: v for k, v in json.loads(x).items() if k != "time"} for x in text.splitlines()]  # noqa: E731
+    assert strip((out / "metrics.jsonl").read_text()) == strip(whole)

@@ -284,6 +284,17 @@ def _check_resume(out: Path, algo: str, cfg) -> None:
                        "resume with the command that started it")
 
 
+def _started_by(out: Path, algo: str, cfg) -> bool:
+    """Whether ``out/config.json`` is that of a run of ``algo`` with exactly ``cfg``'s settings."""
+    from textgym.agents.common import config_dict
+
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        return saved["algo"] == algo and saved["config"] == config_dict(cfg)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        return False
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a policy and write the run directory.
 
@@ -303,7 +314,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             raise CLIError(f"--resume {args.resume} continues that run in its own directory; drop --out {args.out}")
         module, cfg = _resumed_config(Path(args.resume), args)
-        out, resume = Path(args.resume), True
+        out, resume, restart = Path(args.resume), True, False
     else:
         if args.algo is None:
             raise CLIError(f"train needs the algorithm: textgym train {{{','.join(ALGOS)}}} ... (or --resume DIR)")
@@ -318,8 +329,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume = args.auto_resume and (out / STATE_FILE).is_file()
         if resume:  # --auto-resume: the command line describes the run, and must match it
             _check_resume(out, args.algo, cfg)
+        restart = args.auto_resume and not resume and _started_by(out, args.algo, cfg)  # killed before its first state
     main_rank = is_main_process()  # under torchrun, rank 0 alone claims and writes the run
-    if not resume and main_rank and out.is_dir() and any((out / name).exists() for name in RUN_FILES) and not args.force:
+    if (not resume and main_rank and out.is_dir() and any((out / name).exists() for name in RUN_FILES)
+            and not args.force and not restart):
         raise CLIError(f"{out} holds another run; choose another --out, pass --force to overwrite it, "
                        "or --resume it")
     saved_threads = _saved_threads(out) if resume and args.threads is None else None
@@ -580,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "settings (a flag that differs is refused; --set KEY=VALUE changes one on purpose)")
     p.add_argument("--trust-code", action="store_true", help=f"with --resume: {TRUST_HELP}")
     p.add_argument("--auto-resume", action="store_true",
-                   help="continue the run in --out when it holds a training state, else start it (torchrun --max-restarts)")
+                   help="continue the run in --out when it holds a training state, else start it, again if it is this "
+                        "command's run killed before its first state (torchrun --max-restarts)")
     p.add_argument("--save-every", type=int, default=10, help="iterations between saves of the policy and training state")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: the CPUs this process may use, shared "
                    "among torchrun's local processes)")

@@ -322,6 +322,16 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         """Whether a step before the last can be paid: with ``shaping=True`` only."""
         return self.setup.shaping
 
+    def stream_state(self) -> dict[str, Any]:
+        """The base streams, and the reward's own state where it keeps one (a learned reward's
+        running normalisation), so a resumed run scores as the uninterrupted one."""
+        reward = self.setup.reward.state_dict()
+        return {**super().stream_state(), **({"reward": reward} if reward else {})}
+
+    def load_stream_state(self, state: dict[str, Any]) -> None:
+        super().load_stream_state(state)
+        self.setup.reward.load_state_dict(state.get("reward", {}))
+
     def _start(self, mask: torch.Tensor, keys: torch.Tensor) -> None:
         idx = mask.nonzero().squeeze(1)
         if len(idx) == self.num_envs:

@@ -139,6 +139,17 @@ class Reward:
     def score(self, batch: EpisodeBatch) -> torch.Tensor | Sequence[float]:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the reward changes as it scores (a running normalisation, say), as plain data and
+        tensors: a training state saves it, so a resumed run scores as the uninterrupted one.
+        A reward that keeps nothing returns ``{}`` (the default)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``."""
+        if state:
+            raise ValueError(f"reward {self.name!r} keeps no state, but a saved state for it holds {sorted(state)}")
+
     def __call__(self, batch: EpisodeBatch) -> torch.Tensor:
         """Score ``batch``: a float32 tensor ``(B,)`` on the batch's device.
 
@@ -263,6 +274,13 @@ class WeightedSum(Reward):
 
     def score(self, batch: EpisodeBatch) -> torch.Tensor:
         return sum(w * r(batch) for r, w in self.parts)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {str(i): r.state_dict() for i, (r, _) in enumerate(self.parts) if r.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for i, (r, _) in enumerate(self.parts):
+            r.load_state_dict(state.get(str(i), {}))
 
 
 def _reward_model(path: str, normalize: bool = False, device: str = "cpu", chunk: int = 1024) -> Reward:

@@ -440,6 +440,15 @@ class LearnedReward(Reward):
                 "textgym train-rm --env ENV, which sizes its context to the env"
             )
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running normalisation (``normalize=True``): scores seen, their mean and sum of squares."""
+        return {"count": self.count, "mean": self.mean, "m2": self.m2} if self.normalize else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not self.normalize:
+            return super().load_state_dict(state)
+        self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
+
     @torch.no_grad()
     def score(self, batch: EpisodeBatch) -> torch.Tensor:
         if batch.tokenizer is not self._checked:  # the token-by-token check once per tokenizer, not per batch
