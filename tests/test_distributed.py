@@ -86,3 +86,24 @@ def test_the_reward_model_on_two_ranks_takes_one_process_steps(tmp_path):
     b = load_file(tmp_path / "one" / "reward_model.safetensors")
     for k in b:
         torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)  # 6 Adam steps of float sums in another order
+
+
+def test_joining_the_process_group_has_a_timeout(monkeypatch):
+    """A restarted rank whose peers never come fails after the timeout instead of waiting for good."""
+    import datetime
+
+    from textgym import distributed
+
+    seen = {}
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: seen.update(kw))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    distributed.init_ranks("gloo", 16, torch.device("cpu"))
+    assert seen == {"backend": "gloo", "timeout": datetime.timedelta(seconds=distributed.DIST_TIMEOUT)}
+    monkeypatch.setenv("TEXTGYM_DIST_TIMEOUT", "30")
+    distributed.init_ranks("gloo", 16, torch.device("cpu"))
+    assert seen["timeout"] == datetime.timedelta(seconds=30)
+    monkeypatch.setenv("TEXTGYM_DIST_TIMEOUT", "forever")
+    with pytest.raises(ValueError, match="TEXTGYM_DIST_TIMEOUT must be a positive number of seconds, got 'forever'"):
+        distributed.init_ranks("gloo", 16, torch.device("cpu"))

@@ -24,6 +24,7 @@ pairs the same way: rank ``r`` scores every ``N``-th pair of it, from the ``r``-
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 from dataclasses import dataclass
@@ -121,6 +122,25 @@ class Ranks:
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
+
+DIST_TIMEOUT = 600.0
+"""Seconds a rank waits for the others (to join, or in a collective) before it fails, so that a
+torchrun restart after a rank died ends in an error it can restart from, never a wait without end.
+The environment variable ``TEXTGYM_DIST_TIMEOUT`` changes it."""
+
+
+def dist_timeout() -> datetime.timedelta:
+    """:data:`DIST_TIMEOUT`, or ``TEXTGYM_DIST_TIMEOUT`` when it is set."""
+    raw = os.environ.get("TEXTGYM_DIST_TIMEOUT", str(DIST_TIMEOUT))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"TEXTGYM_DIST_TIMEOUT must be a positive number of seconds, got {raw!r}")
+    return datetime.timedelta(seconds=seconds)
+
+
 def is_main_process() -> bool:
     """Rank 0 of torchrun's processes (or the only process): the one that writes and reports."""
     return os.environ.get("RANK", "0") == "0"
@@ -153,7 +173,7 @@ def init_ranks(backend: str, num_envs: int | None, device: torch.device) -> Rank
     if not dist.is_initialized():
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, timeout=dist_timeout())
     return Ranks(rank, world, local_rank)
 
 
