@@ -247,3 +247,42 @@ def test_auto_resume_starts_over_a_run_killed_before_its_first_state(tmp_path, c
     assert main(args) == 0
     strip = lambda text: [{k: v for k, v in json.loads(x).items() if k != "time"} for x in text.splitlines()]  # noqa: E731
     assert strip((out / "metrics.jsonl").read_text()) == strip(whole)
+
+
+# -- bounded memory ------------------------------------------------------------------------------
+@pytest.mark.parametrize("env_id", ["textgym/Reverse-v0", "textgym/GuessNumber-v0", "textgym/Mastermind-v0"])
+def test_evaluation_in_chunks_plays_the_same_episodes_as_one_batch(env_id, monkeypatch):
+    from textgym.agents import evaluate
+    from textgym.agents.rollout import SequenceView, make_envs
+    from textgym.policies import make_policy
+
+    torch.manual_seed(0)
+    policy = make_policy(**SequenceView(make_envs(env_id, 1, torch.device("cpu"))).policy_spec(), n_layers=1, d_model=32)
+    whole = list(evaluate.play_chunks(policy, env_id, {}, 23, seed=5, chunk=64))
+    sizes = []
+    real = evaluate.make_envs
+    monkeypatch.setattr(evaluate, "make_envs", lambda env_id, n, *a, **k: sizes.append(n) or real(env_id, n, *a, **k))
+    chunks = list(evaluate.play_chunks(policy, env_id, {}, 23, seed=5, chunk=7))
+    assert sizes == [7, 7, 7, 2]  # never more than a chunk at once
+    rows = [row for _, part in chunks for row in part]
+    assert [r["actions"] for r in rows] == [r["actions"] for r in whole[0][1]]
+    assert [(r["seed"], r["num_envs"], r["index"]) for r in rows[7:9]] == [(12, 7, 0), (12, 7, 1)]
+    combined = evaluate.combine_metrics([m for m, _ in chunks])
+    assert combined.keys() == whole[0][0].keys() and combined["episodes"] == 23
+    assert all(combined[k] == pytest.approx(v, abs=1e-6) for k, v in whole[0][0].items())
+
+
+def test_compare_in_chunks_gives_the_metrics_of_one_batch(monkeypatch, tmp_path):
+    from textgym.agents import compare, evaluate
+
+    out = tmp_path / "run"
+    assert main(["train", "sft", "--out", str(out), *TINY]) == 0
+    whole = compare.compare_policies([out], "textgym/Reverse-v0", episodes=20, reference=out, show=2)
+    monkeypatch.setattr(compare, "EVAL_CHUNK", 6)
+    sizes = []
+    real = compare.make_envs
+    monkeypatch.setattr(compare, "make_envs", lambda env_id, n, *a, **k: sizes.append(n) or real(env_id, n, *a, **k))
+    chunked = compare.compare_policies([out], "textgym/Reverse-v0", episodes=20, reference=out, show=2)
+    assert sizes == [6, 6, 6, 2] and evaluate.EVAL_CHUNK >= 1024
+    assert list(chunked[0]) == list(whole[0]) and chunked[0]["samples"] == whole[0]["samples"]
+    assert all(chunked[0][k] == pytest.approx(v, abs=1e-6) for k, v in whole[0].items() if k not in ("run", "samples"))

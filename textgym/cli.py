@@ -19,7 +19,7 @@ import numpy as np
 import textgym
 from textgym.agents import scripted_policy
 from textgym.agents.common import text_table
-from textgym.files import LOCK_FILE, acquire_run, release_run
+from textgym.files import LOCK_FILE, acquire_run, release_run, replacing
 from textgym.names import import_env_module, split_name, vector_env_class
 from textgym.threads import usable_cpus
 
@@ -433,7 +433,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy evaluation of a saved policy."""
     from textgym.agents.common import resolve_device
-    from textgym.agents.evaluate import evaluate_policy, play_policy, run_env
+    from textgym.agents.evaluate import combine_metrics, play_chunks, run_env
     from textgym.policies import load_policy
 
     run = Path(args.run)
@@ -443,18 +443,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         policy = load_policy(run, device)
-        if args.save:
-            evaluation, rows = play_policy(policy, env_id, env_kwargs, args.episodes, device, args.seed, args.sample)
+        chunks = play_chunks(policy, env_id, env_kwargs, args.episodes, device, args.seed, args.sample)
+        parts = []
+        if args.save:  # written chunk by chunk: memory stays flat in the number of episodes
+            save = Path(args.save)
+            save.parent.mkdir(parents=True, exist_ok=True)
+            with replacing(save) as tmp, open(tmp, "w") as f:
+                for chunk_metrics, rows in chunks:
+                    parts.append(chunk_metrics)
+                    f.writelines(json.dumps(row) + "\n" for row in rows)
+            print(f"wrote {args.episodes} episodes to {args.save}", file=sys.stderr)
         else:
-            evaluation = evaluate_policy(policy, env_id, env_kwargs, args.episodes, device, args.seed, args.sample)
-        metrics = {"env": env_id, **evaluation}
+            parts = [chunk_metrics for chunk_metrics, _ in chunks]
+        metrics = {"env": env_id, **combine_metrics(parts)}
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
-    if args.save:
-        from textgym.agents.common import write_jsonl
-
-        write_jsonl(Path(args.save), rows)
-        print(f"wrote {len(rows)} episodes to {args.save}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics))
     else:

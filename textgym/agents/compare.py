@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textgym.agents.common import text_table
-from textgym.agents.evaluate import episode_metrics
+from textgym.agents.evaluate import EVAL_CHUNK, combine_metrics, episode_metrics
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
 from textgym.files import replacing, write_json, write_text
 from textgym.policies import load_policy
@@ -31,8 +31,9 @@ from textgym.rewards import metrics as text_metrics
 
 def distinct_n(sequences: list[list[int]], n: int) -> float:
     """Unique n-grams over all n-grams of ``sequences`` (0 when there is none)."""
-    grams = [tuple(s[i : i + n]) for s in sequences for i in range(len(s) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+    grams = NGrams(n)
+    grams.add(sequences)
+    return grams.distinct()
 
 
 @torch.no_grad()
@@ -81,33 +82,66 @@ def compare_policies(
     rows = []
     for run in runs:
         policy = load_policy(run, device).eval()
-        envs = make_envs(env_id, episodes, device, **(env_kwargs or {}))
-        view = SequenceView(envs)
-        view.check(policy)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        rollout = collect(envs, view, policy, seed=seed, greedy=not sample, generator=generator)
-        row = {"run": str(run), **episode_metrics(envs, rollout)}
-        if hasattr(envs, "episode_texts"):  # token envs: text metrics against the references
-            pairs = envs.episode_texts()
-            examples, texts = [ex for ex, _ in pairs], [t for _, t in pairs]
-            refs = [ex.references for ex in examples]
-            for name, fn in (("bleu", text_metrics.bleu_score), ("rouge_l", text_metrics.rouge_l_score)):
-                row[name] = sum(fn(c, r) for c, r in zip(texts, refs)) / len(texts)
-            ids = [envs.tokenizer.encode(t) for t in texts]
-            row["distinct_1"], row["distinct_2"] = distinct_n(ids, 1), distinct_n(ids, 2)
-            if learned is not None:
-                from textgym.rewards import EpisodeBatch
-
-                prompts = [ex.prompt for ex in examples]
-                batch = EpisodeBatch.from_texts(prompts, texts, [list(r) for r in refs], envs.tokenizer)
-                row["learned_reward"] = float(learned(batch).mean())
-            if show:
-                row["samples"] = [{"prompt": ex.prompt, "completion": t} for ex, t in zip(examples[:show], texts)]
-        if ref_policy is not None:
-            view.check(ref_policy)
-            row["kl_to_reference"] = kl_to_reference(policy, ref_policy, rollout)
+        parts, grams = [], (NGrams(1), NGrams(2))
+        for lo in range(0, episodes, EVAL_CHUNK):  # in chunks: memory stays flat in the number of episodes
+            part = _compare_chunk(policy, env_id, env_kwargs, min(EVAL_CHUNK, episodes - lo), seed + lo, device, sample,
+                                  ref_policy, learned, grams, show if lo == 0 else 0)
+            parts.append(part)
+        row = {"run": str(run), **combine_metrics([{k: v for k, v in p.items() if k != "samples"} for p in parts])}
+        if "bleu" in row:
+            row.update({f"distinct_{g.n}": g.distinct() for g in grams})
+        if "samples" in parts[0]:
+            row["samples"] = parts[0]["samples"]
         rows.append(row)
     return rows
+
+
+class NGrams:
+    """The n-grams of sequences seen so far, for :func:`distinct_n` over several chunks."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.unique, self.total = n, set(), 0
+
+    def add(self, sequences: list[list[int]]) -> None:
+        for s in sequences:
+            grams = [tuple(s[i : i + self.n]) for i in range(len(s) - self.n + 1)]
+            self.unique.update(grams)
+            self.total += len(grams)
+
+    def distinct(self) -> float:
+        return len(self.unique) / self.total if self.total else 0.0
+
+
+def _compare_chunk(policy, env_id, env_kwargs, episodes, seed, device, sample, ref_policy, learned, grams, show) -> dict:
+    """The metrics of one chunk of :func:`compare_policies` (means over its episodes)."""
+    envs = make_envs(env_id, episodes, device, **(env_kwargs or {}))
+    view = SequenceView(envs)
+    view.check(policy)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    rollout = collect(envs, view, policy, seed=seed, greedy=not sample, generator=generator)
+    row = episode_metrics(envs, rollout)
+    if hasattr(envs, "episode_texts"):  # token envs: text metrics against the references
+        pairs = envs.episode_texts()
+        examples, texts = [ex for ex, _ in pairs], [t for _, t in pairs]
+        refs = [ex.references for ex in examples]
+        for name, fn in (("bleu", text_metrics.bleu_score), ("rouge_l", text_metrics.rouge_l_score)):
+            row[name] = sum(fn(c, r) for c, r in zip(texts, refs)) / len(texts)
+        ids = [envs.tokenizer.encode(t) for t in texts]
+        for g in grams:
+            g.add(ids)
+            row[f"distinct_{g.n}"] = 0.0  # over every chunk: set by compare_policies
+        if learned is not None:
+            from textgym.rewards import EpisodeBatch
+
+            prompts = [ex.prompt for ex in examples]
+            batch = EpisodeBatch.from_texts(prompts, texts, [list(r) for r in refs], envs.tokenizer)
+            row["learned_reward"] = float(learned(batch).mean())
+        if show:
+            row["samples"] = [{"prompt": ex.prompt, "completion": t} for ex, t in zip(examples[:show], texts)]
+    if ref_policy is not None:
+        view.check(ref_policy)
+        row["kl_to_reference"] = kl_to_reference(policy, ref_policy, rollout)
+    return row
 
 
 def format_comparison(rows: list[dict], keys: Sequence[str] | None = None) -> str:

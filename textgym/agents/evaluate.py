@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,6 @@ def episode_metrics(envs, rollout: Rollout) -> dict[str, float]:
 def _play(policy: nn.Module, env_id: str, env_kwargs: dict | None, episodes: int, device: str | torch.device,
           seed: int, sample: bool) -> tuple[Any, Rollout]:
     """One episode per sub-env of a fresh vector env: the envs (which hold the episodes' ends) and the rollout."""
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be at least 1, got {episodes!r}")
     device = torch.device(device)
     envs = make_envs(env_id, episodes, device, **(env_kwargs or {}))
     view = SequenceView(envs)
@@ -60,28 +59,64 @@ def _play(policy: nn.Module, env_id: str, env_kwargs: dict | None, episodes: int
     return envs, rollout
 
 
+EVAL_CHUNK = 4096
+"""Episodes played at once by :func:`evaluate_policy` and :func:`play_policy`: more are played in
+chunks of this many, so memory stays flat in the number of episodes."""
+
+
+def play_chunks(policy: nn.Module, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
+                device: str | torch.device = "cpu", seed: int = 12345, sample: bool = False,
+                chunk: int = EVAL_CHUNK) -> Iterator[tuple[dict[str, float], list[dict[str, Any]]]]:
+    """Play ``episodes`` episodes in chunks of at most ``chunk``; for each chunk, its
+    :func:`episode_metrics` and one :func:`trajectories` row per episode.
+
+    Chunk ``k`` is a vector env reset with ``seed + k * chunk``: its sub-env ``j`` plays the episode
+    that sub-env ``k * chunk + j`` of one big vector env reset with ``seed`` would, so the episodes
+    do not depend on the chunk size (greedy play gives the same results; sampled play draws from
+    one generator per chunk). Each row names its own chunk (``seed``, ``num_envs``, ``index``).
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes!r}")
+    for lo in range(0, episodes, chunk):
+        envs, rollout = _play(policy, env_id, env_kwargs, min(chunk, episodes - lo), device, seed + lo, sample)
+        yield episode_metrics(envs, rollout), trajectories(envs, rollout, env_id, env_kwargs or {}, seed + lo)
+
+
+def combine_metrics(parts: list[dict[str, float]]) -> dict[str, float]:
+    """The metrics of several chunks of episodes as those of all of them: each metric (a mean over
+    episodes) weighted by its chunk's episodes; a metric that some chunk lacks is left out."""
+    if len(parts) == 1:
+        return parts[0]
+    total = sum(p["episodes"] for p in parts)
+    keys = [k for k in parts[0] if all(k in p for p in parts)]
+    return {k: total if k == "episodes" else sum(p[k] * p["episodes"] for p in parts) / total for k in keys}
+
+
 def play_policy(policy: nn.Module, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
                 device: str | torch.device = "cpu", seed: int = 12345,
                 sample: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Play ``episodes`` episodes at once: :func:`episode_metrics` and one :func:`trajectories` row each.
+    """Play ``episodes`` episodes: :func:`episode_metrics` and one :func:`trajectories` row each.
 
     Args:
         policy: the policy (its config must fit the env).
         env_id, env_kwargs: the env.
-        episodes: how many (all played in parallel).
+        episodes: how many (played in parallel, in chunks of :data:`EVAL_CHUNK`; see :func:`play_chunks`).
         device: where to run.
         seed: the envs' seed; the same seed gives the same examples to every policy compared.
         sample: sample at temperature 1 (from a generator seeded with ``seed``) instead of greedy.
     """
-    envs, rollout = _play(policy, env_id, env_kwargs, episodes, device, seed, sample)
-    return episode_metrics(envs, rollout), trajectories(envs, rollout, env_id, env_kwargs or {}, seed)
+    parts, rows = [], []
+    for metrics, chunk_rows in play_chunks(policy, env_id, env_kwargs, episodes, device, seed, sample):
+        parts.append(metrics)
+        rows += chunk_rows
+    return combine_metrics(parts), rows
 
 
 def evaluate_policy(policy: nn.Module, env_id: str, env_kwargs: dict | None = None, episodes: int = 256,
                     device: str | torch.device = "cpu", seed: int = 12345, sample: bool = False) -> dict[str, float]:
-    """Play ``episodes`` episodes at once (greedy unless ``sample``) and return :func:`episode_metrics`;
+    """Play ``episodes`` episodes (greedy unless ``sample``) and return :func:`episode_metrics`;
     arguments as :func:`play_policy`, which also gives each episode's row."""
-    return episode_metrics(*_play(policy, env_id, env_kwargs, episodes, device, seed, sample))
+    return combine_metrics([m for m, _ in play_chunks(policy, env_id, env_kwargs, episodes, device, seed, sample)])
 
 
 def trajectories(envs, rollout: Rollout, env_id: str, env_kwargs: dict, seed: int) -> list[dict[str, Any]]:
@@ -262,11 +297,11 @@ def play(policy: nn.Module | str | Path, env_id: str | None = None, env_kwargs: 
     env_kwargs = env_kwargs or {}
     _, rows = play_policy(policy, env_id, env_kwargs, episodes, device, seed, sample)
     env = gym.make(env_id, render_mode="ansi", **env_kwargs)
-    for row in rows:
-        row["text"] = replay_text(env, seed + row["index"], row["actions"])
+    for n, row in enumerate(rows, 1):
+        row["text"] = replay_text(env, row["seed"] + row["index"], row["actions"])
         if show:
             outcome = "success" if row["success"] else "failure"
-            print(f"--- episode {row['index'] + 1} of {episodes}: return {row['return']:.3f}, {outcome}, "
+            print(f"--- episode {n} of {episodes}: return {row['return']:.3f}, {outcome}, "
                   f"{row['length']} steps\n{row['text'].rstrip()}\n")
     env.close()
     return rows
