@@ -365,3 +365,79 @@ def test_eval_of_a_run_with_a_garbage_config_is_one_line(run, tmp_path, capsys):
     assert main(["eval", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("textgym: ") and err.count("\n") == 1 and "config.json" in err, err
+
+
+# -- 10. one line, not a traceback ----------------------------------------------------------------
+RAISING_GAME = '''
+import gymnasium as gym
+
+class Broken(gym.Env):
+    def __init__(self, where="step", flag=False):
+        self.observation_space = gym.spaces.Text(max_length=2, charset="ab\\n")
+        self.action_space = gym.spaces.Text(max_length=1, charset="ab")
+        self.where, self.flag, self.max_turns = where, flag, 2
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if self.where == "reset":
+            raise KeyError("no board")
+        return "a\\n", {}
+
+    def step(self, message):
+        if self.where == "step":
+            raise ZeroDivisionError("division by zero")
+        return "a\\n", 1.0, self.flag, False, {}
+
+    def expert(self):
+        raise IndexError("no move")
+'''
+
+
+@pytest.mark.parametrize("kwargs, algo, message", [
+    ({"where": "reset"}, "ppo", "text_env broken_game_10:Broken: raised KeyError in reset(): 'no board'"),
+    ({"where": "step"}, "ppo", "text_env broken_game_10:Broken: raised ZeroDivisionError in step("),
+    ({"where": "none"}, "sft", "text_env broken_game_10:Broken: raised IndexError in expert(): no move"),
+    ({"where": "none", "flag": "no"}, "ppo", "returned terminated='no'; expected True or False"),
+])
+def test_a_text_env_that_raises_or_answers_wrong_is_one_line(tmp_path, capsys, monkeypatch, kwargs, algo, message):
+    (tmp_path / "broken_game_10.py").write_text(RAISING_GAME)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env_kwargs = json.dumps({"text_env": "broken_game_10:Broken", "text_env_kwargs": kwargs})
+    assert main(["train", algo, "--env", "textgym/MultiTurn-v0", "--env-kwargs", env_kwargs, "--out",
+                 str(tmp_path / "out"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("textgym: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_deeply_nested_json_is_one_line(tmp_path, capsys):
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 50_000 + "]" * 50_000 + "\n")
+    assert main(["train", "sft", "--data", str(deep), "--out", str(tmp_path / "a"), *TINY]) == 2
+    assert f"{deep}, line 1: JSON nested too deeply to read" in capsys.readouterr().err
+    assert main(["train", "sft", "--env-kwargs", '{"a": ' + "[" * 50_000 + "]" * 50_000 + "}", "--out",
+                 str(tmp_path / "b"), *TINY]) == 2
+    assert "--env-kwargs: JSON nested too deeply to read" in capsys.readouterr().err
+
+
+def test_a_vector_env_takes_the_seeds_the_single_env_takes():
+    envs = gym.make_vec("textgym/Reverse-v0", num_envs=2, device="cpu")
+    for seed in (1.5, -5, True, "3"):
+        with pytest.raises(gym.error.Error, match="Seed must be a non-negative python integer"):
+            envs.reset(seed=seed)
+    envs.reset(seed=np.int64(3))
+    envs.reset(seed=2**70)  # any Python int, as Gymnasium's single envs take
+
+
+def test_a_recorded_row_with_a_huge_num_envs_replays_in_a_window(run, tmp_path, capsys):
+    saved = tmp_path / "t.jsonl"
+    assert main(["eval", str(run), "--save", str(saved), "--episodes", "4"]) == 0
+    row = json.loads(saved.read_text().splitlines()[2])
+    row.update(num_envs=1_000_000_000, index=row["index"] + 999_999_990, seed=row["seed"] - 999_999_990)
+    saved.write_text(json.dumps(row) + "\n")  # the same episode, named as sub-env 999,999,992 of a billion
+    from textgym.agents import sft
+
+    cfg = sft.SFTConfig(total_steps=10, num_envs=8, n_layers=1, d_model=32)
+    [replay] = sft.replays([row], cfg, torch.device("cpu"))
+    assert replay.envs.num_envs <= sft.REPLAY_WINDOW and int(replay.keep.sum()) == 1
+    assert main(["train", "sft", "--data", str(saved), "--out", str(tmp_path / "out"), *TINY]) == 0

@@ -19,6 +19,7 @@ import numpy as np
 import textgym
 from textgym.agents import scripted_policy
 from textgym.agents.common import text_table
+from textgym.envs.multi_turn import TextEnvError
 from textgym.files import LOCK_FILE, acquire_run, release_run, replacing
 from textgym.names import import_env_module, split_name, vector_env_class
 from textgym.threads import usable_cpus
@@ -94,6 +95,8 @@ def _json_arg(text: str, what: str) -> dict:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise CLIError(f"{what} must be a JSON object, got {text!r} ({e.msg})") from None
+    except RecursionError:
+        raise CLIError(f"{what}: JSON nested too deeply to read") from None
     if not isinstance(value, dict):
         raise CLIError(f"{what} must be a JSON object, got {text!r}")
     return value
@@ -694,8 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS = (CLIError, ValueError, TypeError, OSError, ImportError, gym.error.Error)
-"""What a user's input can cause: each is one line on stderr and exit status 2 (``--debug`` shows the traceback)."""
+USER_ERRORS = (CLIError, ValueError, TypeError, OSError, ImportError, gym.error.Error, TextEnvError)
+"""What a user's input (or a user's own text env) can cause: each is one line on stderr and exit
+status 2 (``--debug`` shows the traceback)."""
 
 
 def _quiet_libraries() -> None:

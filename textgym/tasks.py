@@ -488,9 +488,12 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield lineno, where, json.loads(line)
+                item = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise ValueError(f"{where}: JSON nested too deeply to read") from None
+            yield lineno, where, item
 
 
 def _as_example(item: Any, where: str) -> Example:

@@ -86,6 +86,10 @@ class Replay:
         return lambda obs: self.actions[:, min(next(step), self.actions.shape[1] - 1)]
 
 
+REPLAY_WINDOW = 4096
+"""The most sub-envs a replayed batch has, whatever ``num_envs`` the recorded rows name."""
+
+
 def replays(rows: list[dict], cfg: SFTConfig, device: torch.device, min_return: float | None = None) -> list[Replay]:
     """The episodes of ``textgym eval --save`` rows as :class:`Replay` batches, one per seed.
 
@@ -97,7 +101,10 @@ def replays(rows: list[dict], cfg: SFTConfig, device: torch.device, min_return: 
         if (row["env_id"], row["env_kwargs"]) != (cfg.env_id, cfg.env_kwargs):
             raise ValueError(f"the data was played on {row['env_id']} with {row['env_kwargs']}, but SFT trains on "
                              f"{cfg.env_id} with {cfg.env_kwargs}: pass the same --env and --env-kwargs")
-        groups.setdefault((row["seed"], row["num_envs"]), []).append(row)
+        # sub-env i of a vector env reset with seed plays the episode of stream seed + i, whatever
+        # the vector env's size: rows are replayed in windows of at most REPLAY_WINDOW sub-envs
+        lo = row["index"] - row["index"] % REPLAY_WINDOW
+        groups.setdefault((row["seed"] + lo, min(REPLAY_WINDOW, row["num_envs"] - lo)), []).append({**row, "index": row["index"] - lo})
     out = []
     for (seed, num_envs), group in groups.items():
         T = max(len(r["actions"]) for r in group)

@@ -349,6 +349,8 @@ class TorchVectorEnv(VectorEnv):
         """
         if options is not None and not isinstance(options, dict):
             raise ValueError(f"options must be a dict (keys 'reset_mask', 'group_size') or None, got {type(options).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise gym.error.Error(f"Seed must be a non-negative python integer (as for the single env), got {seed!r}")
         mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         if options and "reset_mask" in options:
             mask = options["reset_mask"]

@@ -38,6 +38,10 @@ from textgym.names import import_user_module, split_name
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
 
 
+class TextEnvError(RuntimeError):
+    """A text env raised in ``reset``, ``step`` or ``expert``; the message names the env, the call and the error."""
+
+
 def _preview(x: Any) -> str:
     s = repr(x)
     return s if len(s) <= 80 else s[:77] + "..."
@@ -196,7 +200,7 @@ class TurnSetup:
         try:
             out = env.reset(seed=seed, options=options)
         except Exception as e:
-            raise RuntimeError(f"text_env {self.name}: raised {type(e).__name__} in reset(): {e}") from e
+            raise TextEnvError(f"text_env {self.name}: raised {type(e).__name__} in reset(): {e}") from e
         if not (isinstance(out, tuple) and len(out) == 2):
             raise ValueError(f"text_env {self.name}: reset must return (opening, info), got {_preview(out)}")
         return self.encode(out[0], "opening"), out[1]
@@ -206,7 +210,7 @@ class TurnSetup:
         try:
             out = env.step(message)
         except Exception as e:
-            raise RuntimeError(f"text_env {self.name}: raised {type(e).__name__} in step({message!r}): {e}") from e
+            raise TextEnvError(f"text_env {self.name}: raised {type(e).__name__} in step({message!r}): {e}") from e
         if not (isinstance(out, tuple) and len(out) == 5):
             raise ValueError(f"text_env {self.name}: step must return (reply, reward, terminated, truncated, info), "
                              f"got {_preview(out)}")
@@ -214,12 +218,21 @@ class TurnSetup:
         if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)) or not math.isfinite(reward):
             raise ValueError(f"text_env {self.name}: step({message!r}) returned the reward {_preview(reward)}; "
                              "expected a finite number")
+        for name, flag in (("terminated", terminated), ("truncated", truncated)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"text_env {self.name}: step({message!r}) returned {name}={_preview(flag)}; expected "
+                                 "True or False")
+        if info is not None and not isinstance(info, dict):
+            raise ValueError(f"text_env {self.name}: step({message!r}) returned info={_preview(info)}; expected a dict")
         ids = self.encode(reply, f"reply to {message!r}")
         return ids, float(reward), bool(terminated), bool(truncated), dict(info or {})
 
     def expert_ids(self, env: gym.Env) -> list[int]:
         """The expert's next message as token ids, eos included."""
-        message = env.unwrapped.expert()
+        try:
+            message = env.unwrapped.expert()
+        except Exception as e:
+            raise TextEnvError(f"text_env {self.name}: raised {type(e).__name__} in expert(): {e}") from e
         if not isinstance(message, str):
             raise ValueError(f"text_env {self.name}: expert() must return a str, got {_preview(message)}")
         if self.alphabet is not None and set(message) - self.alphabet:
