@@ -286,3 +286,24 @@ def test_compare_in_chunks_gives_the_metrics_of_one_batch(monkeypatch, tmp_path)
     assert sizes == [6, 6, 6, 2] and evaluate.EVAL_CHUNK >= 1024
     assert list(chunked[0]) == list(whole[0]) and chunked[0]["samples"] == whole[0]["samples"]
     assert all(chunked[0][k] == pytest.approx(v, abs=1e-6) for k, v in whole[0].items() if k not in ("run", "samples"))
+
+
+def test_sizes_that_would_not_fit_are_refused_before_anything_is_built(tmp_path, capsys):
+    assert main(["train", "ppo", "--out", str(tmp_path / "a"), *TINY, "--set", "n_layers=100000", "--set",
+                 "d_model=128"]) == 2
+    err = capsys.readouterr().err
+    assert "a policy of n_layers=100000, d_model=128" in err and "GiB" in err and err.count("\n") == 1, err
+    assert main(["train", "ppo", "--out", str(tmp_path / "b"), *TINY, "--env-kwargs", '{"max_new_tokens": 1000000000}']) == 2
+    assert "an episode holds at most 65,536" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_preference_pairs_are_made_as_they_are_written():
+    from textgym.rewards.review import iter_preference_pairs, preference_pairs
+
+    start = time.monotonic()
+    pairs = iter_preference_pairs(10**12, seed=3)  # nothing is made before it is asked for
+    first = [next(pairs) for _ in range(5)]
+    assert time.monotonic() - start < 5 and first == preference_pairs(5, seed=3)
+    with pytest.raises(ValueError, match="noise must be in"):
+        iter_preference_pairs(5, noise=0.7)  # checked at once, not at the first pair

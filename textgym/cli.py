@@ -521,15 +521,19 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
 
 def cmd_preferences(args: argparse.Namespace) -> int:
     """Write preference pairs for textgym/Review-v0, labelled by its hidden rule with label noise."""
-    from textgym.agents.common import write_jsonl
-    from textgym.rewards.review import label_accuracy, preference_pairs
+    from textgym.rewards.review import iter_preference_pairs, review_score
 
     try:
-        pairs = preference_pairs(args.pairs, args.noise, args.seed, args.corrupt)
+        pairs = iter_preference_pairs(args.pairs, args.noise, args.seed, args.corrupt)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    write_jsonl(Path(args.out), pairs)
-    print(json.dumps({"out": args.out, "pairs": len(pairs), "labels_right": label_accuracy(pairs)}))
+    out, right = Path(args.out), 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(out) as tmp, open(tmp, "w") as f:  # written as they are made: memory stays flat
+        for pair in pairs:
+            right += review_score(pair["prompt"], pair["chosen"]) > review_score(pair["prompt"], pair["rejected"])
+            f.write(json.dumps(pair) + "\n")
+    print(json.dumps({"out": args.out, "pairs": args.pairs, "labels_right": right / args.pairs}))
     return 0
 
 
@@ -729,6 +733,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             message += f": {e.filename}"
         print(f"textgym: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            raise
+        print("textgym: interrupted (Ctrl-C); files being written were left as they were", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

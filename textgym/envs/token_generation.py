@@ -25,6 +25,9 @@ from textgym.rewards.metrics import exact_match_score, f1_score
 from textgym.tasks import EncodedExamples, Example, Task, make_task
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
 
+MAX_POSITIONS = 65_536
+"""The most positions (prompt and completion) a token env's episode may have."""
+
 
 @dataclass
 class TokenSetup:
@@ -76,6 +79,9 @@ class TokenSetup:
         for name, value in (("max_prompt_len", max_prompt_len), ("max_new_tokens", max_new_tokens)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if max_prompt_len + max_new_tokens > MAX_POSITIONS:
+            raise ValueError(f"max_prompt_len + max_new_tokens = {max_prompt_len + max_new_tokens:,} positions; an "
+                             f"episode holds at most {MAX_POSITIONS:,}: shorten the prompts or the completions")
         parts = [r for r, _ in reward.parts] if isinstance(reward, rewards.WeightedSum) else [reward]
         for part in parts:  # a learned reward must read the env's tokens, and all it can write
             if hasattr(part, "check_tokenizer"):

@@ -44,8 +44,35 @@ def make_policy(vocab_size: int, n_actions: int, max_len: int, n_features: int =
     ``value_model="separate"`` gives the values their own trunk, ``kwargs`` set the rest of its
     :class:`PolicyConfig` (``n_layers``, ``n_heads``, ``d_model``, ...)."""
     kwargs.setdefault("separate_value", value_model == "separate")
-    return Policy(PolicyConfig(vocab_size=vocab_size, n_actions=n_actions, max_len=max_len, n_features=n_features,
-                               **kwargs))
+    cfg = PolicyConfig(vocab_size=vocab_size, n_actions=n_actions, max_len=max_len, n_features=n_features, **kwargs)
+    check_fits_in_memory(cfg)
+    return Policy(cfg)
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(cfg: PolicyConfig) -> None:
+    """Refuse, before anything is built, a policy whose training would not fit in this machine's
+    memory: about 16 bytes per parameter (float32 weights, gradients and Adam's two moments).
+
+    Raises:
+        ValueError: naming the sizes, the estimate and the memory.
+    """
+    d, trunks = cfg.d_model, 2 if cfg.separate_value else 1
+    params = trunks * (cfg.n_layers * (12 * d * d + 13 * d) + (cfg.vocab_size + cfg.max_len + cfg.n_features) * d)
+    params += d * (cfg.n_actions + 1)
+    memory = physical_memory()
+    if memory is not None and 16 * params > memory:
+        raise ValueError(f"a policy of n_layers={cfg.n_layers}, d_model={d} for {cfg.max_len} positions has about "
+                         f"{params / 1e6:,.0f}M parameters, and training it needs about {16 * params / 2**30:,.1f} GiB "
+                         f"(weights, gradients and Adam's moments); this machine has {memory / 2**30:,.1f} GiB: "
+                         "choose a smaller n_layers or d_model")
 
 
 def is_hf_model_dir(path: str | os.PathLike) -> bool:

@@ -20,7 +20,7 @@ penalty is free to find them.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from textgym.rewards.core import EpisodeBatch, Reward
 from textgym.tasks import (
@@ -81,6 +81,11 @@ def corrupt(prompt: str, text: str, rng: random.Random) -> str:
 
 
 def preference_pairs(n: int, noise: float = 0.1, seed: int = 0, corrupt_prob: float = 0.25) -> list[dict]:
+    """The pairs of :func:`iter_preference_pairs`, as a list."""
+    return list(iter_preference_pairs(n, noise, seed, corrupt_prob))
+
+
+def iter_preference_pairs(n: int, noise: float = 0.1, seed: int = 0, corrupt_prob: float = 0.25) -> Iterator[dict]:
     """``n`` preference pairs ``{"prompt", "chosen", "rejected"}`` labelled by :func:`review_score`.
 
     Each pair reviews one item twice. Each review is a reference of :class:`~textgym.tasks.ReviewTask`
@@ -106,10 +111,14 @@ def preference_pairs(n: int, noise: float = 0.1, seed: int = 0, corrupt_prob: fl
         raise ValueError(f"noise must be in [0, 0.5) (the fraction of labels flipped), got {noise!r}")
     if not 0 <= corrupt_prob <= 1:
         raise ValueError(f"corrupt_prob must be in [0, 1], got {corrupt_prob!r}")
+    return _pairs(n, noise, seed, corrupt_prob)
+
+
+def _pairs(n: int, noise: float, seed: int, corrupt_prob: float) -> Iterator[dict]:
     task = ReviewTask()
     rng, flips = random.Random(seed), random.Random(f"{seed}-flips")
-    pairs = []
-    while len(pairs) < n:
+    made = 0
+    while made < n:
         item_key = rng.getrandbits(32)
         prompt = task.example(item_key).prompt
         texts = []
@@ -123,8 +132,8 @@ def preference_pairs(n: int, noise: float = 0.1, seed: int = 0, corrupt_prob: fl
         chosen, rejected = texts if a > b else texts[::-1]
         if flips.random() < noise:
             chosen, rejected = rejected, chosen
-        pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-    return pairs
+        made += 1
+        yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 def label_accuracy(pairs: Sequence[dict]) -> float:
