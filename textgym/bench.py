@@ -23,9 +23,10 @@ import torch
 
 import textgym  # noqa: F401  (registers the envs)
 from textgym.agents import ppo
-from textgym.agents.common import resolve_device, text_table
+from textgym.agents.common import resolve_device
 from textgym.agents.rollout import SequenceView, collect, make_envs
 from textgym.policies import Policy, make_policy
+from textgym.tables import text_table
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,10 @@ import gymnasium as gym
 import numpy as np
 
 import textgym
-from textgym.agents import scripted_policy
-from textgym.agents.common import text_table
-from textgym.envs.multi_turn import TextEnvError
+from textgym.errors import TextEnvError
 from textgym.files import LOCK_FILE, acquire_run, release_run, replacing
 from textgym.names import import_env_module, split_name, vector_env_class
+from textgym.tables import text_table
 from textgym.threads import usable_cpus
 
 
@@ -61,6 +60,8 @@ def play(env: gym.Env, policy, episodes: int, seed: int) -> tuple[float, float, 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Play every env with a random agent and with its scripted player; print a table."""
+    from textgym.agents import scripted_policy
+
     rows = []
     for info in textgym.ENVS:
         env = gym.make(info.id)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import time
 
-import torch
-
 
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask), or the machine's count where there is none."""
@@ -91,6 +89,8 @@ def choose_threads(requested: int | None = None, others: float | None = None) ->
 
 def set_threads(requested: int | None = None, others: float | None = None) -> int:
     """Set torch's intra-op threads with :func:`choose_threads`; returns the count."""
+    import torch
+
     n = choose_threads(requested, others)
     torch.set_num_threads(n)
     return n

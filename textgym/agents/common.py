@@ -7,7 +7,7 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -448,10 +448,3 @@ def finish(cfg: TrainConfig, policy: nn.Module, logger: RunLogger, checkpointer:
     checkpointer.unlock()
     evaluation = evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, device, seed=cfg.seed + 1)
     return TrainResult(policy, logger.history, evaluation)
-
-
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart, the header underlined with dashes."""
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])

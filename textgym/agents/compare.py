@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgym.agents.common import text_table
 from textgym.agents.evaluate import EVAL_CHUNK, combine_metrics, episode_metrics
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
 from textgym.files import replacing, write_json, write_text
 from textgym.policies import load_policy
 from textgym.rewards import metrics as text_metrics
+from textgym.tables import text_table
 
 
 def distinct_n(sequences: list[list[int]], n: int) -> float:

@@ -34,12 +34,9 @@ from textgym.envs.core import (
     render_text,
     token_observation_space,
 )
+from textgym.errors import TextEnvError
 from textgym.names import import_user_module, split_name
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
-
-
-class TextEnvError(RuntimeError):
-    """A text env raised in ``reset``, ``step`` or ``expert``; the message names the env, the call and the error."""
 
 
 def _preview(x: Any) -> str:

@@ -1,0 +1,89 @@
+"""The registered textgym envs: their ids, entry points and descriptions, and their registration
+with Gymnasium. Nothing here imports torch or the envs themselves: ``import textgym`` registers the
+ids at once, and ``gym.make`` imports an env's module when it first makes one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """One registered env: its id, entry points, default kwargs and a one-line description."""
+
+    id: str
+    entry_point: str
+    vector_entry_point: str
+    description: str
+    default_reward: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_TURNS = "textgym.envs.multi_turn:MultiTurnEnv"
+_TURNS_VEC = "textgym.envs.multi_turn:MultiTurnVectorEnv"
+_TOKEN = "textgym.envs.token_generation:TokenGenerationEnv"
+_TOKEN_VEC = "textgym.envs.token_generation:TokenGenerationVectorEnv"
+
+ENVS: tuple[EnvInfo, ...] = (
+    EnvInfo("textgym/GuessNumber-v0", "textgym.envs.guess_number:GuessNumberEnv",
+            "textgym.envs.guess_number:GuessNumberVectorEnv",
+            "guess a secret in 1..100 from higher/lower feedback", "+1 right, -0.1 per wrong guess"),
+    EnvInfo("textgym/GuessNumberText-v0", "textgym.envs.guess_number_text:GuessNumberTextEnv",
+            "textgym.envs.guess_number_text:GuessNumberTextVectorEnv",
+            "the guessing game in text: write digits, read feedback", "+1 right, -0.1 per wrong guess"),
+    EnvInfo("textgym/TokenGeneration-v0", _TOKEN, _TOKEN_VEC,
+            "any task (name, list, JSONL, HF dataset), tokenizer and reward", "exact_match",
+            {"task": "copy", "reward": "exact_match"}),
+    EnvInfo("textgym/Copy-v0", _TOKEN, _TOKEN_VEC, "copy a string over 'abcdef' of length 2-6: 'abc=' -> 'abc'",
+            "token_accuracy", {"task": "copy", "reward": "token_accuracy"}),
+    EnvInfo("textgym/Reverse-v0", _TOKEN, _TOKEN_VEC, "reverse a string over 'abcdef' of length 2-6: 'abc=' -> 'cba'",
+            "token_accuracy", {"task": "reverse", "reward": "token_accuracy"}),
+    EnvInfo("textgym/Sort-v0", _TOKEN, _TOKEN_VEC, "sort the characters of a string: 'cab=' -> 'abc'",
+            "token_accuracy", {"task": "sort", "reward": "token_accuracy"}),
+    EnvInfo("textgym/Addition-v0", _TOKEN, _TOKEN_VEC, "add two numbers of 1-3 digits: '12+7=' -> '19'",
+            "token_accuracy", {"task": "addition", "reward": "token_accuracy"}),
+    EnvInfo("textgym/Review-v0", _TOKEN, _TOKEN_VEC,
+            "RLHF teaching task: review an item, 'tea:' -> 'tea is very good'; a hidden rule prefers positive words",
+            "review_rule", {"task": "review", "reward": "review_rule", "max_new_tokens": 48}),
+    EnvInfo("textgym/MultiTurn-v0", _TURNS, _TURNS_VEC,
+            "any text env (strings in, strings out) played token by token; text_env=ID (default mastermind)",
+            "the text env's, per turn", {"text_env": "mastermind"}),
+    EnvInfo("textgym/Mastermind-v0", _TURNS, _TURNS_VEC,
+            "find 4 pegs over 6 colours from black/white feedback: '1122' -> ' 1b2w'", "+1 found, -0.1 per wrong guess",
+            {"text_env": "mastermind"}),
+    EnvInfo("textgym/BullsAndCows-v0", _TURNS, _TURNS_VEC,
+            "find 4 different digits from bulls/cows feedback: '0123' -> ' 1b2c'", "+1 found, -0.1 per wrong guess",
+            {"text_env": "bulls_and_cows"}),
+)
+
+GENERAL = ("textgym/TokenGeneration-v0", "textgym/MultiTurn-v0")
+"""The ids whose class is the general env itself (any task, any text env)."""
+
+
+def class_name(info: EnvInfo, vector: bool) -> str:
+    """The name of the class of a configured id in :mod:`textgym.envs` (``Reverse-v0``: ``ReverseEnv``,
+    ``ReverseVectorEnv``)."""
+    return info.id.split("/")[-1].split("-v")[0] + ("VectorEnv" if vector else "Env")
+
+
+def register_envs() -> None:
+    """Register every textgym env with Gymnasium; safe to call again.
+
+    An id that configures a general env (``Reverse-v0`` is ``TokenGeneration-v0`` with
+    ``task="reverse"``) has a class of its own name in :mod:`textgym.envs` whose docstring is the
+    id's manual. textgym's envs check their own call order (``step`` before ``reset`` is
+    ``ResetNeeded``) and are tested with ``check_env``, so ``gym.make`` returns the env itself, with
+    no ``OrderEnforcing`` or ``PassiveEnvChecker`` wrapper: ``help(env)`` is its manual
+    (``gym.make(id, disable_env_checker=False)`` adds the checker back).
+    """
+    for info in ENVS:
+        if info.id in gym.registry:
+            continue
+        entry, vector = info.entry_point, info.vector_entry_point
+        if info.kwargs and info.id not in GENERAL:
+            entry, vector = f"textgym.envs:{class_name(info, False)}", f"textgym.envs:{class_name(info, True)}"
+        gym.register(id=info.id, entry_point=entry, vector_entry_point=vector, kwargs=dict(info.kwargs),
+                     order_enforce=False, disable_env_checker=True)
