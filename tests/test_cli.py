@@ -205,3 +205,15 @@ def test_tables_print_counts_as_whole_numbers():
     table = _metrics_table({"episodes": 1000.0, "success_rate": 1.0, "mean_return": 0.25})
     rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[2:]}
     assert rows == {"episodes": "1000", "success_rate": "1.0000", "mean_return": "0.2500"}
+
+
+def test_the_cli_and_the_registration_import_no_torch():
+    """``textgym --help`` and ``import textgym`` stay fast: torch is imported by the commands and
+    envs that use it, when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gymnasium as gym, textgym, textgym.cli; from textgym.cli import build_parser; build_parser(); "
+            "assert 'textgym/Reverse-v0' in gym.registry; print(sorted(m for m in ('torch', 'textgym.envs') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
