@@ -307,3 +307,20 @@ def test_preference_pairs_are_made_as_they_are_written():
     assert time.monotonic() - start < 5 and first == preference_pairs(5, seed=3)
     with pytest.raises(ValueError, match="noise must be in"):
         iter_preference_pairs(5, noise=0.7)  # checked at once, not at the first pair
+
+
+def test_a_stuck_text_env_is_stopped_by_its_call_timeout(tmp_path, capsys, monkeypatch):
+    (tmp_path / "stuck_game_2.py").write_text(STUCK_GAME)
+    (tmp_path / "STUCK").touch()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    start = time.monotonic()
+    assert main(["train", "ppo", "--env", "textgym/MultiTurn-v0", "--env-kwargs",
+                 '{"text_env": "stuck_game_2:Stuck", "call_timeout": 0.5}', "--out", str(tmp_path / "run"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "text_env stuck_game_2:Stuck: step('" in err and "did not return within call_timeout=0.5 s" in err, err
+    assert err.count("\n") == 1 and time.monotonic() - start < 60
+    import gymnasium as gym
+
+    with pytest.raises(ValueError, match="call_timeout must be a positive number of seconds or None"):
+        gym.make("textgym/Mastermind-v0", call_timeout=0)

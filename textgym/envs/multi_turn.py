@@ -17,7 +17,11 @@ player would write now.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import threading
+import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +109,65 @@ def _named_callable(spec: str) -> Any:
     return found if callable(found) else None
 
 
+CALL_TIMEOUT = 60.0
+"""Default seconds a text env's ``reset``, ``step`` or ``expert`` may take (``call_timeout``)."""
+
+
+class _CallTimedOut(BaseException):
+    """Raised by the watchdog inside a text env call that overran its time (then reported as a TextEnvError)."""
+
+
+class _Watchdog:
+    """One daemon thread that raises :class:`_CallTimedOut` in a thread whose text env call overran.
+
+    A thread opens a region (:meth:`region`) around a batch of calls and writes each call's
+    deadline into its slot, which costs no lock; the watchdog fires only inside a region, under the
+    lock that opens and closes it. The exception is delivered between two Python bytecodes of the
+    stuck thread (CPython's ``PyThreadState_SetAsyncExc``): a text env that loops or waits in Python
+    is stopped; one stuck inside a single C call is stopped when that call returns (and a second
+    Ctrl-C stops the run).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.slots: dict[int, list[float]] = {}  # thread ident -> [deadline of its call now, time.monotonic()]
+        self.thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self.lock:
+                for ident, slot in self.slots.items():
+                    if now > slot[0]:
+                        slot[0] = math.inf
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(_CallTimedOut))
+
+    def slot(self) -> list[float] | None:
+        """This thread's slot, inside a region."""
+        return self.slots.get(threading.get_ident())
+
+    @contextmanager
+    def region(self, name: str, seconds: float | None):
+        """Calls into the text env ``name`` may be stopped inside; a late stop is reported here."""
+        ident = threading.get_ident()
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="textgym-text-env-watchdog", daemon=True)
+                self.thread.start()
+            self.slots[ident] = [math.inf]
+        try:
+            yield
+        except _CallTimedOut:  # delivered just after the call that overran returned
+            raise TextEnvError(f"text_env {name}: a call did not return within call_timeout={seconds:g} s") from None
+        finally:
+            with self.lock:
+                self.slots.pop(ident, None)
+
+
+_WATCHDOG = _Watchdog()
+
+
 @dataclass
 class TurnSetup:
     """The resolved arguments shared by the single and the vector MultiTurn env.
@@ -125,12 +188,14 @@ class TurnSetup:
     max_reply_tokens: int
     has_expert: bool
     alphabet: frozenset[str] | None
+    call_timeout: float | None = CALL_TIMEOUT
     _encoded: dict = field(default_factory=dict)  # text -> ids: games repeat their replies
     _decoded: dict = field(default_factory=dict)  # ids -> text: and agents their messages
 
     @classmethod
     def build(cls, env: gym.Env, name: str, tokenizer: Any = None, max_turn_tokens: int | None = None,
-              max_turns: int | None = None, max_reply_tokens: int | None = None) -> TurnSetup:
+              max_turns: int | None = None, max_reply_tokens: int | None = None,
+              call_timeout: float | None = CALL_TIMEOUT) -> TurnSetup:
         obs_space, act_space = env.observation_space, env.action_space
         alphabet = None
         if tokenizer is None:
@@ -151,8 +216,38 @@ class TurnSetup:
                             ("max_reply_tokens", max_reply_tokens)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{what} must be a positive integer, got {value!r}")
+        if call_timeout is not None and (isinstance(call_timeout, bool) or not isinstance(call_timeout, (int, float))
+                                         or not 0 < call_timeout < math.inf):
+            raise ValueError(f"call_timeout must be a positive number of seconds or None (no limit), got {call_timeout!r}")
         has_expert = callable(getattr(env.unwrapped, "expert", None))
-        return cls(name, tokenizer, int(max_turn_tokens), int(max_turns), int(max_reply_tokens), has_expert, alphabet)
+        return cls(name, tokenizer, int(max_turn_tokens), int(max_turns), int(max_reply_tokens), has_expert, alphabet,
+                   None if call_timeout is None else float(call_timeout))
+
+    def calls(self):
+        """A region in which calls into the text env are timed (see :class:`_Watchdog`): open one
+        around a batch of :meth:`reset`, :meth:`step` and :meth:`expert_ids` calls; each call
+        outside one opens its own."""
+        return _WATCHDOG.region(self.name, self.call_timeout) if self.call_timeout is not None else nullcontext()
+
+    def call(self, what: str, fn: Any) -> Any:
+        """``fn()``, a call into the text env, with its errors and its time limit reported as
+        :class:`TextEnvError` naming the env and ``what`` was called."""
+        slot = _WATCHDOG.slot() if self.call_timeout is not None else None
+        if slot is None and self.call_timeout is not None:
+            with self.calls():
+                return self.call(what, fn)
+        try:
+            if slot is not None:
+                slot[0] = time.monotonic() + self.call_timeout
+            return fn()
+        except _CallTimedOut:
+            raise TextEnvError(f"text_env {self.name}: {what} did not return within call_timeout={self.call_timeout:g} s "
+                               "(pass a larger call_timeout, or None for no limit)") from None
+        except Exception as e:
+            raise TextEnvError(f"text_env {self.name}: raised {type(e).__name__} in {what}: {e}") from e
+        finally:
+            if slot is not None:
+                slot[0] = math.inf
 
     @property
     def max_len(self) -> int:
@@ -194,20 +289,14 @@ class TurnSetup:
         return text
 
     def reset(self, env: gym.Env, seed: int | None, options: dict | None) -> tuple[list[int], dict]:
-        try:
-            out = env.reset(seed=seed, options=options)
-        except Exception as e:
-            raise TextEnvError(f"text_env {self.name}: raised {type(e).__name__} in reset(): {e}") from e
+        out = self.call("reset()", lambda: env.reset(seed=seed, options=options))
         if not (isinstance(out, tuple) and len(out) == 2):
             raise ValueError(f"text_env {self.name}: reset must return (opening, info), got {_preview(out)}")
         return self.encode(out[0], "opening"), out[1]
 
     def step(self, env: gym.Env, message: str) -> tuple[list[int], float, bool, bool, dict]:
         """The text env's answer to ``message``, checked, with the reply as token ids."""
-        try:
-            out = env.step(message)
-        except Exception as e:
-            raise TextEnvError(f"text_env {self.name}: raised {type(e).__name__} in step({message!r}): {e}") from e
+        out = self.call(f"step({message!r})", lambda: env.step(message))
         if not (isinstance(out, tuple) and len(out) == 5):
             raise ValueError(f"text_env {self.name}: step must return (reply, reward, terminated, truncated, info), "
                              f"got {_preview(out)}")
@@ -226,10 +315,7 @@ class TurnSetup:
 
     def expert_ids(self, env: gym.Env) -> list[int]:
         """The expert's next message as token ids, eos included."""
-        try:
-            message = env.unwrapped.expert()
-        except Exception as e:
-            raise TextEnvError(f"text_env {self.name}: raised {type(e).__name__} in expert(): {e}") from e
+        message = self.call("expert()", env.unwrapped.expert)
         if not isinstance(message, str):
             raise ValueError(f"text_env {self.name}: expert() must return a str, got {_preview(message)}")
         if self.alphabet is not None and set(message) - self.alphabet:
@@ -264,6 +350,9 @@ _DOC = """
       observation space's `max_length`). The observation has room for the opening and `max_turns`
       messages and replies.
     * `render_mode`: `"ansi"` (the transcript), `"human"` or `"rgb_array"` (the text as an image, for video wrappers).
+    * `call_timeout`: the most seconds one call of the text env's `reset`, `step` or `expert` may
+      take (default 60; `None`: no limit). A call that overruns fails with a `TextEnvError` naming
+      the env and the call, so a stuck game stops the run with a message instead of hanging it.
 
     A reply with a character outside the alphabet, a reply that does not fit, a non-string, a bad
     reward or an exception in the text env is an error naming the text env and what it returned.
@@ -312,9 +401,10 @@ class MultiTurnEnv(gym.Env):
 
     def __init__(self, text_env: Any = "mastermind", text_env_kwargs: dict | None = None, tokenizer: Any = None,
                  max_turn_tokens: int | None = None, max_turns: int | None = None, max_reply_tokens: int | None = None,
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, call_timeout: float | None = CALL_TIMEOUT) -> None:
         self.text_env, name = make_text_env(text_env, text_env_kwargs)
-        self.setup = TurnSetup.build(self.text_env, name, tokenizer, max_turn_tokens, max_turns, max_reply_tokens)
+        self.setup = TurnSetup.build(self.text_env, name, tokenizer, max_turn_tokens, max_turns, max_reply_tokens,
+                                     call_timeout)
         self.render_mode = render_mode
         vocab = self.setup.tokenizer.vocab_size
         self.action_space = gym.spaces.Discrete(vocab)
@@ -394,12 +484,14 @@ class MultiTurnVectorEnv(TorchVectorEnv):
     def __init__(self, num_envs: int = 1, text_env: Any = "mastermind", text_env_kwargs: dict | None = None,
                  tokenizer: Any = None, max_turn_tokens: int | None = None, max_turns: int | None = None,
                  max_reply_tokens: int | None = None, device: str | torch.device | None = None, max_episode_steps: int | None = None,
-                 autoreset_mode: str = "next_step", render_mode: str | None = None) -> None:
+                 autoreset_mode: str = "next_step", render_mode: str | None = None,
+                 call_timeout: float | None = CALL_TIMEOUT) -> None:
         super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
         first, name = make_text_env(text_env, text_env_kwargs)
         self.text_envs = [first] + [make_text_env(text_env, text_env_kwargs)[0] for _ in range(num_envs - 1)]
         self.text_env = first
-        self.setup = s = TurnSetup.build(first, name, tokenizer, max_turn_tokens, max_turns, max_reply_tokens)
+        self.setup = s = TurnSetup.build(first, name, tokenizer, max_turn_tokens, max_turns, max_reply_tokens,
+                                         call_timeout)
         self.has_expert = s.has_expert
         if render_mode is not None and render_mode != "ansi":
             raise ValueError(f"render_mode of the vector env must be 'ansi' or None, got {render_mode!r}")
@@ -453,19 +545,21 @@ class MultiTurnVectorEnv(TorchVectorEnv):
     def _refresh_expert(self, rows: list[int]) -> None:
         if self._expert_ids is None:
             return
-        for i in rows:
-            ids = self.setup.expert_ids(self.text_envs[i])
-            self._expert_ids[i] = self.setup.tokenizer.eos_id
-            self._expert_ids[i, : len(ids)] = torch.tensor(ids, device=self.device)
+        with self.setup.calls():
+            for i in rows:
+                ids = self.setup.expert_ids(self.text_envs[i])
+                self._expert_ids[i] = self.setup.tokenizer.eos_id
+                self._expert_ids[i, : len(ids)] = torch.tensor(ids, device=self.device)
 
     def _start(self, mask, keys):
         rows = mask.nonzero().squeeze(1).tolist()
         openings = []
-        for i in rows:
-            ids, _ = self.setup.reset(self.text_envs[i], self._seeds[i], None)
-            self._seeds[i] = None  # later episodes continue the text env's own generator
-            self._final_info[i] = {}
-            openings.append(ids)
+        with self.setup.calls():
+            for i in rows:
+                ids, _ = self.setup.reset(self.text_envs[i], self._seeds[i], None)
+                self._seeds[i] = None  # later episodes continue the text env's own generator
+                self._final_info[i] = {}
+                openings.append(ids)
         self.transcript[mask] = self.setup.tokenizer.pad_id
         self.length = torch.where(mask, 0, self.length)
         self.message_len = torch.where(mask, 0, self.message_len)
@@ -490,14 +584,15 @@ class MultiTurnVectorEnv(TorchVectorEnv):
             cols = (self.length[idx, None] - W + torch.arange(W, device=self.device)).clamp(min=0)
             tails, counts = self.transcript[idx].gather(1, cols).tolist(), self.message_len[idx].tolist()
             replies, rewards, terms, truncs, wins = [], [], [], [], []
-            for j, i in enumerate(rows):
-                reply, r, te, tr, info = s.step(self.text_envs[i], s.decode(tuple(tails[j][W - counts[j]:])))
-                self._final_info[i] = info
-                replies.append(reply)
-                rewards.append(r)
-                terms.append(te)
-                truncs.append(tr)
-                wins.append(episode_success(info))
+            with s.calls():
+                for j, i in enumerate(rows):
+                    reply, r, te, tr, info = s.step(self.text_envs[i], s.decode(tuple(tails[j][W - counts[j]:])))
+                    self._final_info[i] = info
+                    replies.append(reply)
+                    rewards.append(r)
+                    terms.append(te)
+                    truncs.append(tr)
+                    wins.append(episode_success(info))
             reward[idx] = torch.tensor(rewards, device=self.device)
             terminated[idx] = torch.tensor(terms, device=self.device)
             truncated[idx] = torch.tensor(truncs, device=self.device)
