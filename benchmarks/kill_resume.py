@@ -1,0 +1,120 @@
+"""Kill -9 at random moments, resume, and check that the run ends as the one never killed.
+
+    python benchmarks/kill_resume.py                       # PPO, GRPO and SFT, 5 kills each, one process
+    python benchmarks/kill_resume.py --ranks 2 --kills 3   # the same under torchrun with 2 ranks
+    python benchmarks/kill_resume.py --quick               # one kill of one PPO run, to check that it runs
+
+For each trainer it trains a small run on Reverse-v0 to the end once (the reference), then, for
+each kill, starts the same command with ``--auto-resume --save-every 1``, sends SIGKILL to the
+whole process group at a random moment between its first iteration and its end (seeded:
+``--seed``; a save, the final evaluation or the plot may be under way), and runs the same command
+again until it exits 0. The killed-and-resumed run must end with the reference's ``metrics.jsonl``
+(time aside) and bit-identical weights. Prints one line per kill and the count that matched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+SETTINGS = {
+    "ppo": ["--set", "kl_coef=0.05"],
+    "grpo": ["--set", "group_size=4"],
+    "sft": [],
+}
+
+
+def command(algo: str, out: Path, ranks: int, steps: int) -> list[str]:
+    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+              if ranks > 1 else [sys.executable])
+    return [*launch, "-m", "textgym", "train", algo, "--env", "textgym/Reverse-v0", "--out", str(out), "--auto-resume",
+            "--save-every", "1", "--num-envs", "64", "--total-steps", str(steps), "--recipe", "none", "--device", "cpu",
+            "--threads", "1", "--quiet", "--set", "eval_episodes=8", "--set", "n_layers=1", "--set", "d_model=32",
+            *SETTINGS[algo]]
+
+
+def metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "time"} for row in rows]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(a / "policy.safetensors"), load_file(b / "policy.safetensors")
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def first_line(out: Path, proc: subprocess.Popen) -> float:
+    """Wait until the run logs its first iteration (or ends); returns when, by ``time.monotonic()``."""
+    while proc.poll() is None and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size):
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+def run_to_end(cmd: list[str], tries: int = 5) -> None:
+    for _ in range(tries):
+        if subprocess.run(cmd, capture_output=True).returncode == 0:
+            return
+    raise RuntimeError(f"{' '.join(cmd)} did not finish in {tries} tries")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algos", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--kills", type=int, default=5, help="kills per trainer")
+    parser.add_argument("--ranks", type=int, default=1, help="processes (torchrun) per run")
+    parser.add_argument("--steps", type=int, default=12_000, help="env steps per run")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the moments of the kills")
+    parser.add_argument("--quick", action="store_true", help="one kill of one PPO run")
+    args = parser.parse_args()
+    if args.quick:
+        args.algos, args.kills, args.steps = ["ppo"], 1, 6_000
+    rng = random.Random(args.seed)
+    matched = total = kills = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for algo in args.algos:
+            reference = Path(tmp) / f"{algo}-reference"
+            proc = subprocess.Popen(command(algo, reference, args.ranks, args.steps), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            start = first_line(reference, proc)
+            if proc.wait() != 0:
+                raise RuntimeError(f"the reference {algo} run failed")
+            length = time.monotonic() - start  # from the first iteration logged to the end
+            for k in range(args.kills):
+                out = Path(tmp) / f"{algo}-{k}"
+                cmd = command(algo, out, args.ranks, args.steps)
+                at = rng.uniform(0.02, 0.6) * length
+                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                first_line(out, proc)
+                time.sleep(at)
+                killed = proc.poll() is None
+                kills += killed
+                if killed:
+                    os.killpg(proc.pid, signal.SIGKILL)  # every rank and the launcher, with no handler run
+                proc.wait()
+                iterations = len(metrics(out)) if (out / "metrics.jsonl").exists() else 0
+                run_to_end(cmd)
+                same = metrics(out) == metrics(reference) and same_weights(out, reference)
+                matched += same
+                total += 1
+                print(f"{algo} kill {k + 1}: {at:5.1f} s into {length:.1f} s of training "
+                      f"({'killed' if killed else 'had ended'} after {iterations} iterations logged) -> "
+                      f"{'bit-identical' if same else 'DIFFERENT'}", flush=True)
+    print(f"{matched} of {total} runs ({kills} killed before their end) resumed to the reference's metrics and "
+          f"bit-identical weights ({args.ranks} rank{'s' if args.ranks > 1 else ''} per run)")
+    if matched != total:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
