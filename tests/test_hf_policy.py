@@ -303,3 +303,31 @@ def test_hf_classifier_label_that_does_not_exist(classifier_dir):
         make("hf_classifier", path=str(classifier_dir), label="HAPPY")
     with pytest.raises(ValueError, match="holds no Hugging Face classifier"):
         make("hf_classifier", path=str(classifier_dir.parent / "missing"), label="POSITIVE")
+
+
+def test_the_readme_your_own_language_model_works_as_written(tmp_path, monkeypatch, capsys):
+    """The README's "Your own language model" commands and Python, with a tiny GPT-2 saved where the
+    README downloads one (``models/gpt2``) and CI-sized budgets."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    pytest.importorskip("peft")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Your own language model"):readme.index("## A learned reward model")]
+    monkeypatch.chdir(tmp_path)
+    tok = char_tokenizer()
+    tiny_lm("gpt2", len(tok), tok.eos_token_id, tok.pad_token_id).save_pretrained("models/gpt2")
+    tok.save_pretrained("models/gpt2")
+    bash = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    commands = [shlex.split(line, comments=True) for line in bash.splitlines() if line.startswith("textgym ")]
+    assert [c[1] for c in commands] == ["train", "train", "eval"]
+    small = ["--total-steps", "300", "--num-envs", "16", "--quiet", "--set", "eval_episodes=8"]
+    for command in commands:
+        assert main(command[1:] + (small if command[1] == "train" else ["--episodes", "8"])) == 0
+    assert json.loads(Path("runs/gpt2-ppo/config.json").read_text())["config"]["lora_r"] == 8
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "kl_coef=0.05)" in code
+    namespace: dict = {}
+    exec(code.replace("kl_coef=0.05)", "kl_coef=0.05, total_steps=300, num_envs=16, eval_episodes=8)"), namespace)
+    assert namespace["result"].history and "exact_match" in namespace["result"].eval
