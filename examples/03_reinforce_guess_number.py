@@ -10,7 +10,8 @@ possible secrets. A won game returns the same as without shaping, so the best po
 binary search, but every guess now carries a learning signal.
 
     python examples/03_reinforce_guess_number.py                 # about 3 minutes on a 2-core CPU
-    python examples/03_reinforce_guess_number.py --steps 20000   # a quick look
+    python examples/03_reinforce_guess_number.py --steps 300000  # a quick look: about 30 s of CPU, success
+                                                                 # climbs from about 12% (random) to 25%
 """
 
 import argparse

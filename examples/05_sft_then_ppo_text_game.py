@@ -12,7 +12,8 @@ The table compares a policy trained by PPO alone, the SFT policy, and SFT-then-P
 held-out games.
 
     python examples/05_sft_then_ppo_text_game.py                          # about 6 minutes on a 2-core CPU
-    python examples/05_sft_then_ppo_text_game.py --sft-steps 5000 --ppo-steps 5000   # a quick look
+    python examples/05_sft_then_ppo_text_game.py --sft-steps 60000 --ppo-steps 20000 --num-envs 64
+        # a quick look, about 80 s of CPU: SFT already wins about 18% of games, PPO from scratch 3%
 """
 
 import argparse
