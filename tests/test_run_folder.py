@@ -324,3 +324,12 @@ def test_a_stuck_text_env_is_stopped_by_its_call_timeout(tmp_path, capsys, monke
 
     with pytest.raises(ValueError, match="call_timeout must be a positive number of seconds or None"):
         gym.make("textgym/Mastermind-v0", call_timeout=0)
+
+
+def test_a_state_from_before_checksums_resumes_with_a_warning(run, tmp_path):
+    def older(state):
+        del state["checksum"], state["textgym"]
+
+    out = _state_copy(run, tmp_path, older)
+    with pytest.warns(UserWarning, match="written by an earlier textgym, with no checksum"):
+        assert main(["train", "--resume", str(out), "--quiet", "--set", "total_steps=400"]) == 0

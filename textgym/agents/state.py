@@ -156,6 +156,13 @@ def check_state(state: dict[str, Any], path: Path) -> None:
     Raises:
         ValueError: naming the file and what is wrong with it.
     """
+    import textgym
+
+    if "checksum" not in state and "textgym" not in state:  # written by textgym before states had checksums
+        warnings.warn(f"{path} was written by an earlier textgym, with no checksum: it resumes unverified, and not "
+                      "necessarily bit for bit", stacklevel=3)
+        state = {**state, "textgym": textgym.__version__}
+        state["checksum"] = checksum(state)
     for name, kind in STATE_FIELDS.items():
         if not isinstance(state.get(name), kind) or (kind is int and isinstance(state.get(name), bool)):
             raise ValueError(f"{path} is not a textgym training state: field {name!r} should be {kind.__name__}, "
@@ -168,8 +175,6 @@ def check_state(state: dict[str, Any], path: Path) -> None:
     for where, t in _tensors({k: state[k] for k in ("policy", "optimizer", "reference")}):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{path} holds non-finite values (NaN or inf) at {where}: it cannot be resumed")
-    import textgym
-
     if state.get("textgym") != textgym.__version__:
         warnings.warn(f"{path} was written by textgym {state.get('textgym', 'before 0.1.0')} and this is "
                       f"{textgym.__version__}: it resumes, but not necessarily bit for bit", stacklevel=3)
