@@ -7,8 +7,9 @@
 For each trainer it trains a small run on Reverse-v0 to the end once (the reference), then, for
 each kill, starts the same command with ``--auto-resume --save-every 1``, sends SIGKILL to the
 whole process group at a random moment between its first iteration and its end (seeded:
-``--seed``; a save, the final evaluation or the plot may be under way), and runs the same command
-again until it exits 0. The killed-and-resumed run must end with the reference's ``metrics.jsonl``
+``--seed``; a save, the final evaluation or the plot may be under way: the moment is counted in
+the reference's iterations, so it does not depend on how fast this run goes), and runs the same
+command again until it exits 0. The killed-and-resumed run must end with the reference's ``metrics.jsonl``
 (time aside) and bit-identical weights. Prints one line per kill and the count that matched.
 """
 
@@ -54,10 +55,17 @@ def same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def first_line(out: Path, proc: subprocess.Popen) -> float:
-    """Wait until the run logs its first iteration (or ends); returns when, by ``time.monotonic()``."""
-    while proc.poll() is None and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").stat().st_size):
-        time.sleep(0.02)
+def lines(out: Path) -> int:
+    try:
+        return (out / "metrics.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_lines(out: Path, proc: subprocess.Popen, n: int) -> float:
+    """Wait until the run has logged ``n`` iterations (or ends); returns when, by ``time.monotonic()``."""
+    while proc.poll() is None and lines(out) < n:
+        time.sleep(0.005)
     return time.monotonic()
 
 
@@ -86,17 +94,23 @@ def main() -> None:
             reference = Path(tmp) / f"{algo}-reference"
             proc = subprocess.Popen(command(algo, reference, args.ranks, args.steps), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-            start = first_line(reference, proc)
+            first = wait_for_lines(reference, proc, 1)
+            n = lines(reference)
+            while proc.poll() is None:  # the iterations, then the last save, evaluation and plot
+                last = wait_for_lines(reference, proc, n + 1)
+                n = lines(reference)
             if proc.wait() != 0:
                 raise RuntimeError(f"the reference {algo} run failed")
-            length = time.monotonic() - start  # from the first iteration logged to the end
+            iteration, ending = (last - first) / max(1, n - 1), time.monotonic() - last
             for k in range(args.kills):
                 out = Path(tmp) / f"{algo}-{k}"
                 cmd = command(algo, out, args.ranks, args.steps)
-                at = rng.uniform(0.02, 0.6) * length
+                # a moment of the run: after iteration `at` is logged, a fraction of the next one
+                # (or of the final save, evaluation and plot, after the last)
+                at = rng.uniform(1, n + 1)
                 proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-                first_line(out, proc)
-                time.sleep(at)
+                wait_for_lines(out, proc, int(at))
+                time.sleep((at - int(at)) * (ending if int(at) >= n else iteration))
                 killed = proc.poll() is None
                 kills += killed
                 if killed:
@@ -107,8 +121,8 @@ def main() -> None:
                 same = metrics(out) == metrics(reference) and same_weights(out, reference)
                 matched += same
                 total += 1
-                print(f"{algo} kill {k + 1}: {at:5.1f} s into {length:.1f} s of training "
-                      f"({'killed' if killed else 'had ended'} after {iterations} iterations logged) -> "
+                print(f"{algo} kill {k + 1}: at iteration {at:5.2f} of {n} "
+                      f"({'killed' if killed else 'had ended'} with {iterations} iterations logged) -> "
                       f"{'bit-identical' if same else 'DIFFERENT'}", flush=True)
     print(f"{matched} of {total} runs ({kills} killed before their end) resumed to the reference's metrics and "
           f"bit-identical weights ({args.ranks} rank{'s' if args.ranks > 1 else ''} per run)")
