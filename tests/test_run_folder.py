@@ -333,3 +333,25 @@ def test_a_state_from_before_checksums_resumes_with_a_warning(run, tmp_path):
     out = _state_copy(run, tmp_path, older)
     with pytest.warns(UserWarning, match="written by an earlier textgym, with no checksum"):
         assert main(["train", "--resume", str(out), "--quiet", "--set", "total_steps=400"]) == 0
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    from textgym import files
+
+    path = tmp_path / "policy.safetensors"
+    path.write_bytes(b"the good one")
+    monkeypatch.setattr(files, "_disk_full", lambda folder: True)
+    with pytest.raises(OSError, match="no space left on the device while writing .*policy.safetensors"), \
+            replacing(path) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")  # as torch.save says
+    assert path.read_bytes() == b"the good one" and sorted(p.name for p in tmp_path.iterdir()) == ["policy.safetensors"]
+
+
+def test_a_metrics_line_without_its_counts_is_named(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "sft", "--out", str(out), *TINY, "--save-every", "1000"]) == 0
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    (out / "metrics.jsonl").write_text("\n".join([lines[0], '{"mean_return": 1.0}', *lines[2:]]) + "\n")
+    assert main(["train", "--resume", str(out), "--quiet", "--set", "total_steps=400"]) == 2
+    assert "line 2 has no whole-number 'iteration' and 'env_steps'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from writing a run folder that a live one writes.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -52,8 +53,20 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
         _fsync(tmp)
         os.replace(tmp, path)
         _fsync(path.parent, directory=True)
+    except Exception as e:
+        if not isinstance(e, OSError) and _disk_full(path.parent):  # a writer's own error for a full disk
+            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path} (the file there is "
+                                        "kept as it was)") from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

@@ -362,7 +362,13 @@ class RunLogger:
             self.out.mkdir(parents=True, exist_ok=True)
             metrics = self.out / "metrics.jsonl"
             if resume_at is not None:  # keep the lines up to the saved iteration, drop any written after it
-                self.history = [row for row in read_jsonl(metrics) if row.get("iteration", 0) <= resume_at]
+                rows = read_jsonl(metrics)
+                for n, row in enumerate(rows, 1):
+                    if not all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool)
+                               for k in ("iteration", "env_steps")):
+                        raise ValueError(f"{metrics}: line {n} has no whole-number 'iteration' and 'env_steps': "
+                                         "it is not a textgym metrics line; mend or remove it")
+                self.history = [row for row in rows if row["iteration"] <= resume_at]
                 write_jsonl(metrics, self.history)
             else:
                 metrics.unlink(missing_ok=True)  # a symlink is replaced, never followed
