@@ -2,6 +2,7 @@
 
     python benchmarks/kill_resume.py                       # PPO, GRPO and SFT, 5 kills each, one process
     python benchmarks/kill_resume.py --ranks 2 --kills 3   # the same under torchrun with 2 ranks
+    python benchmarks/kill_resume.py --ranks 2 --kills 2 --one-rank   # one rank killed, torchrun --max-restarts=1
     python benchmarks/kill_resume.py --quick               # one kill of one PPO run, to check that it runs
 
 For each trainer it trains a small run on Reverse-v0 to the end once (the reference), then, for
@@ -36,9 +37,9 @@ SETTINGS = {
 }
 
 
-def command(algo: str, out: Path, ranks: int, steps: int) -> list[str]:
-    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
-              if ranks > 1 else [sys.executable])
+def command(algo: str, out: Path, ranks: int, steps: int, restarts: int = 0) -> list[str]:
+    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
+               f"--max-restarts={restarts}"] if ranks > 1 else [sys.executable])
     return [*launch, "-m", "textgym", "train", algo, "--env", "textgym/Reverse-v0", "--out", str(out), "--auto-resume",
             "--save-every", "1", "--num-envs", "64", "--total-steps", str(steps), "--recipe", "none", "--device", "cpu",
             "--threads", "1", "--quiet", "--set", "eval_episodes=8", "--set", "n_layers=1", "--set", "d_model=32",
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=1, help="processes (torchrun) per run")
     parser.add_argument("--steps", type=int, default=12_000, help="env steps per run")
     parser.add_argument("--seed", type=int, default=0, help="seeds the moments of the kills")
+    parser.add_argument("--one-rank", action="store_true", help="with --ranks > 1: kill one rank (chosen at random), "
+                        "and let torchrun --max-restarts=1 restart the run, instead of killing the whole run")
     parser.add_argument("--quick", action="store_true", help="one kill of one PPO run")
     args = parser.parse_args()
     if args.quick:
@@ -104,7 +107,7 @@ def main() -> None:
             iteration, ending = (last - first) / max(1, n - 1), time.monotonic() - last
             for k in range(args.kills):
                 out = Path(tmp) / f"{algo}-{k}"
-                cmd = command(algo, out, args.ranks, args.steps)
+                cmd = command(algo, out, args.ranks, args.steps, restarts=1 if args.one_rank else 0)
                 # a moment of the run: after iteration `at` is logged, a fraction of the next one
                 # (or of the final save, evaluation and plot, after the last)
                 at = rng.uniform(1, n + 1)
@@ -113,7 +116,12 @@ def main() -> None:
                 time.sleep((at - int(at)) * (ending if int(at) >= n else iteration))
                 killed = proc.poll() is None
                 kills += killed
-                if killed:
+                if killed and args.one_rank:  # one worker dies; torchrun restarts the run, which resumes
+                    import psutil  # pip install psutil: to find torchrun's workers
+
+                    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "textgym" in " ".join(p.cmdline())]
+                    rng.choice(workers).send_signal(signal.SIGKILL)
+                elif killed:
                     os.killpg(proc.pid, signal.SIGKILL)  # every rank and the launcher, with no handler run
                 proc.wait()
                 iterations = len(metrics(out)) if (out / "metrics.jsonl").exists() else 0

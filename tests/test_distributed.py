@@ -107,3 +107,26 @@ def test_joining_the_process_group_has_a_timeout(monkeypatch):
     monkeypatch.setenv("TEXTGYM_DIST_TIMEOUT", "forever")
     with pytest.raises(ValueError, match="TEXTGYM_DIST_TIMEOUT must be a positive number of seconds, got 'forever'"):
         distributed.init_ranks("gloo", 16, torch.device("cpu"))
+
+
+def test_a_torchrun_restart_joins_with_keys_of_its_own(monkeypatch):
+    """After a restart the store still holds the dead round's addresses: the new round's group is
+    built on a prefix of its own, or its ranks try to connect to the dead ones."""
+    from textgym import distributed
+
+    seen = {}
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(distributed.dist, "TCPStore", lambda *a, **kw: ("store", a, kw))
+    monkeypatch.setattr(distributed.dist, "PrefixStore", lambda prefix, store: (prefix, store))
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500",
+                        "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": "2"}.items():
+        monkeypatch.setenv(name, value)
+    distributed.init_ranks("gloo", 16, torch.device("cpu"))
+    prefix, (_, args, kwargs) = seen["store"]
+    assert prefix == "textgym/restart-2/" and args == ("127.0.0.1", 29500, 2) and kwargs["is_master"] is False
+    assert (seen["rank"], seen["world_size"], seen["backend"]) == (1, 2, "gloo")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")  # the first round: torch's own rendezvous
+    seen.clear()
+    distributed.init_ranks("gloo", 16, torch.device("cpu"))
+    assert "store" not in seen

@@ -173,7 +173,17 @@ def init_ranks(backend: str, num_envs: int | None, device: torch.device) -> Rank
     if not dist.is_initialized():
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend, timeout=dist_timeout())
+        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+        if restart and "MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ:
+            # After a torchrun restart the store still holds the last round's keys (the dead ranks'
+            # addresses): this round's group gets keys of its own, or its ranks connect to the dead.
+            agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                                  is_master=rank == 0 and not agent, timeout=dist_timeout())
+            dist.init_process_group(backend=backend, store=dist.PrefixStore(f"textgym/restart-{restart}/", store),
+                                    rank=rank, world_size=world, timeout=dist_timeout())
+        else:
+            dist.init_process_group(backend=backend, timeout=dist_timeout())
     return Ranks(rank, world, local_rank)
 
 
