@@ -355,3 +355,8 @@ def test_a_metrics_line_without_its_counts_is_named(tmp_path, capsys):
     (out / "metrics.jsonl").write_text("\n".join([lines[0], '{"mean_return": 1.0}', *lines[2:]]) + "\n")
     assert main(["train", "--resume", str(out), "--quiet", "--set", "total_steps=400"]) == 2
     assert "line 2 has no whole-number 'iteration' and 'env_steps'" in capsys.readouterr().err
+
+
+def test_a_num_envs_that_is_a_typo_is_refused(tmp_path, capsys):
+    assert main(["train", "ppo", "--out", str(tmp_path / "a"), *TINY, "--num-envs", "100000000"]) == 2
+    assert "num_envs must be at most 16,777,216 sub-envs per vector env, got 100,000,000" in capsys.readouterr().err

@@ -51,6 +51,10 @@ def check_step(started: bool, done: bool, action: Any, n: int) -> int:
     return check_action(action, n)
 
 
+MAX_NUM_ENVS = 2**24
+"""The most sub-envs one vector env may have (16,777,216): more is a typo, not a batch."""
+
+
 def check_actions(actions: Any, n: int, num_envs: int, device: torch.device) -> torch.Tensor:
     """The batch of actions as int64 ``(num_envs,)`` on ``device``, or a ValueError."""
     if not isinstance(actions, torch.Tensor):
@@ -268,6 +272,8 @@ class TorchVectorEnv(VectorEnv):
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if num_envs > MAX_NUM_ENVS:
+            raise ValueError(f"num_envs must be at most {MAX_NUM_ENVS:,} sub-envs per vector env, got {num_envs:,}")
         if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
         modes = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
