@@ -116,6 +116,7 @@ def main() -> None:
                 time.sleep((at - int(at)) * (ending if int(at) >= n else iteration))
                 killed = proc.poll() is None
                 kills += killed
+                iterations = lines(out)
                 if killed and args.one_rank:  # one worker dies; torchrun restarts the run, which resumes
                     import psutil  # pip install psutil: to find torchrun's workers
 
@@ -124,7 +125,6 @@ def main() -> None:
                 elif killed:
                     os.killpg(proc.pid, signal.SIGKILL)  # every rank and the launcher, with no handler run
                 proc.wait()
-                iterations = len(metrics(out)) if (out / "metrics.jsonl").exists() else 0
                 run_to_end(cmd)
                 same = metrics(out) == metrics(reference) and same_weights(out, reference)
                 matched += same

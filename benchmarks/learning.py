@@ -1,6 +1,6 @@
 """The learning table: every env x algorithm at its recipe, 3 seeds, greedy on held-out episodes.
 
-    python benchmarks/learning.py                         # every cell, 3 seeds: about 4.5 hours of one-thread runs
+    python benchmarks/learning.py                         # every cell, 3 seeds: about 6.5 hours of one-thread runs
     python benchmarks/learning.py --seeds 0 2 --threads 1 & python benchmarks/learning.py --seeds 1 --threads 1
                                                           # as the README's table was measured: two runs at a time
     python benchmarks/learning.py --only Reverse-v0:grpo --seeds 0 1 2
