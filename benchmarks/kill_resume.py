@@ -17,7 +17,6 @@ command again until it exits 0. The killed-and-resumed run must end with the ref
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -27,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
+from textgym.agents.state import run_history as metrics
+from textgym.agents.state import same_weights
 
 SETTINGS = {
     "ppo": ["--set", "kl_coef=0.05"],
@@ -44,16 +43,6 @@ def command(algo: str, out: Path, ranks: int, steps: int, restarts: int = 0) -> 
             "--save-every", "1", "--num-envs", "64", "--total-steps", str(steps), "--recipe", "none", "--device", "cpu",
             "--threads", "1", "--quiet", "--set", "eval_episodes=8", "--set", "n_layers=1", "--set", "d_model=32",
             *SETTINGS[algo]]
-
-
-def metrics(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k != "time"} for row in rows]
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    wa, wb = load_file(a / "policy.safetensors"), load_file(b / "policy.safetensors")
-    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def lines(out: Path) -> int:

@@ -1,6 +1,5 @@
 """Exact resume: a run stopped (by a signal, or killed) and resumed ends as the run never stopped."""
 
-import json
 import os
 import signal
 import subprocess
@@ -10,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from textgym.agents import grpo, ppo, reinforce, sft
-from textgym.agents.state import STATE_FILE, Checkpointer, TrainingInterrupted
+from textgym.agents.state import STATE_FILE, Checkpointer, TrainingInterrupted, same_weights
+from textgym.agents.state import run_history as metrics
 from textgym.cli import main
 
 TRAINERS = {
@@ -22,16 +21,6 @@ TRAINERS = {
     "grpo": (grpo, grpo.GRPOConfig, {"group_size": 4, "kl_coef": 0.05}),
     "sft": (sft, sft.SFTConfig, {"eval_every": 2}),
 }
-
-
-def metrics(run: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k != "time"} for row in rows]
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    wa, wb = load_file(a / "policy.safetensors"), load_file(b / "policy.safetensors")
-    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 @pytest.mark.parametrize("name", list(TRAINERS))

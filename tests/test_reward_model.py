@@ -205,7 +205,7 @@ def test_scoring_in_chunks_gives_the_same_scores(trained):
 
 def test_a_run_with_a_normalized_learned_reward_resumes_bit_identically(trained, tmp_path, monkeypatch):
     from textgym.agents import ppo
-    from textgym.agents.state import Checkpointer, TrainingInterrupted
+    from textgym.agents.state import Checkpointer, TrainingInterrupted, run_history, same_weights
     from textgym.tokenizers import save_tokenizer
 
     save_tokenizer(TOK, tmp_path / "tok")
@@ -229,10 +229,5 @@ def test_a_run_with_a_normalized_learned_reward_resumes_bit_identically(trained,
     state = torch.load(parts / "training_state.pt", weights_only=True)
     assert state["ranks"][0]["envs"]["reward"]["count"] == 3 * 8  # the normalisation's running statistics
     ppo.train(cfg, out=parts, progress=False, save_every=100, resume=True)
-    rows = lambda run: [{k: v for k, v in json.loads(line).items() if k != "time"}  # noqa: E731
-                        for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows(whole)) > 4 and rows(parts) == rows(whole)
-    from safetensors.torch import load_file
-
-    a, b = load_file(whole / "policy.safetensors"), load_file(parts / "policy.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(run_history(whole)) > 4 and run_history(parts) == run_history(whole)
+    assert same_weights(parts, whole)

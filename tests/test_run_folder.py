@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from textgym.agents import sft
-from textgym.agents.state import STATE_FILE, Checkpointer, TrainingAborted, checksum
+from textgym.agents.state import STATE_FILE, Checkpointer, TrainingAborted, checksum, run_history
 from textgym.cli import main
 from textgym.files import LOCK_FILE, RunFolderBusy, acquire_run, release_run, replacing, write_text
 
@@ -245,8 +245,7 @@ def test_auto_resume_starts_over_a_run_killed_before_its_first_state(tmp_path, c
     assert main(["train", "sft", "--out", str(out), "--auto-resume", *TINY, "--seed", "1"]) == 2  # not this run
     assert "holds another run" in capsys.readouterr().err
     assert main(args) == 0
-    strip = lambda text: [{k: v for k, v in json.loads(x).items() if k != "time"} for x in text.splitlines()]  # noqa: E731
-    assert strip((out / "metrics.jsonl").read_text()) == strip(whole)
+    assert [{k: v for k, v in json.loads(x).items() if k != "time"} for x in whole.splitlines()] == run_history(out)
 
 
 # -- bounded memory ------------------------------------------------------------------------------

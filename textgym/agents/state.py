@@ -21,6 +21,7 @@ process that would write the same folder is refused.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -178,6 +179,20 @@ def check_state(state: dict[str, Any], path: Path) -> None:
     if state.get("textgym") != textgym.__version__:
         warnings.warn(f"{path} was written by textgym {state.get('textgym', 'before 0.1.0')} and this is "
                       f"{textgym.__version__}: it resumes, but not necessarily bit for bit", stacklevel=3)
+
+
+def run_history(run: str | os.PathLike) -> list[dict[str, Any]]:
+    """A run folder's ``metrics.jsonl`` without the wall time: what a resumed run must repeat exactly."""
+    lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
+
+
+def same_weights(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two run folders hold bit-identical policies (``policy.safetensors``)."""
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(Path(a) / "policy.safetensors"), load_file(Path(b) / "policy.safetensors")
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 class Checkpointer:
