@@ -130,7 +130,7 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.slots: dict[int, list[float]] = {}  # thread ident -> [deadline of its call now, time.monotonic()]
+        self.slots: dict[int, list[float]] = {}  # thread ident -> [deadline of its call under way, or inf]
         self.thread: threading.Thread | None = None
 
     def _run(self) -> None:
@@ -151,6 +151,9 @@ class _Watchdog:
     def region(self, name: str, seconds: float | None):
         """Calls into the text env ``name`` may be stopped inside; a late stop is reported here."""
         ident = threading.get_ident()
+        if ident in self.slots:  # inside a region already (a text env that plays one itself)
+            yield
+            return
         with self.lock:
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="textgym-text-env-watchdog", daemon=True)
