@@ -293,7 +293,7 @@ def test_sizes_that_would_not_fit_are_refused_before_anything_is_built(tmp_path,
     err = capsys.readouterr().err
     assert "a policy of n_layers=100000, d_model=128" in err and "GiB" in err and err.count("\n") == 1, err
     assert main(["train", "ppo", "--out", str(tmp_path / "b"), *TINY, "--env-kwargs", '{"max_new_tokens": 1000000000}']) == 2
-    assert "an episode holds at most 65,536" in capsys.readouterr().err
+    assert "an episode holds at most 1,048,576" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

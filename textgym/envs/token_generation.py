@@ -25,7 +25,7 @@ from textgym.rewards.metrics import exact_match_score, f1_score
 from textgym.tasks import EncodedExamples, Example, Task, make_task
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
 
-MAX_POSITIONS = 65_536
+MAX_POSITIONS = 2**20
 """The most positions (prompt and completion) a token env's episode may have."""
 
 
