@@ -18,7 +18,7 @@ import numpy as np
 
 import textgym
 from textgym.errors import TextEnvError
-from textgym.files import LOCK_FILE, acquire_run, release_run, replacing
+from textgym.files import LOCK_FILE, acquire_run, release_run, write_jsonl
 from textgym.names import import_env_module, split_name, vector_env_class
 from textgym.tables import text_table
 from textgym.threads import usable_cpus
@@ -449,13 +449,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         policy = load_policy(run, device)
         chunks = play_chunks(policy, env_id, env_kwargs, args.episodes, device, args.seed, args.sample)
         parts = []
-        if args.save:  # written chunk by chunk: memory stays flat in the number of episodes
-            save = Path(args.save)
-            save.parent.mkdir(parents=True, exist_ok=True)
-            with replacing(save) as tmp, open(tmp, "w") as f:
-                for chunk_metrics, rows in chunks:
-                    parts.append(chunk_metrics)
-                    f.writelines(json.dumps(row) + "\n" for row in rows)
+
+        def rows():  # each chunk's rows as it is played, its metrics kept: memory stays flat in the episodes
+            for chunk_metrics, chunk_rows in chunks:
+                parts.append(chunk_metrics)
+                yield from chunk_rows
+
+        if args.save:
+            write_jsonl(Path(args.save), rows())
             print(f"wrote {args.episodes} episodes to {args.save}", file=sys.stderr)
         else:
             parts = [chunk_metrics for chunk_metrics, _ in chunks]
@@ -522,18 +523,21 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
 
 def cmd_preferences(args: argparse.Namespace) -> int:
     """Write preference pairs for textgym/Review-v0, labelled by its hidden rule with label noise."""
-    from textgym.rewards.review import iter_preference_pairs, review_score
+    from textgym.rewards.review import iter_preference_pairs, labelled_right
 
     try:
         pairs = iter_preference_pairs(args.pairs, args.noise, args.seed, args.corrupt)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    out, right = Path(args.out), 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(out) as tmp, open(tmp, "w") as f:  # written as they are made: memory stays flat
+    right = 0
+
+    def counted():  # written as they are made: memory stays flat
+        nonlocal right
         for pair in pairs:
-            right += review_score(pair["prompt"], pair["chosen"]) > review_score(pair["prompt"], pair["rejected"])
-            f.write(json.dumps(pair) + "\n")
+            right += labelled_right(pair)
+            yield pair
+
+    write_jsonl(Path(args.out), counted())
     print(json.dumps({"out": args.out, "pairs": args.pairs, "labels_right": right / args.pairs}))
     return 0
 

@@ -3,7 +3,7 @@
 Every file goes through :func:`replacing`: it is written to a temporary file in the same folder,
 flushed to the disk, then moved into place, so a crash or a full disk leaves the old file or the
 new one, never half of one; a link at the path is replaced, never written through; and the
-temporary file is removed on every way out but a kill. :func:`lock_run` keeps a second process
+temporary file is removed on every way out but a kill. :func:`acquire_run` keeps a second process
 from writing a run folder that a live one writes.
 """
 
@@ -14,7 +14,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -113,8 +113,9 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Write one JSON object per line through :func:`replacing`; creates the parent folder."""
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Write one JSON object per line through :func:`replacing`, as ``rows`` yields them (a generator
+    keeps memory flat); creates the parent folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as tmp, open(tmp, "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
@@ -169,13 +170,3 @@ def release_run(folder: str | os.PathLike) -> None:
     if held[1] == 0:
         del _held[folder]
         os.close(held[0])  # closing the file ends the lock
-
-
-@contextmanager
-def run_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold the lock of ``folder`` (see :func:`acquire_run`) inside the block."""
-    acquire_run(folder)
-    try:
-        yield
-    finally:
-        release_run(folder)

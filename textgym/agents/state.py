@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import textgym
 from textgym.files import acquire_run, release_run, remove_leftovers, replacing
 
 STATE_FILE = "training_state.pt"
@@ -157,8 +158,6 @@ def check_state(state: dict[str, Any], path: Path) -> None:
     Raises:
         ValueError: naming the file and what is wrong with it.
     """
-    import textgym
-
     if "checksum" not in state and "textgym" not in state:  # written by textgym before states had checksums
         warnings.warn(f"{path} was written by an earlier textgym, with no checksum: it resumes unverified, and not "
                       "necessarily bit for bit", stacklevel=3)
@@ -242,8 +241,6 @@ class Checkpointer:
         ranks = self.ranks.gather(own)  # every rank takes part, whoever writes
         if self.out is None or not self.ranks.is_main:
             return
-        import textgym
-
         state = {
             "version": STATE_VERSION, "textgym": textgym.__version__, "iteration": progress.iteration,
             "env_steps": progress.env_steps, "elapsed": progress.elapsed, "extra": progress.extra,

@@ -136,6 +136,11 @@ def _pairs(n: int, noise: float, seed: int, corrupt_prob: float) -> Iterator[dic
         yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
+def labelled_right(pair: dict) -> bool:
+    """Whether the hidden rule prefers the pair's chosen review."""
+    return review_score(pair["prompt"], pair["chosen"]) > review_score(pair["prompt"], pair["rejected"])
+
+
 def label_accuracy(pairs: Sequence[dict]) -> float:
     """The fraction of ``pairs`` whose chosen review the hidden rule prefers."""
-    return sum(review_score(p["prompt"], p["chosen"]) > review_score(p["prompt"], p["rejected"]) for p in pairs) / len(pairs)
+    return sum(labelled_right(p) for p in pairs) / len(pairs)
