@@ -18,47 +18,32 @@ from textgym.envs.core import (
     render_text,
 )
 
-HIGHER, LOWER = 1.0, -1.0  # feedback: the secret is higher / lower than the guess
+HIGHER, LOWER = 1.0, -1.0  # the observation's feedback entry: the secret is higher / lower than the guess
 
 
-def set_game(env, low: int, high: int, max_guesses: int, guess_penalty: float, shaping: bool, text: bool = False) -> None:
-    """Validate the game's arguments and store them on ``env`` (all four game classes do this)."""
-    for name, v in (("low", low), ("high", high), ("max_guesses", max_guesses)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer, got {v!r}")
-    if low >= high:
-        raise ValueError(f"low must be smaller than high, got low={low}, high={high}")
-    if max_guesses < 1:
-        raise ValueError(f"max_guesses must be at least 1, got {max_guesses}")
-    if isinstance(guess_penalty, bool) or not isinstance(guess_penalty, (int, float, np.number)) \
-            or not math.isfinite(guess_penalty) or guess_penalty < 0:
-        raise ValueError(f"guess_penalty must be a finite number >= 0, got {guess_penalty!r}")
-    if not isinstance(shaping, (bool, np.bool_)):
-        raise ValueError(f"shaping must be true or false, got {shaping!r}")
-    if text and low < 0:
-        raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
-    env.low, env.high, env.max_guesses = int(low), int(high), int(max_guesses)
-    env.guess_penalty, env.shaping = float(guess_penalty), bool(shaping)
+def where(cond, a, b):
+    """``a`` where ``cond`` holds, else ``b``: ``torch.where`` on tensors, a plain choice on Python values.
+
+    The game's rules below are written once with it and serve both forms: a single env calls them
+    on Python ints, a vector env on tensors of its sub-envs (as Gymnasium's functional envs state a
+    game once over arrays).
+    """
+    if isinstance(cond, torch.Tensor):
+        return torch.where(cond, a, b)
+    return a if cond else b
 
 
-def check_possible_mask(possible_mask: Any) -> bool:
-    if not isinstance(possible_mask, (bool, np.bool_)):
-        raise ValueError(f"possible_mask must be true or false, got {possible_mask!r}")
-    return bool(possible_mask)
+def _maximum(a, b):
+    return torch.maximum(a, b) if isinstance(a, torch.Tensor) else max(a, b)
 
 
-def observation_size(env) -> int:
-    """The interval, the guesses left, the history, and with ``possible_mask`` one entry per number."""
-    return 3 + 2 * env.max_guesses + (env.high - env.low + 1) * env.possible_mask
+def _minimum(a, b):
+    return torch.minimum(a, b) if isinstance(a, torch.Tensor) else min(a, b)
 
 
 def bisect_guess(lo, hi):
     """The middle of the interval of secrets still possible (binary search's next guess); ints or tensors."""
     return (lo + hi) // 2
-
-
-def guess_reward(correct: bool, guess_penalty: float) -> float:
-    return 1.0 if correct else -guess_penalty
 
 
 def potential(lo, hi, n: int):
@@ -74,13 +59,84 @@ def potential(lo, hi, n: int):
     return -math.log2(size) / math.log2(n)
 
 
-def shaped_reward(correct, before: float, after: float, guess_penalty: float):
-    """A guess's reward with shaping: the narrowing it bought, less the penalty when it was wrong.
+class GuessRules:
+    """The guessing game's rules, stated once for both of its forms (numbers and text).
 
-    The won game's +1 is spread over its guesses (they add up to exactly 1), so a game won in ``k``
-    guesses returns ``1 - guess_penalty * (k - 1)`` with or without shaping.
+    Every method takes Python ints (a single env) or tensors with one entry per sub-env (a vector
+    env) and returns the same kind. Arguments are checked here, with errors that name them.
     """
-    return after - before - guess_penalty * (1 - correct)
+
+    def __init__(self, low: int, high: int, max_guesses: int, guess_penalty: float, shaping: bool,
+                 text: bool = False) -> None:
+        for name, v in (("low", low), ("high", high), ("max_guesses", max_guesses)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
+        if low >= high:
+            raise ValueError(f"low must be smaller than high, got low={low}, high={high}")
+        if max_guesses < 1:
+            raise ValueError(f"max_guesses must be at least 1, got {max_guesses}")
+        if isinstance(guess_penalty, bool) or not isinstance(guess_penalty, (int, float, np.number)) \
+                or not math.isfinite(guess_penalty) or guess_penalty < 0:
+            raise ValueError(f"guess_penalty must be a finite number >= 0, got {guess_penalty!r}")
+        if not isinstance(shaping, (bool, np.bool_)):
+            raise ValueError(f"shaping must be true or false, got {shaping!r}")
+        if text and low < 0:
+            raise ValueError(f"low must be >= 0 in the text game (guesses are written as digits), got {low}")
+        self.low, self.high, self.max_guesses = int(low), int(high), int(max_guesses)
+        self.guess_penalty, self.shaping = float(guess_penalty), bool(shaping)
+        self.n = self.high - self.low + 1  # how many secrets there are
+
+    def secret(self, key):
+        """The secret of the episode with this key (see :mod:`textgym.seeding`): uniform on ``[low, high]``."""
+        return self.low + key % self.n
+
+    def judge(self, lo, hi, guess, secret, made):
+        """One guess judged: ``(lo, hi, correct, reward)`` after it.
+
+        ``[lo, hi]`` is the interval of secrets still possible; ``made`` says whether a valid guess
+        was made (a guess the text game found invalid, or a sub-env between guesses, leaves the
+        interval as it is). A right guess shrinks the interval to itself; "higher" moves ``lo``
+        above the guess, "lower" moves ``hi`` below it. The reward of a made or invalid guess is
+        +1 when right and ``-guess_penalty`` otherwise; with ``shaping`` it is the change in
+        :func:`potential` less the penalty when wrong (the two pay the same for a won game).
+        """
+        correct = made & (guess == secret)
+        higher = made & (secret > guess)
+        lower = made & (secret < guess)
+        before = potential(lo, hi, self.n) if self.shaping else 0.0
+        lo = where(correct, guess, where(higher, _maximum(lo, guess + 1), lo))
+        hi = where(correct, guess, where(lower, _minimum(hi, guess - 1), hi))
+        if self.shaping:
+            reward = potential(lo, hi, self.n) - before - where(correct, 0.0, self.guess_penalty)
+        else:
+            reward = where(correct, 1.0, -self.guess_penalty)
+        return lo, hi, correct, reward
+
+    def over(self, correct, guesses):
+        """Whether the game has ended: a right guess, or ``max_guesses`` guesses made."""
+        return correct | (guesses >= self.max_guesses)
+
+
+class GuessGame:
+    """The game's arguments as attributes of an env that holds its :class:`GuessRules` in ``game``."""
+
+    game: GuessRules
+    low = property(lambda self: self.game.low)
+    high = property(lambda self: self.game.high)
+    max_guesses = property(lambda self: self.game.max_guesses)
+    guess_penalty = property(lambda self: self.game.guess_penalty)
+    shaping = property(lambda self: self.game.shaping)
+
+
+def check_possible_mask(possible_mask: Any) -> bool:
+    if not isinstance(possible_mask, (bool, np.bool_)):
+        raise ValueError(f"possible_mask must be true or false, got {possible_mask!r}")
+    return bool(possible_mask)
+
+
+def observation_size(env) -> int:
+    """The interval, the guesses left, the history, and with ``possible_mask`` one entry per number."""
+    return 3 + 2 * env.max_guesses + (env.high - env.low + 1) * env.possible_mask
 
 
 _DOC = """
@@ -121,7 +177,7 @@ _DOC = """
 """
 
 
-class GuessNumberEnv(gym.Env):
+class GuessNumberEnv(GuessGame, gym.Env):
     """Guess a secret integer in `[low, high]`; after each guess you hear "higher", "lower" or "correct".
 
     ## Description
@@ -164,7 +220,7 @@ class GuessNumberEnv(gym.Env):
         possible_mask: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        set_game(self, low, high, max_guesses, guess_penalty, shaping)
+        self.game = GuessRules(low, high, max_guesses, guess_penalty, shaping)
         self.possible_mask = check_possible_mask(possible_mask)
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(self.high - self.low + 1)
@@ -176,7 +232,7 @@ class GuessNumberEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         key = self._keys.next(seed, self.np_random)
-        self._secret = self.low + key % (self.high - self.low + 1)
+        self._secret = self.game.secret(key)
         self._lo, self._hi = self.low, self.high
         self._history: list[tuple[int, float]] = []
         self._done = False
@@ -184,30 +240,15 @@ class GuessNumberEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         guess = self.low + check_step(self._secret is not None, self._done, action, self.action_space.n)
-        correct = guess == self._secret
-        before = potential(self._lo, self._hi, self.high - self.low + 1)
-        if not correct:
-            feedback = HIGHER if self._secret > guess else LOWER
-            if feedback == HIGHER:
-                self._lo = max(self._lo, guess + 1)
-            else:
-                self._hi = min(self._hi, guess - 1)
-            self._history.append((guess, feedback))
-        else:
-            self._history.append((guess, 0.0))
-            self._lo = self._hi = guess
+        self._lo, self._hi, correct, reward = self.game.judge(self._lo, self._hi, guess, self._secret, True)
+        self._history.append((guess, 0.0 if correct else HIGHER if self._secret > guess else LOWER))
         guesses = len(self._history)
-        self._done = correct or guesses >= self.max_guesses
+        self._done = self.game.over(correct, guesses)
         info: dict[str, Any] = {"guesses": guesses, "success": correct}
         if self._done:
             info["secret"], info["is_success"] = self._secret, correct
         if self.render_mode == "human":
             self.render()
-        if self.shaping:
-            after = potential(self._lo, self._hi, self.high - self.low + 1)
-            reward = shaped_reward(correct, before, after, self.guess_penalty)
-        else:
-            reward = guess_reward(correct, self.guess_penalty)
         return self._obs(), reward, self._done, False, info
 
     def _obs(self) -> np.ndarray:
@@ -252,7 +293,7 @@ class GuessNumberEnv(gym.Env):
 GuessNumberEnv.__doc__ = GuessNumberEnv.__doc__.replace("{doc}", _DOC)
 
 
-class GuessNumberVectorEnv(TorchVectorEnv):
+class GuessNumberVectorEnv(GuessGame, TorchVectorEnv):
     """A batch of :class:`GuessNumberEnv` games as torch tensors on ``device``.
 
     Same rules, arguments and spaces as :class:`GuessNumberEnv`, plus ``num_envs``, ``device`` and
@@ -280,7 +321,7 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         render_mode: str | None = None,
     ) -> None:
         super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
-        set_game(self, low, high, max_guesses, guess_penalty, shaping)
+        self.game = GuessRules(low, high, max_guesses, guess_penalty, shaping)
         self.possible_mask = check_possible_mask(possible_mask)
         self.render_mode = render_mode
         M, dev = self.max_guesses, self.device
@@ -293,7 +334,7 @@ class GuessNumberVectorEnv(TorchVectorEnv):
         self._numbers = torch.arange(self.high - self.low + 1, device=dev) / (self.high - self.low)  # scaled as in the obs
 
     def _start(self, mask, keys):
-        self.secret = torch.where(mask, self.low + keys % (self.high - self.low + 1), self.secret)
+        self.secret = torch.where(mask, self.game.secret(keys), self.secret)
         self.lo = torch.where(mask, self.low, self.lo)
         self.hi = torch.where(mask, self.high, self.hi)
         self.guesses = torch.where(mask, 0, self.guesses)
@@ -302,25 +343,14 @@ class GuessNumberVectorEnv(TorchVectorEnv):
 
     def _advance(self, actions, active):
         guess = self.low + actions
-        correct = active & (guess == self.secret)
-        n = self.high - self.low + 1
-        before = potential(self.lo, self.hi, n)
-        higher = self.secret > guess
-        wrong = active & ~correct
-        self.lo = torch.where(wrong & higher, torch.maximum(self.lo, guess + 1), self.lo)
-        self.hi = torch.where(wrong & ~higher, torch.minimum(self.hi, guess - 1), self.hi)
-        self.lo = torch.where(correct, guess, self.lo)
-        self.hi = torch.where(correct, guess, self.hi)
-        feedback = torch.where(correct, 0.0, torch.where(higher, HIGHER, LOWER))
+        self.lo, self.hi, correct, reward = self.game.judge(self.lo, self.hi, guess, self.secret, active)
+        reward = torch.where(active, reward, 0.0)
+        feedback = torch.where(correct, 0.0, torch.where(self.secret > guess, HIGHER, LOWER))
         entry = torch.stack([(guess - self.low) / (self.high - self.low), feedback], dim=-1)  # (B, 2)
         write = active[:, None] & (self._slots == self.guesses[:, None])  # (B, M)
         self.history = torch.where(write[..., None], entry[:, None, :], self.history)
         self.guesses = self.guesses + active.long()
-        terminated = correct | (active & (self.guesses >= self.max_guesses))
-        if self.shaping:
-            reward = torch.where(active, shaped_reward(correct.float(), before, potential(self.lo, self.hi, n), self.guess_penalty), 0.0)
-        else:
-            reward = torch.where(correct, 1.0, torch.where(active, -self.guess_penalty, 0.0))
+        terminated = active & self.game.over(correct, self.guesses)
         info = {"guesses": self.guesses.clone(), "success": correct, "secret": self.secret.clone(), "_secret": terminated}
         return reward, terminated, torch.zeros_like(terminated), info
 

@@ -17,12 +17,17 @@ from textgym.envs.core import (
     render_text,
     token_observation_space,
 )
-from textgym.envs.guess_number import bisect_guess, guess_reward, potential, set_game, shaped_reward
+from textgym.envs.guess_number import GuessGame, GuessRules, bisect_guess, where
 from textgym.tokenizers import CharTokenizer
 
 # Feedback codes and their text; NONE is "the guess is not finished yet".
 NONE, HIGHER, LOWER, CORRECT, INVALID = range(5)
 FEEDBACK = ("", ": higher\n", ": lower\n", ": correct\n", ": invalid\n")
+
+
+def feedback_code(valid, correct, higher):
+    """The feedback to a finished guess (ints or tensors): INVALID, CORRECT, HIGHER or LOWER."""
+    return where(valid, where(correct, CORRECT, where(higher, HIGHER, LOWER)), INVALID)
 
 
 def rules_line(low: int, high: int) -> str:
@@ -48,7 +53,7 @@ class GameText:
         self.max_len = len(self.rules) + max_guesses * (self.max_digits + 1 + max(map(len, self.feedback)))
 
 
-class GuessNumberTextEnv(gym.Env):
+class GuessNumberTextEnv(GuessGame, gym.Env):
     """The number-guessing game played in text: read the transcript, write your guess as digits.
 
     ## Description
@@ -116,7 +121,7 @@ class GuessNumberTextEnv(gym.Env):
         shaping: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        set_game(self, low, high, max_guesses, guess_penalty, shaping, text=True)
+        self.game = GuessRules(low, high, max_guesses, guess_penalty, shaping, text=True)
         self.render_mode = render_mode
         self.text = GameText(self.low, self.high, self.max_guesses)
         self.tokenizer = self.text.tokenizer
@@ -129,7 +134,7 @@ class GuessNumberTextEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         key = self._keys.next(seed, self.np_random)
-        self._secret = self.low + key % (self.high - self.low + 1)
+        self._secret = self.game.secret(key)
         self._transcript = list(self.text.rules)
         self._digits: list[int] = []
         self._guesses = self._invalid = 0
@@ -144,40 +149,18 @@ class GuessNumberTextEnv(gym.Env):
         token = check_step(self._secret is not None, self._done, action, self.action_space.n)
         self._transcript.append(token)
         digit = self.text.digit_of.get(token)
-        feedback = NONE
+        reward, success = 0.0, False
         if digit is not None and len(self._digits) < self.text.max_digits:
             self._digits.append(digit)
-        elif token == self.tokenizer.eos_id and self._digits:
-            guess = int("".join(map(str, self._digits)))
-            if not self.low <= guess <= self.high:
-                feedback = INVALID
-            elif guess == self._secret:
-                feedback = CORRECT
-            else:
-                feedback = HIGHER if self._secret > guess else LOWER
-        else:  # a digit too many, an eos with no digit, or any other token
-            feedback = INVALID
-        reward = 0.0
-        if feedback != NONE:
-            self._transcript += self.text.feedback[feedback]
+        else:  # the guess ends: an eos, a digit too many, or any other token
+            guess = int("".join(map(str, self._digits))) if self._digits else -1
+            valid = token == self.tokenizer.eos_id and self.low <= guess <= self.high
+            self._lo, self._hi, success, reward = self.game.judge(self._lo, self._hi, guess, self._secret, valid)
+            self._transcript += self.text.feedback[feedback_code(valid, success, self._secret > guess)]
             self._digits = []
             self._guesses += 1
-            self._invalid += feedback == INVALID
-            n = self.high - self.low + 1
-            before = potential(self._lo, self._hi, n)
-            if feedback == HIGHER:
-                self._lo = max(self._lo, guess + 1)
-            elif feedback == LOWER:
-                self._hi = min(self._hi, guess - 1)
-            elif feedback == CORRECT:
-                self._lo = self._hi = guess
-            correct = feedback == CORRECT
-            if self.shaping:
-                reward = shaped_reward(correct, before, potential(self._lo, self._hi, n), self.guess_penalty)
-            else:
-                reward = guess_reward(correct, self.guess_penalty)
-        success = feedback == CORRECT
-        self._done = success or self._guesses >= self.max_guesses
+            self._invalid += not valid
+        self._done = self.game.over(success, self._guesses)
         info = self._info(success)
         if self._done:
             info["secret"], info["is_success"] = self._secret, success
@@ -189,27 +172,19 @@ class GuessNumberTextEnv(gym.Env):
         return pad_to(self._transcript, self.text.max_len, self.tokenizer.pad_id)
 
     def expert(self, obs: dict) -> int:
-        """Binary search in text: read the feedback lines of the transcript, write the next digit or eos."""
-        tok = self.tokenizer
-        lines = tok.decode(obs["input_ids"][obs["attention_mask"].astype(bool)]).split("\n")
-        lo, hi = self.low, self.high
-        for line in lines[1:-1]:  # finished turns, "<guess>: <feedback>"
-            guess, _, word = line.partition(": ")
-            if word == "higher":
-                lo = max(lo, int(guess) + 1)
-            elif word == "lower":
-                hi = min(hi, int(guess) - 1)
-        target, written = str(bisect_guess(lo, hi)), lines[-1]
+        """Binary search in text: the next digit of the middle of the interval still possible, or eos."""
+        target = str(bisect_guess(self._lo, self._hi))
+        written = "".join(map(str, self._digits))
         if written == target:
-            return tok.eos_id
-        return tok.encode(target[len(written)])[0]
+            return self.tokenizer.eos_id
+        return self.tokenizer.encode(target[len(written)])[0]
 
     def render(self) -> str | None:
         """The transcript so far (eos tokens not shown)."""
         return render_text(self.render_mode, self.tokenizer.decode(self._transcript) if self._secret is not None else "")
 
 
-class GuessNumberTextVectorEnv(TorchVectorEnv):
+class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
     """A batch of :class:`GuessNumberTextEnv` games as torch tensors on ``device``.
 
     Same rules, arguments and spaces as :class:`GuessNumberTextEnv`, plus ``num_envs``, ``device``
@@ -235,7 +210,7 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         render_mode: str | None = None,
     ) -> None:
         super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
-        set_game(self, low, high, max_guesses, guess_penalty, shaping, text=True)
+        self.game = GuessRules(low, high, max_guesses, guess_penalty, shaping, text=True)
         self.render_mode = render_mode
         self.text = text = GameText(self.low, self.high, self.max_guesses)
         self.tokenizer = tok = text.tokenizer
@@ -265,7 +240,7 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         self.transcript = torch.where(mask[:, None], self.tokenizer.pad_id, self.transcript)
         self.transcript[:, :R] = torch.where(mask[:, None], self._rules, self.transcript[:, :R])
         self.length = torch.where(mask, R, self.length)
-        self.secret = torch.where(mask, self.low + keys % (self.high - self.low + 1), self.secret)
+        self.secret = torch.where(mask, self.game.secret(keys), self.secret)
         for name in ("value", "digits", "guesses", "invalid"):
             setattr(self, name, torch.where(mask, 0, getattr(self, name)))
         self.lo = torch.where(mask, self.low, self.lo)
@@ -289,28 +264,15 @@ class GuessNumberTextVectorEnv(TorchVectorEnv):
         ends = active & ~is_digit  # anything but an accepted digit ends the guess
         is_eos = actions == self.tokenizer.eos_id
         valid = ends & is_eos & (self.digits > 0) & (self.value >= self.low) & (self.value <= self.high)
-        correct = valid & (self.value == self.secret)
-        feedback = torch.where(
-            ~ends, NONE,
-            torch.where(~valid, INVALID, torch.where(correct, CORRECT, torch.where(self.secret > self.value, HIGHER, LOWER))),
-        )
+        self.lo, self.hi, correct, reward = self.game.judge(self.lo, self.hi, self.value, self.secret, valid)
+        reward = torch.where(ends, reward, 0.0)
+        feedback = torch.where(ends, feedback_code(valid, correct, self.secret > self.value), NONE)
         self._write(self._fb_ids[feedback], self._fb_len[feedback])
-        n = self.high - self.low + 1
-        before = potential(self.lo, self.hi, n)
-        self.lo = torch.where(feedback == HIGHER, torch.maximum(self.lo, self.value + 1), self.lo)
-        self.hi = torch.where(feedback == LOWER, torch.minimum(self.hi, self.value - 1), self.hi)
-        self.lo = torch.where(correct, self.value, self.lo)
-        self.hi = torch.where(correct, self.value, self.hi)
         self.guesses = self.guesses + ends.long()
         self.invalid = self.invalid + (feedback == INVALID).long()
         self.value = torch.where(ends, 0, self.value)
         self.digits = torch.where(ends, 0, self.digits)
-        terminated = correct | (ends & (self.guesses >= self.max_guesses))
-        if self.shaping:
-            shaped = shaped_reward(correct.float(), before, potential(self.lo, self.hi, n), self.guess_penalty)
-            reward = torch.where(ends, shaped, 0.0)
-        else:
-            reward = torch.where(correct, 1.0, torch.where(ends, -self.guess_penalty, 0.0))
+        terminated = ends & self.game.over(correct, self.guesses)
         info = {"guesses": self.guesses.clone(), "invalid": self.invalid.clone(), "success": correct,
                 "secret": self.secret.clone(), "_secret": terminated}
         return reward, terminated, torch.zeros_like(terminated), info

@@ -1,0 +1,45 @@
+"""Each game's rules are stated once and serve its single and vector forms alike."""
+
+import pathlib
+import re
+
+import pytest
+import torch
+
+from textgym.envs.guess_number import GuessRules
+
+ENVS = pathlib.Path(__file__).resolve().parents[1] / "textgym" / "envs"
+
+
+def test_the_guessing_games_interval_rule_is_written_once():
+    # "higher" moves lo above the guess, "lower" moves hi below it: one line each in all of textgym/envs
+    text = "\n".join(p.read_text() for p in ENVS.glob("*.py"))
+    assert len(re.findall(r"(?:guess|value) \+ 1\)", text)) == 1
+    assert len(re.findall(r"(?:guess|value) - 1\)", text)) == 1
+    games = "\n".join(p.read_text() for p in ENVS.glob("guess_number*.py"))
+    assert len(re.findall(r"keys? % ", games)) == 1  # the secret's draw
+
+
+@pytest.mark.parametrize("shaping", [False, True])
+def test_judge_gives_the_same_on_ints_and_tensors(shaping):
+    game = GuessRules(1, 100, 10, 0.1, shaping)
+    cases = [(1, 100, 50, 70, True), (1, 100, 50, 30, True), (40, 60, 50, 50, True), (40, 60, 55, 41, False)]
+    lo, hi, guess, secret, made = (torch.tensor(c) for c in zip(*cases))
+    t_lo, t_hi, t_correct, t_reward = game.judge(lo, hi, guess, secret, made)
+    for i, case in enumerate(cases):
+        i_lo, i_hi, i_correct, i_reward = game.judge(*case)
+        assert (i_lo, i_hi, i_correct) == (int(t_lo[i]), int(t_hi[i]), bool(t_correct[i]))
+        assert i_reward == pytest.approx(float(t_reward[i]), abs=1e-6)
+
+
+def test_judge_by_hand():
+    game = GuessRules(1, 100, 10, 0.1, False)
+    assert game.judge(1, 100, 50, 70, True) == (51, 100, False, -0.1)   # higher
+    assert game.judge(1, 100, 50, 30, True) == (1, 49, False, -0.1)    # lower
+    assert game.judge(40, 60, 50, 50, True) == (50, 50, True, 1.0)     # right
+    assert game.judge(40, 60, 55, 41, False) == (40, 60, False, -0.1)  # not a valid guess: no narrowing
+    shaped = GuessRules(1, 100, 10, 0.1, True)
+    lo, hi, correct, reward = shaped.judge(1, 100, 50, 70, True)
+    # the potential went from -log2(100)/log2(100) = -1 to -log2(50)/log2(100), less the penalty
+    assert reward == pytest.approx(1 - 0.84948500216 - 0.1)
+    assert shaped.over(False, 10) and shaped.over(True, 1) and not shaped.over(False, 9)
