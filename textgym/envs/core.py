@@ -51,6 +51,18 @@ def check_step(started: bool, done: bool, action: Any, n: int) -> int:
     return check_action(action, n)
 
 
+def where(cond, a, b):
+    """``a`` where ``cond`` holds, else ``b``: ``torch.where`` on tensors, a plain choice on Python values.
+
+    A game's rules are written once with it and serve both of its forms: a single env calls them on
+    Python values, a vector env on tensors of its sub-envs (as Gymnasium's functional envs state a
+    game once over arrays).
+    """
+    if isinstance(cond, torch.Tensor):
+        return torch.where(cond, a, b)
+    return a if cond else b
+
+
 MAX_NUM_ENVS = 2**24
 """The most sub-envs one vector env may have (16,777,216): more is a typo, not a batch."""
 

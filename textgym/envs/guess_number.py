@@ -16,21 +16,10 @@ from textgym.envs.core import (
     TorchVectorEnv,
     check_step,
     render_text,
+    where,
 )
 
 HIGHER, LOWER = 1.0, -1.0  # the observation's feedback entry: the secret is higher / lower than the guess
-
-
-def where(cond, a, b):
-    """``a`` where ``cond`` holds, else ``b``: ``torch.where`` on tensors, a plain choice on Python values.
-
-    The game's rules below are written once with it and serve both forms: a single env calls them
-    on Python ints, a vector env on tensors of its sub-envs (as Gymnasium's functional envs state a
-    game once over arrays).
-    """
-    if isinstance(cond, torch.Tensor):
-        return torch.where(cond, a, b)
-    return a if cond else b
 
 
 def _maximum(a, b):

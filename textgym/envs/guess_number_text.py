@@ -16,8 +16,9 @@ from textgym.envs.core import (
     pad_to,
     render_text,
     token_observation_space,
+    where,
 )
-from textgym.envs.guess_number import GuessGame, GuessRules, bisect_guess, where
+from textgym.envs.guess_number import GuessGame, GuessRules, bisect_guess
 from textgym.tokenizers import CharTokenizer
 
 # Feedback codes and their text; NONE is "the guess is not finished yet".

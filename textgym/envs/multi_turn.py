@@ -37,6 +37,7 @@ from textgym.envs.core import (
     pad_to,
     render_text,
     token_observation_space,
+    where,
 )
 from textgym.errors import TextEnvError
 from textgym.names import import_user_module, split_name
@@ -282,6 +283,17 @@ class TurnSetup:
             self._encoded[text] = ids
         return ids
 
+    # The turn's rules, once for both envs: on Python values (single env) or tensors (vector env).
+    def message_ends(self, token, message_len, active=True):
+        """Whether the agent's message ends with ``token`` (its ``message_len``-th): at eos, or at
+        ``max_turn_tokens``."""
+        return active & ((token == self.tokenizer.eos_id) | (message_len >= self.max_turn_tokens))
+
+    def truncates(self, ended, terminated, truncated, turns):
+        """The episode's truncation after a turn: the text env's own, or ``max_turns`` turns played
+        without the text env ending it."""
+        return truncated | where(terminated, False, ended & (turns >= self.max_turns))
+
     def decode(self, ids: tuple[int, ...]) -> str:
         """The text of a message (its eos dropped)."""
         text = self._decoded.get(ids)
@@ -434,14 +446,14 @@ class MultiTurnEnv(gym.Env):
         s = self.setup
         self._transcript.append(token)
         self._message.append(token)
-        if token != s.tokenizer.eos_id and len(self._message) < s.max_turn_tokens:
+        if not s.message_ends(token, len(self._message)):
             return self._obs(), 0.0, False, False, {}
         text = s.decode(tuple(self._message))
         reply, reward, terminated, truncated, info = s.step(self.text_env, text)
         self._transcript += reply
         self._message, self._expert = [], None
         self._turns += 1
-        truncated = truncated or (not terminated and self._turns >= s.max_turns)
+        truncated = s.truncates(True, terminated, truncated, self._turns)
         self._done = terminated or truncated
         info["turns"] = self._turns
         if self._done:
@@ -576,7 +588,7 @@ class MultiTurnVectorEnv(TorchVectorEnv):
         self.transcript.scatter_(1, slot, torch.where(active, actions, self.transcript.gather(1, slot)[:, 0])[:, None])
         self.length = self.length + active.long()
         self.message_len = self.message_len + active.long()
-        ends = active & ((actions == s.tokenizer.eos_id) | (self.message_len >= s.max_turn_tokens))
+        ends = s.message_ends(actions, self.message_len, active)
         reward = torch.zeros(self.num_envs, device=self.device)
         terminated, truncated, success = (torch.zeros(self.num_envs, dtype=torch.bool, device=self.device) for _ in range(3))
         rows = ends.nonzero().squeeze(1).tolist()  # the one sync of a step: Python plays these turns
@@ -603,7 +615,7 @@ class MultiTurnVectorEnv(TorchVectorEnv):
             self._write_rows(rows, replies)
             self.message_len[idx] = 0
             self.turns[idx] += 1
-            truncated = truncated | (ends & ~terminated & (self.turns >= s.max_turns))
+            truncated = s.truncates(ends, terminated, truncated, self.turns)
             self._refresh_expert([i for i, te, tr in zip(rows, terms, truncs) if not (te or tr)])
         return reward, terminated, truncated, {"success": success, "turns": self.turns.clone(), "_turns": ends}
 

@@ -91,6 +91,21 @@ class TokenSetup:
     def encode(self, keys: torch.Tensor) -> EncodedExamples:
         return self.task.encode(keys, self.tokenizer, self.max_prompt_len, self.max_new_tokens)
 
+    # The episode's rules, once for both envs: on Python values (single env) or tensors (vector env).
+    def episode_end(self, token, written: int, active=True):
+        """``(terminated, truncated)`` after writing ``token`` as the ``written``-th token: eos
+        terminates; ``max_new_tokens`` tokens without an eos truncate."""
+        eos = self.tokenizer.eos_id
+        return active & (token == eos), active & (token != eos) & (written >= self.max_new_tokens)
+
+    def scored(self, active, done):
+        """Which steps are scored: every step with ``shaping``, else the last."""
+        return active if self.shaping else done
+
+    def pay(self, score, previous):
+        """A scored step's reward: the score's change with ``shaping``, else the score itself."""
+        return score - previous if self.shaping else score
+
 
 _DOC_ARGS = """
     ## Arguments
@@ -226,15 +241,13 @@ class TokenGenerationEnv(gym.Env):
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         token = check_step(self._example is not None, self._done, action, self.action_space.n)
         self._written.append(token)
-        terminated = token == self.tokenizer.eos_id
-        truncated = not terminated and len(self._written) >= self.setup.max_new_tokens
+        terminated, truncated = self.setup.episode_end(token, len(self._written))
         self._done = terminated or truncated
         completion = self._written[:-1] if terminated else self._written
         reward, info = 0.0, {}
-        if self.setup.shaping or self._done:
+        if self.setup.scored(True, self._done):
             score = self._score_of(completion)
-            reward = score - self._score if self.setup.shaping else score
-            self._score = score
+            reward, self._score = self.setup.pay(score, self._score), score
         if self._done:
             example = self.current_example
             final = self._score if self.setup.shaping else reward
@@ -377,17 +390,13 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         token = torch.where(active, actions, self.written.gather(1, slot)[:, 0])
         self.written.scatter_(1, slot, token[:, None])
         self.written_len = self.written_len + active.long()
-        terminated = active & (actions == self.tokenizer.eos_id)
-        truncated = active & ~terminated & (self.written_len >= T)
+        terminated, truncated = self.setup.episode_end(actions, self.written_len, active)
         done = terminated | truncated
         self.ended_with_eos = self.ended_with_eos | terminated
-        if self.setup.shaping:
-            score = self._scores(active)
-            reward = torch.where(active, score - self.score, 0.0)
-            self.score = torch.where(active, score, self.score)
-        else:
-            reward = self._scores(done)
-            self.score = torch.where(done, reward, self.score)
+        scored = self.setup.scored(active, done)
+        score = self._scores(scored)
+        reward = torch.where(scored, self.setup.pay(score, self.score), 0.0)
+        self.score = torch.where(scored, score, self.score)
         return reward, terminated, truncated, {"score": torch.where(done, self.score, 0.0), "_score": done,
                                                "success": done & (self.score >= 1.0)}
 
