@@ -103,10 +103,11 @@ def test_train_bad_input(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_unknown_algorithm_is_refused(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "dqn", "--out", "x"])
-    assert "invalid choice: 'dqn'" in capsys.readouterr().err
+def test_unknown_algorithm_is_refused(tmp_path, capsys):
+    assert main(["train", "dqn", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown trainer 'dqn'" in err and "['ppo', 'reinforce', 'grpo', 'sft'" in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_eval_of_a_corrupt_or_missing_checkpoint(tmp_path, capsys):

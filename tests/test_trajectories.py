@@ -68,4 +68,4 @@ def test_data_of_another_env_or_with_nothing_kept_is_refused(tmp_path, capsys):
     assert main(["train", "sft", "--data", str(data), "--min-reward", "99", "--out", str(tmp_path / "y"), *TINY]) == 2
     assert "no episode in the data has a return >= 99" in capsys.readouterr().err
     assert main(["train", "ppo", "--data", str(data), "--out", str(tmp_path / "z"), *TINY]) == 2
-    assert "--data trains SFT on recorded episodes" in capsys.readouterr().err
+    assert "--data trains on recorded episodes, which ppo does not: use textgym train sft" in capsys.readouterr().err

@@ -243,3 +243,95 @@ def test_the_readme_your_own_reward_works_as_written(user_folder, capsys):
     assert main(_short(command)) == 0
     lines = [json.loads(x) for x in (user_folder / "runs/vowels/metrics.jsonl").read_text().splitlines()]
     assert lines and all(0 <= x["mean_return"] <= 1 for x in lines)
+
+
+TRAINER = '''
+"""Vanilla policy gradient in one file: a new textgym trainer."""
+from dataclasses import dataclass
+
+import torch
+
+from textgym.agents.common import TrainConfig, finish, gradient_step, setup, start_run
+from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.registry import register_trainer
+
+
+@dataclass(frozen=True)
+class VPGConfig(TrainConfig):
+    pass
+
+
+def train(cfg, policy=None, out=None, progress=True, save_every=10, resume=False):
+    s = setup(cfg, policy)
+    optimizer = torch.optim.Adam(s.policy.parameters(), lr=cfg.learning_rate)
+    checkpointer, run, logger = start_run("vpg", cfg, s.policy, optimizer, s.generator, s.envs, s.ranks, out,
+                                          progress, save_every, resume)
+    with checkpointer.stop_on_signals(), logger:
+        while run.env_steps < cfg.total_steps:
+            run.iteration += 1
+            rollout = collect(s.envs, s.view, s.policy, seed=cfg.seed if run.iteration == 1 else None,
+                              generator=s.generator).trimmed()
+            run.env_steps += int(rollout.mask.sum())
+            logprobs, _, _ = evaluate_logprobs(s.policy, rollout)
+            advantage = rollout.returns - rollout.returns.mean()
+            loss = -((logprobs * rollout.mask).sum(1) * advantage).mean()
+            gradient_step(loss, s.policy, optimizer, s.ranks, cfg.max_grad_norm)
+            logger.log({"iteration": run.iteration, "env_steps": run.env_steps,
+                        "mean_return": float(rollout.returns.mean())})
+            checkpointer.end_of_iteration(run)
+    return finish(cfg, s.policy, logger, checkpointer, run, s.device)
+
+
+register_trainer("vpg", "{module}:train", "{module}:VPGConfig", summary="vanilla policy gradient")
+'''
+
+TASK = '''
+"""Double every letter: a new token task."""
+from textgym.tasks import Example, Task, register_task
+
+
+class DoubleTask(Task):
+    name = "double"
+
+    def example(self, key):
+        word = "".join("xyz"[(key >> (2 * i)) % 3] for i in range(1 + key % 3))
+        return Example(word + "=", ("".join(c + c for c in word),))
+
+    def alphabet(self):
+        return "xyz="
+
+    def max_prompt_tokens(self, tokenizer):
+        return 4
+
+    def max_reference_tokens(self, tokenizer):
+        return 6
+
+
+register_task("{name}", DoubleTask)
+'''
+
+
+def test_a_new_trainer_and_a_new_task_each_one_module_trained_through_the_cli(user_folder, capsys):
+    import gymnasium as gym
+
+    from textgym.registry import TRAINERS
+
+    trainer, task, name = unique("my_trainer"), unique("my_task"), unique("double")
+    (user_folder / f"{trainer}.py").write_text(TRAINER.replace("{module}", trainer))
+    (user_folder / f"{task}.py").write_text(TASK.replace("{name}", name))
+    run = user_folder / "runs" / "vpg"
+    env_kwargs = json.dumps({"task": f"{task}:DoubleTask"})
+    assert main(["train", f"{trainer}:vpg", "--env", "textgym/TokenGeneration-v0", "--env-kwargs", env_kwargs,
+                 "--total-steps", "40", "--out", str(run), *TINY]) == 0
+    assert "vpg" in TRAINERS  # registered by importing the module the command named
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["iteration"] for h in history] == list(range(1, len(history) + 1)) and history[-1]["env_steps"] >= 40
+    assert json.loads((run / "config.json").read_text())["algo"] == f"{trainer}:vpg"
+    assert main(["eval", str(run), "--episodes", "8", "--json", "--trust-code"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 8
+    # the task's registration line makes its name a task of every token env
+    env = gym.make("textgym/TokenGeneration-v0", task=name)
+    obs, _ = env.reset(seed=3)
+    assert env.unwrapped.current_example.prompt.endswith("=")
+    assert main(["train", "nope:vpg", "--out", str(user_folder / "x"), "--quiet"]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -19,7 +19,8 @@ import numpy as np
 import textgym
 from textgym.errors import TextEnvError
 from textgym.files import LOCK_FILE, acquire_run, release_run, write_jsonl
-from textgym.names import import_env_module, split_name, vector_env_class
+from textgym.names import import_env_module, import_user_module, resolve, split_name, vector_env_class
+from textgym.registry import TRAINERS, TrainerInfo
 from textgym.tables import text_table
 from textgym.threads import usable_cpus
 
@@ -76,7 +77,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-ALGOS = ("ppo", "reinforce", "grpo", "sft")
 TRAIN_DEFAULTS = {"env": "textgym/Reverse-v0", "env_kwargs": "{}", "seed": 0, "device": "auto"}
 """What ``textgym train`` uses for a flag not given (a resumed run uses its own settings instead)."""
 RUN_FLAGS = {"env": "env_id", "env_kwargs": "env_kwargs", "seed": "seed", "device": "device", "init": "init",
@@ -103,12 +103,18 @@ def _json_arg(text: str, what: str) -> dict:
     return value
 
 
-def _trainer(algo: str):
-    """The trainer's module and config class of ``algo``."""
-    from textgym.agents import grpo, ppo, reinforce, sft
-
-    return {"ppo": (ppo, ppo.PPOConfig), "reinforce": (reinforce, reinforce.ReinforceConfig),
-            "grpo": (grpo, grpo.GRPOConfig), "sft": (sft, sft.SFTConfig)}[algo]
+def _trainer(algo: str) -> tuple[TrainerInfo, object, type]:
+    """The registered trainer ``algo``, its train function and its config class. ``"module:name"``
+    imports ``module`` first (which registers the trainer ``name``), as env ids do."""
+    parts = split_name(algo)
+    if parts is not None:
+        import_user_module(parts[0], f"trainer {algo!r}")
+    name = parts[1] if parts is not None else algo
+    if name not in TRAINERS:
+        raise CLIError(f"unknown trainer {algo!r}: expected one of {list(TRAINERS)}, or MODULE:NAME for a trainer "
+                       "that your module registers with textgym.registry.register_trainer")
+    info = TRAINERS[name]
+    return info, resolve(info.train, f"trainer {name!r}"), resolve(info.config, f"trainer {name!r}'s config")
 
 
 def _config(algo: str, args: argparse.Namespace):
@@ -116,7 +122,7 @@ def _config(algo: str, args: argparse.Namespace):
     (unless ``--recipe none``), then the common flags, then ``--set KEY=VALUE``."""
     from textgym.recipes import find_recipe
 
-    module, cls = _trainer(algo)
+    info, train, cls = _trainer(algo)
     recipe = None if args.recipe == "none" else find_recipe(args.env, algo, required=args.recipe == "require")
     env_kwargs = {**(recipe.env_kwargs if recipe else {}), **_json_arg(args.env_kwargs, "--env-kwargs")}
     values = {**(recipe.config if recipe else {}), "env_id": args.env, "env_kwargs": env_kwargs, "seed": args.seed,
@@ -128,7 +134,7 @@ def _config(algo: str, args: argparse.Namespace):
     if recipe is not None and not args.quiet:
         print(f"textgym: {algo} on {args.env} starts from its recipe ({recipe.result}); "
               "flags and --set override it, --recipe none turns it off", file=sys.stderr)
-    return module, _build_config(cls, values, args.set)
+    return info, train, _build_config(cls, values, args.set)
 
 
 def _build_config(cls, values: dict, settings: list[str] | None):
@@ -198,9 +204,10 @@ def _clear_run(out: Path) -> None:
         events.unlink()
 
 
-def _check_start(algo: str, cfg, policy) -> None:
+def _check_start(trainer: TrainerInfo, cfg, policy) -> None:
     """Everything a run needs before it starts, checked on one env: the env and its kwargs, the
-    device, the policy's fit and, for SFT, an expert. A start that fails here touches no file."""
+    device, the policy's fit and, for a trainer that imitates (SFT), an expert. A start that fails
+    here touches no file."""
     import torch
 
     from textgym.agents.common import resolve_device
@@ -210,8 +217,8 @@ def _check_start(algo: str, cfg, policy) -> None:
     envs = make_envs(cfg.env_id, 1, torch.device("cpu"), **cfg.env_kwargs)
     if policy is not None:
         SequenceView(envs).check(policy)
-    if algo == "sft" and not envs.has_expert:
-        raise CLIError(f"{cfg.env_id} has no expert to imitate, so SFT cannot train on it")
+    if trainer.needs_expert and not envs.has_expert:
+        raise CLIError(f"{cfg.env_id} has no expert to imitate, so {trainer.name} cannot train on it")
 
 
 def _saved_threads(out: Path) -> int | None:
@@ -236,7 +243,7 @@ def _resumed_config(out: Path, args: argparse.Namespace):
     try:
         saved = read_run_config(out)
         saved_algo, values = saved["algo"], dict(saved["config"])
-        if saved_algo not in ALGOS or not isinstance(values, dict):
+        if not isinstance(saved_algo, str) or not isinstance(values, dict):
             raise KeyError("algo")
     except FileNotFoundError as e:
         raise CLIError(f"--resume: {e}") from None
@@ -246,6 +253,8 @@ def _resumed_config(out: Path, args: argparse.Namespace):
         raise CLIError(f"--resume: {out} is a {saved_algo} run, not {args.algo}")
     args.algo = saved_algo
     untrusted = code_names(values.get("env_id"), values.get("env_kwargs"))
+    if split_name(saved_algo) is not None:
+        untrusted.append(f"trainer {saved_algo!r}")
     if untrusted and not args.trust_code:
         raise CLIError(f"--resume: {out / 'config.json'} names code that making its env would import "
                        f"({'; '.join(untrusted)}). A run folder is data: pass --trust-code if you trust this run")
@@ -262,8 +271,8 @@ def _resumed_config(out: Path, args: argparse.Namespace):
                        f"or change a setting on purpose with {' '.join(f'--set {key}=...' for _, key in differ)}")
     args.env, args.init = values.get("env_id"), values.get("init")
     values = rebase_paths(values, saved.get("cwd"))
-    module, cls = _trainer(saved_algo)
-    return module, _build_config(cls, values, args.set)
+    info, train, cls = _trainer(saved_algo)
+    return info, train, _build_config(cls, values, args.set)
 
 
 def _check_resume(out: Path, algo: str, cfg) -> None:
@@ -317,16 +326,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
             raise CLIError(f"--resume {args.resume} continues that run in its own directory; drop --out {args.out}")
-        module, cfg = _resumed_config(Path(args.resume), args)
+        trainer, train, cfg = _resumed_config(Path(args.resume), args)
         out, resume, restart = Path(args.resume), True, False
     else:
         if args.algo is None:
-            raise CLIError(f"train needs the algorithm: textgym train {{{','.join(ALGOS)}}} ... (or --resume DIR)")
+            raise CLIError(f"train needs the algorithm: textgym train {{{','.join(TRAINERS)}}} ... (or --resume DIR)")
         for flag, default in TRAIN_DEFAULTS.items():
             if getattr(args, flag) is None:
                 setattr(args, flag, default)
         _check_env_id(args.env)
-        module, cfg = _config(args.algo, args)
+        trainer, train, cfg = _config(args.algo, args)
         if args.out is None:
             raise CLIError("train needs --out DIR (a new run) or --resume DIR (a run to continue)")
         out = Path(args.out)
@@ -353,14 +362,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError(f"--init: {e}") from None
     extra = {}
     if args.data is not None:
-        if args.algo != "sft":
-            raise CLIError(f"--data trains SFT on recorded episodes: use textgym train sft, not {args.algo}")
+        if not trainer.takes_data:
+            takes = [name for name, t in TRAINERS.items() if t.takes_data]
+            raise CLIError(f"--data trains on recorded episodes, which {args.algo} does not: use textgym train "
+                           f"{' or '.join(takes)}")
         from textgym.agents.sft import load_trajectories
 
         extra = {"data": load_trajectories(args.data), "min_return": args.min_reward}
     elif args.min_reward is not None:
         raise CLIError("--min-reward filters the episodes of --data: pass --data FILE.jsonl too")
-    _check_start(args.algo, cfg, policy)
+    _check_start(trainer, cfg, policy)
     existed = out.exists()
     if main_rank:
         if not resume:
@@ -370,7 +381,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not resume and main_rank:
             _clear_run(out)
             write_run_config(out, args.algo, cfg, recipe=args.recipe, threads=threads)
-        result = module.train(cfg, policy=policy, out=out, progress=not args.quiet, save_every=args.save_every,
+        result = train(cfg, policy=policy, out=out, progress=not args.quiet, save_every=args.save_every,
                               resume=resume, **extra)
     except (TrainingInterrupted, TrainingAborted) as e:
         print(f"textgym: {e}", file=sys.stderr)
@@ -593,7 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train a policy with PPO, REINFORCE, GRPO or SFT")
-    p.add_argument("algo", choices=ALGOS, nargs="?", help="the trainer (with --resume: the run's)")
+    p.add_argument("algo", nargs="?", metavar="TRAINER",
+                   help=f"the trainer: {', '.join(TRAINERS)}, or MODULE:NAME for one your module registers "
+                        "(with --resume: the run's)")
     p.add_argument("--env", help=f"env id (default {TRAIN_DEFAULTS['env']})")
     p.add_argument("--env-kwargs", help="the env's arguments as JSON, e.g. '{\"shaping\": true}'")
     p.add_argument("--total-steps", type=int, help="env steps to train for")

@@ -1,6 +1,10 @@
-"""The registered textgym envs: their ids, entry points and descriptions, and their registration
-with Gymnasium. Nothing here imports torch or the envs themselves: ``import textgym`` registers the
-ids at once, and ``gym.make`` imports an env's module when it first makes one."""
+"""What textgym has, by name: the registered envs (ids, entry points, descriptions, and their
+registration with Gymnasium) and the trainers (``textgym train NAME``).
+
+Nothing here imports torch, the envs or the trainers: entries are ``"module:Name"`` strings, as
+Gymnasium registers envs. ``import textgym`` registers the ids at once, ``gym.make`` imports an
+env's module when it first makes one, and the CLI imports a trainer when it runs it.
+"""
 
 from __future__ import annotations
 
@@ -87,3 +91,61 @@ def register_envs() -> None:
             entry, vector = f"textgym.envs:{class_name(info, False)}", f"textgym.envs:{class_name(info, True)}"
         gym.register(id=info.id, entry_point=entry, vector_entry_point=vector, kwargs=dict(info.kwargs),
                      order_enforce=False, disable_env_checker=True)
+
+
+@dataclass(frozen=True)
+class TrainerInfo:
+    """One trainer: what ``textgym train NAME`` runs.
+
+    Attributes:
+        name: the name on the command line.
+        train: ``"module:function"``, called as ``train(cfg, policy=, out=, progress=, save_every=,
+            resume=, **extra)`` and returning a ``TrainResult`` (see :func:`textgym.agents.ppo.train`).
+        config: ``"module:Class"``, the trainer's config dataclass (a ``TrainConfig``).
+        needs_expert: it imitates the env's ``expert()``, so an env without one is refused at the start.
+        takes_data: it can train on recorded episodes instead (``--data FILE.jsonl``, ``--min-reward``).
+        summary: one line for ``textgym train --help``.
+    """
+
+    name: str
+    train: str
+    config: str
+    needs_expert: bool = False
+    takes_data: bool = False
+    summary: str = ""
+
+
+TRAINERS: dict[str, TrainerInfo] = {}
+"""The trainers by name, in the order they were registered."""
+
+
+def register_trainer(name: str, train: str, config: str, needs_expert: bool = False, takes_data: bool = False,
+                     summary: str = "") -> TrainerInfo:
+    """Make ``textgym train NAME`` run a trainer: one line beside the trainer's own module.
+
+    ``train`` and ``config`` are ``"module:name"`` entry points, imported when the trainer runs. A
+    user's module that calls this is named on the command line as ``textgym train my_module:NAME``.
+
+    Raises:
+        ValueError: ``name`` is not a plain word, or it is taken by another trainer.
+    """
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"a trainer's name must be a word of letters, digits, '_' and '-', got {name!r}")
+    for what, spec in (("train", train), ("config", config)):
+        if not isinstance(spec, str) or spec.count(":") != 1:
+            raise ValueError(f"trainer {name!r}: {what} must be a 'module:name' entry point, got {spec!r}")
+    info = TrainerInfo(name, train, config, bool(needs_expert), bool(takes_data), summary)
+    if name in TRAINERS and TRAINERS[name] != info:
+        raise ValueError(f"trainer {name!r} is registered already (as {TRAINERS[name].train}); choose another name")
+    TRAINERS[name] = info
+    return info
+
+
+register_trainer("ppo", "textgym.agents.ppo:train", "textgym.agents.ppo:PPOConfig",
+                 summary="PPO with GAE and a value head (Schulman et al., 2017)")
+register_trainer("reinforce", "textgym.agents.reinforce:train", "textgym.agents.reinforce:ReinforceConfig",
+                 summary="REINFORCE with a baseline: RLOO, a moving average or a value head")
+register_trainer("grpo", "textgym.agents.grpo:train", "textgym.agents.grpo:GRPOConfig",
+                 summary="GRPO: group-relative advantages over samples of the same prompt (Shao et al., 2024)")
+register_trainer("sft", "textgym.agents.sft:train", "textgym.agents.sft:SFTConfig", needs_expert=True, takes_data=True,
+                 summary="supervised fine-tuning on the env's expert, or on recorded episodes (--data)")

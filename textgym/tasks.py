@@ -664,6 +664,22 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
+def register_task(name: str, task: type[Task]) -> None:
+    """Make ``task=NAME`` (in a token env's arguments, or :func:`make_task`) build ``task(**task_kwargs)``:
+    the one line a new task needs beside its class.
+
+    Raises:
+        ValueError: ``name`` is taken by another task, or ``task`` is not a :class:`Task` class.
+    """
+    if not (isinstance(task, type) and issubclass(task, Task)):
+        raise ValueError(f"register_task({name!r}, ...) needs a Task subclass, got {task!r}")
+    if not isinstance(name, str) or not name or ":" in name or name.endswith(".jsonl"):
+        raise ValueError(f"a task's name must be a plain word (no ':' and no .jsonl), got {name!r}")
+    if TASKS.get(name, task) is not task:
+        raise ValueError(f"task {name!r} is registered already (as {TASKS[name].__name__}); choose another name")
+    TASKS[name] = task
+
+
 def _named_task(spec: str, kwargs: dict) -> Task:
     """The task ``"module:name"`` names: a :class:`Task` or a list of examples (as is), or a class
     or function called with ``kwargs`` that returns one."""

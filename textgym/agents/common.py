@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from textgym.agents.losses import kl_penalty
 from textgym.agents.rollout import Rollout, SequenceView, evaluate_logprobs, make_envs
 from textgym.agents.state import Checkpointer, Progress
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
-from textgym.distributed import init_ranks, rank_device
+from textgym.distributed import Ranks, init_ranks, rank_device
 from textgym.files import read_jsonl, replacing, write_json, write_jsonl  # noqa: F401  (re-exported)
 from textgym.policies import load_policy, make_policy, tokenizer_dir
 from textgym.tokenizers import save_tokenizer
@@ -204,7 +204,22 @@ def initial_policy(cfg: TrainConfig, view: SequenceView, device: torch.device) -
                        value_model=cfg.value_model)
 
 
-def setup(cfg: TrainConfig, policy: nn.Module | None):
+class Setup(NamedTuple):
+    """What a trainer starts from (see :func:`setup`)."""
+
+    device: torch.device
+    envs: Any
+    """This rank's vector env (a textgym ``TorchVectorEnv``)."""
+    view: SequenceView
+    """How the policy reads the envs' observations."""
+    policy: nn.Module
+    generator: torch.Generator
+    """The sampling generator of the rollouts."""
+    ranks: Ranks
+    """This process's place in a torchrun group (one rank without torchrun)."""
+
+
+def setup(cfg: TrainConfig, policy: nn.Module | None) -> Setup:
     """Device, envs, view, policy (given, else :func:`initial_policy`; moved to the device), the
     sampling generator and this process's :class:`~textgym.distributed.Ranks` (one rank
     without torchrun; with it, this rank's share of the envs and rank 0's weights)."""
@@ -221,7 +236,7 @@ def setup(cfg: TrainConfig, policy: nn.Module | None):
     view.check(policy)
     policy = policy.to(device)
     ranks.broadcast_parameters(policy)
-    return device, envs, view, policy, generator, ranks
+    return Setup(device, envs, view, policy, generator, ranks)
 
 
 def compiled(cfg: TrainConfig, policy: nn.Module) -> tuple[Any, Any]:
@@ -238,9 +253,17 @@ def precision(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
 
+class RunStart(NamedTuple):
+    """A run's checkpointer, where it stands, and its logger (see :func:`start_run`)."""
+
+    checkpointer: Checkpointer
+    run: Progress
+    logger: RunLogger
+
+
 def start_run(name: str, cfg: TrainConfig, policy: nn.Module, optimizer: torch.optim.Optimizer,
               generator: torch.Generator, envs, ranks, out: str | os.PathLike | None, progress: bool, save_every: int,
-              resume: bool, reference: Any = None) -> tuple[Checkpointer, Progress, RunLogger]:
+              resume: bool, reference: Any = None) -> RunStart:
     """A run's checkpointer, where it stands (restored from ``out`` with ``resume``) and its logger
     (rank 0 alone writes and shows progress)."""
     checkpointer = Checkpointer(out, save_every, policy, optimizer, generator, envs, reference, ranks=ranks)
@@ -251,7 +274,7 @@ def start_run(name: str, cfg: TrainConfig, policy: nn.Module, optimizer: torch.o
     run = checkpointer.restore() if resume else Progress()
     logger = RunLogger(out if ranks.is_main else None, cfg.total_steps, name, progress and ranks.is_main,
                        resume_at=run.iteration if resume else None, title=f"{name} on {cfg.env_id}")
-    return checkpointer, run, logger
+    return RunStart(checkpointer, run, logger)
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -283,7 +306,8 @@ def describe_run(out: Path, algo: str, cfg: TrainConfig, envs, resume: bool) -> 
     out.mkdir(parents=True, exist_ok=True)
     try:
         saved = json.loads((out / "config.json").read_text())
-        same = saved.get("algo") == algo and saved.get("config") == config_dict(cfg)
+        # the CLI names a user's trainer "module:name", which the trainer knows as "name"
+        same = str(saved.get("algo")).rpartition(":")[2] == algo and saved.get("config") == config_dict(cfg)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         same = False
     if not same and not resume:
