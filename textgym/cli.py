@@ -19,7 +19,13 @@ import numpy as np
 import textgym
 from textgym.errors import TextEnvError
 from textgym.files import LOCK_FILE, acquire_run, release_run, write_jsonl
-from textgym.names import import_env_module, import_user_module, resolve, split_name, vector_env_class
+from textgym.names import (
+    import_env_module,
+    import_user_module,
+    resolve,
+    split_name,
+    vector_env_class,
+)
 from textgym.registry import TRAINERS, TrainerInfo
 from textgym.tables import text_table
 from textgym.threads import usable_cpus

@@ -17,10 +17,49 @@ when ``n_features > 0``, and returns the final hidden states ``(B, L, d_model)``
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def check_heads(n_heads: int, d_model: int) -> None:
+    """The width must split evenly into the heads: a ValueError naming both otherwise."""
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """The shape of a :class:`Transformer` (nanoGPT's ``GPTConfig``), checked once here; the policy's
+    and the reward model's configs extend it."""
+
+    vocab_size: int
+    """Token ids it reads (0 when it reads feature vectors)."""
+    max_len: int
+    """Positions it has embeddings for; later positions reuse the last one."""
+    n_layers: int = 2
+    """Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads; ``d_model`` must be divisible by it."""
+    d_model: int = 64
+    """Width of the residual stream."""
+    n_features: int = 0
+    """When > 0, each position is a feature vector of this size, projected instead of embedded."""
+    dropout: float = 0.0
+    """Dropout on attention and residual outputs (0 for RL: log-probs must be reproducible)."""
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_features", "max_len", "n_layers", "n_heads", "d_model"):
+            value, least = getattr(self, name), 0 if name in ("vocab_size", "n_features") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be a {'non-negative' if least == 0 else 'positive'} integer, got {value!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        check_heads(self.n_heads, self.d_model)
+        if self.n_features == 0 and self.vocab_size < 1:
+            raise ValueError("vocab_size must be positive when the model reads tokens")
 
 
 class KVCache:
@@ -52,6 +91,7 @@ class SelfAttention(nn.Module):
         self.n_heads, self.dropout = n_heads, dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
+        self.proj.residual = True  # GPT-2 scales the init of the projections into the residual stream
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
                 pos: torch.Tensor | None = None, upto: int | None = None) -> torch.Tensor:
@@ -78,6 +118,7 @@ class Block(nn.Module):
         self.ln_1, self.ln_2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = SelfAttention(d_model, n_heads, dropout)
         self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+        self.mlp[2].residual = True
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, mask, cache=None, pos=None, upto=None):
@@ -89,22 +130,16 @@ class Transformer(nn.Module):
     """Input embedding, positions, blocks, final norm: ``(B, W)`` ids or ``(B, W, F)`` features → ``(B, W, C)``.
 
     Args:
-        vocab_size: token ids it reads (unused when ``n_features > 0``).
-        max_len: positions it has embeddings for; later positions reuse the last one.
-        n_layers, n_heads, d_model: blocks, attention heads, width (``d_model % n_heads == 0``).
-        n_features: when > 0, each position is a feature vector of this size, projected instead of embedded.
-        dropout: on attention and residual outputs.
+        cfg: its :class:`TransformerConfig` (or a config that extends it).
     """
 
-    def __init__(self, vocab_size: int, max_len: int, n_layers: int = 2, n_heads: int = 4, d_model: int = 64,
-                 n_features: int = 0, dropout: float = 0.0) -> None:
+    def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
-        self.max_len, self.n_layers, self.n_heads, self.d_model = max_len, n_layers, n_heads, d_model
-        self.embed = nn.Linear(n_features, d_model) if n_features else nn.Embedding(vocab_size, d_model)
-        self.wpe = nn.Embedding(max_len, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.max_len, self.n_layers, self.n_heads, self.d_model = cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.d_model
+        d_model = cfg.d_model
+        self.embed = nn.Linear(cfg.n_features, d_model) if cfg.n_features else nn.Embedding(cfg.vocab_size, d_model)
+        self.wpe = nn.Embedding(cfg.max_len, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d_model)
 
     def forward(self, inputs: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, cache: KVCache | None = None,
@@ -132,6 +167,6 @@ def init_weights(model: nn.Module, n_layers: int | None = None) -> None:
     model.apply(_init_module)
     if n_layers is None:
         return
-    for name, p in model.named_parameters():
-        if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
-            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
+    for module in model.modules():
+        if getattr(module, "residual", False):  # marked by the blocks that own them
+            nn.init.normal_(module.weight, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))

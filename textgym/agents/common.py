@@ -24,6 +24,7 @@ from textgym.distributed import Ranks, init_ranks, rank_device
 from textgym.files import read_jsonl, replacing, write_json, write_jsonl  # noqa: F401  (re-exported)
 from textgym.policies import load_policy, make_policy, tokenizer_dir
 from textgym.tokenizers import save_tokenizer
+from textgym.transformer import check_heads
 
 
 class TrainingError(RuntimeError):
@@ -101,8 +102,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        check_heads(self.n_heads, self.d_model)
         if self.lora_r and self.init is None:
             raise ValueError("lora_r > 0 trains LoRA adapters on a Hugging Face model: set init to its directory "
                              "(textgym train ... --init DIR)")

@@ -22,44 +22,31 @@ import torch
 from torch import nn
 
 from textgym.files import replacing, write_json
-from textgym.transformer import KVCache, Transformer, cache_mask, causal_mask, init_weights
+from textgym.transformer import (
+    KVCache,
+    Transformer,
+    TransformerConfig,
+    cache_mask,
+    causal_mask,
+    init_weights,
+)
 
 
-@dataclass(frozen=True)
-class PolicyConfig:
-    """Hyperparameters of :class:`Policy`."""
+@dataclass(frozen=True, kw_only=True)
+class PolicyConfig(TransformerConfig):
+    """Hyperparameters of :class:`Policy`: its trunk's :class:`~textgym.transformer.TransformerConfig`
+    (``vocab_size``, ``max_len``, ``n_layers``, ``n_heads``, ``d_model``, ``n_features``,
+    ``dropout``) and its heads."""
 
-    vocab_size: int
-    """Token ids the model reads (0 when it reads feature vectors)."""
     n_actions: int
     """Size of the policy head: the vocabulary for token envs, the numbers for GuessNumber-v0."""
-    max_len: int
-    """Longest sequence: the env's observation length."""
-    n_features: int = 0
-    """When > 0, each position is a feature vector of this size, projected instead of embedded."""
-    n_layers: int = 2
-    """Transformer blocks."""
-    n_heads: int = 4
-    """Attention heads; ``d_model`` must be divisible by it."""
-    d_model: int = 64
-    """Width of the residual stream."""
-    dropout: float = 0.0
-    """Dropout on attention and residual outputs (0 for RL: log-probs must be reproducible)."""
     separate_value: bool = False
     """Give the value head its own trunk (default False: one shared trunk, two heads)."""
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_features", "n_actions", "max_len", "n_layers", "n_heads", "d_model"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name in ("vocab_size", "n_features") else 1):
-                raise ValueError(f"{name} must be a {'non-negative' if name in ('vocab_size', 'n_features') else 'positive'} "
-                                 f"integer, got {value!r}")
-        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        if self.n_features == 0 and self.vocab_size < 1:
-            raise ValueError("vocab_size must be positive when the model reads tokens")
+        super().__post_init__()
+        if isinstance(self.n_actions, bool) or not isinstance(self.n_actions, int) or self.n_actions < 1:
+            raise ValueError(f"n_actions must be a positive integer, got {self.n_actions!r}")
 
 
 class Policy(nn.Module):
@@ -75,10 +62,8 @@ class Policy(nn.Module):
     def __init__(self, cfg: PolicyConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        trunk = lambda: Transformer(cfg.vocab_size, cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.d_model,  # noqa: E731
-                                    cfg.n_features, cfg.dropout)
-        self.trunk = trunk()
-        self.value_trunk = trunk() if cfg.separate_value else None
+        self.trunk = Transformer(cfg)
+        self.value_trunk = Transformer(cfg) if cfg.separate_value else None
         self.policy_head = nn.Linear(cfg.d_model, cfg.n_actions, bias=False)
         self.value_head = nn.Linear(cfg.d_model, 1)
         if not cfg.n_features and cfg.n_actions == cfg.vocab_size:

@@ -32,7 +32,13 @@ from textgym.files import replacing, write_json
 from textgym.rewards.core import EpisodeBatch, Reward
 from textgym.tasks import iter_jsonl
 from textgym.tokenizers import CharTokenizer, Tokenizer, alphabet_of
-from textgym.transformer import Transformer, causal_mask, init_weights
+from textgym.transformer import (
+    Transformer,
+    TransformerConfig,
+    causal_mask,
+    check_heads,
+    init_weights,
+)
 
 # -- data ---------------------------------------------------------------------------------------
 
@@ -138,19 +144,9 @@ def encode_rows(data: RewardData, tokenizer: Tokenizer, max_len: int, device: to
 
 
 @dataclass(frozen=True)
-class RewardModelConfig:
-    """Hyperparameters of :class:`RewardModel`."""
-
-    vocab_size: int
-    """Token ids it reads."""
-    max_len: int
-    """Longest prompt + completion + eos, in tokens."""
-    n_layers: int = 2
-    """Transformer blocks."""
-    n_heads: int = 4
-    """Attention heads."""
-    d_model: int = 64
-    """Width."""
+class RewardModelConfig(TransformerConfig):
+    """Hyperparameters of :class:`RewardModel`: its trunk's (``max_len`` is the longest prompt +
+    completion + eos, in tokens)."""
 
 
 class RewardModel(nn.Module):
@@ -159,7 +155,7 @@ class RewardModel(nn.Module):
     def __init__(self, cfg: RewardModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.trunk = Transformer(cfg.vocab_size, cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.d_model)
+        self.trunk = Transformer(cfg)
         self.head = nn.Linear(cfg.d_model, 1)
         init_weights(self)
 
@@ -224,8 +220,7 @@ class RewardModelTrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        check_heads(self.n_heads, self.d_model)
 
 
 def _scores(model: RewardModel, enc: dict[str, torch.Tensor], idx: torch.Tensor, kind: str) -> tuple[torch.Tensor, ...]:
