@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from textgym.agents import evaluate_policy, grpo, ppo, reinforce, sft
-from textgym.agents.common import write_json
+from textgym.files import write_json
 from textgym.recipes import find_recipe
 from textgym.threads import set_threads
 

@@ -24,9 +24,9 @@ import argparse
 from pathlib import Path
 
 from textgym.agents import ppo, sft
-from textgym.agents.common import write_jsonl
 from textgym.agents.compare import compare_policies, format_comparison
 from textgym.envs.token_generation import TokenSetup
+from textgym.files import write_jsonl
 from textgym.policies import Policy
 from textgym.rewards import model as rm
 from textgym.rewards.review import preference_pairs

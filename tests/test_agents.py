@@ -236,7 +236,8 @@ def test_grpo_group_size_must_divide_num_envs_and_fields_are_checked():
 
 
 def test_the_shared_kl_penalty_is_zero_at_the_start_and_matches_the_estimator():
-    from textgym.agents.common import KLConfig, frozen_reference, kl_to_reference
+    from textgym.agents.common import frozen_reference, kl_to_reference
+    from textgym.agents.configs import KLConfig
     from textgym.agents.losses import kl_penalty
 
     envs = make_envs("textgym/Reverse-v0", 8, torch.device("cpu"))

@@ -133,7 +133,7 @@ def test_run_files_that_are_symlinks_are_replaced_not_followed(tmp_path):
     assert main(["train", "sft", "--out", str(out), "--force", *TINY]) == 0
     assert target.read_text() == "keep me"
     assert not (out / "metrics.jsonl").is_symlink() and (out / "metrics.jsonl").read_text().strip()
-    from textgym.agents.common import RunLogger  # the Python API writes the same way
+    from textgym.agents.run import RunLogger  # the Python API writes the same way
 
     for name in ("metrics.jsonl", "learning_curve.png"):
         (out / name).unlink()

@@ -251,8 +251,10 @@ from dataclasses import dataclass
 
 import torch
 
-from textgym.agents.common import TrainConfig, finish, gradient_step, setup, start_run
+from textgym.agents.common import gradient_step, setup
+from textgym.agents.configs import TrainConfig
 from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.run import save_and_evaluate, start_run
 from textgym.registry import register_trainer
 
 
@@ -279,7 +281,7 @@ def train(cfg, policy=None, out=None, progress=True, save_every=10, resume=False
             logger.log({"iteration": run.iteration, "env_steps": run.env_steps,
                         "mean_return": float(rollout.returns.mean())})
             checkpointer.end_of_iteration(run)
-    return finish(cfg, s.policy, logger, checkpointer, run, s.device)
+    return save_and_evaluate(cfg, s.policy, logger, checkpointer, run, s.device)
 
 
 register_trainer("vpg", "{module}:train", "{module}:VPGConfig", summary="vanilla policy gradient")

@@ -78,7 +78,10 @@ def bench_ppo(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
     """Env steps per second of textgym PPO and of SB3 PPO on Reverse-v0."""
     from stable_baselines3 import PPO
 
-    from textgym.envs.sb3 import SB3VecEnv, TokenTransformerExtractor
+    from textgym.envs.sb3 import (  # optional: needs stable-baselines3
+        SB3VecEnv,
+        TokenTransformerExtractor,
+    )
 
     ours = ppo.PPOConfig(env_id="textgym/Reverse-v0", num_envs=cfg.num_envs, total_steps=cfg.ppo_steps,
                          device=str(device), eval_episodes=1)

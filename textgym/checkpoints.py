@@ -16,6 +16,16 @@ import torch
 from torch import nn
 
 
+def checkpoint_files(directory: str | Path, names: tuple[str, ...], what: str) -> tuple[Path, ...]:
+    """The paths of a checkpoint's files in ``directory``, or a FileNotFoundError naming the one
+    missing (e.g. ``no policy in runs/x: policy.json is missing``)."""
+    paths = tuple(Path(directory) / name for name in names)
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"no {what} in {directory}: {path.name} is missing")
+    return paths
+
+
 def load_checked(build: Callable[[], nn.Module], weights: Path, device: str | torch.device = "cpu") -> nn.Module:
     """``build()`` filled with the weights of ``weights``, checked as the module docstring says.
 

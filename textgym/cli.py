@@ -1,5 +1,10 @@
 """The ``textgym`` command: ``list``, ``demo``, ``train``, ``eval``, ``play``, ``bench``, ``preferences``, ``train-rm``,
-``eval-rm`` and ``compare``."""
+``eval-rm`` and ``compare``.
+
+What a command runs (the trainers, policies and evaluation, which import torch) is imported inside
+that command's function; the module itself imports only textgym's torch-free parts, so
+``textgym --help`` and ``textgym list`` start at once (a test checks that torch is not loaded).
+"""
 
 from __future__ import annotations
 
@@ -20,15 +25,17 @@ import textgym
 from textgym.errors import TextEnvError
 from textgym.files import LOCK_FILE, acquire_run, release_run, write_jsonl
 from textgym.names import (
+    code_names,
     import_env_module,
     import_user_module,
     resolve,
     split_name,
     vector_env_class,
 )
+from textgym.recipes import all_recipes, find_recipe
 from textgym.registry import TRAINERS, TrainerInfo
 from textgym.tables import text_table
-from textgym.threads import usable_cpus
+from textgym.threads import set_threads, usable_cpus
 
 
 def _space(space: gym.Space) -> str:
@@ -67,6 +74,7 @@ def play(env: gym.Env, policy, episodes: int, seed: int) -> tuple[float, float, 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Play every env with a random agent and with its scripted player; print a table."""
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents import scripted_policy
 
     rows = []
@@ -126,8 +134,6 @@ def _trainer(algo: str) -> tuple[TrainerInfo, object, type]:
 def _config(algo: str, args: argparse.Namespace):
     """The trainer's config from the command line: the defaults, then the env's recipe for ``algo``
     (unless ``--recipe none``), then the common flags, then ``--set KEY=VALUE``."""
-    from textgym.recipes import find_recipe
-
     info, train, cls = _trainer(algo)
     recipe = None if args.recipe == "none" else find_recipe(args.env, algo, required=args.recipe == "require")
     env_kwargs = {**(recipe.env_kwargs if recipe else {}), **_json_arg(args.env_kwargs, "--env-kwargs")}
@@ -216,6 +222,7 @@ def _check_start(trainer: TrainerInfo, cfg, policy) -> None:
     here touches no file."""
     import torch
 
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents.common import resolve_device
     from textgym.agents.rollout import SequenceView, make_envs
 
@@ -240,9 +247,9 @@ def _saved_threads(out: Path) -> int | None:
 def _resumed_config(out: Path, args: argparse.Namespace):
     """The trainer and config of the run in ``out`` (``--resume``), from its ``config.json``: a flag
     given that differs from the run's setting is refused, ``--set KEY=VALUE`` changes one on purpose."""
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents.evaluate import read_run_config, rebase_paths
     from textgym.agents.state import STATE_FILE
-    from textgym.names import code_names
 
     if out.is_dir() and not (out / STATE_FILE).is_file():
         raise CLIError(f"--resume: {out} holds no training state ({STATE_FILE}) to continue; start a run with --out")
@@ -283,7 +290,8 @@ def _resumed_config(out: Path, args: argparse.Namespace):
 
 def _check_resume(out: Path, algo: str, cfg) -> None:
     """``out`` holds a training state of a run started with this algorithm and these settings."""
-    from textgym.agents.common import config_dict
+    # imported here, not above: it loads torch (see the module docstring)
+    from textgym.agents.run import config_dict
     from textgym.agents.state import STATE_FILE
 
     if not (out / STATE_FILE).is_file():
@@ -305,7 +313,8 @@ def _check_resume(out: Path, algo: str, cfg) -> None:
 
 def _started_by(out: Path, algo: str, cfg) -> bool:
     """Whether ``out/config.json`` is that of a run of ``algo`` with exactly ``cfg``'s settings."""
-    from textgym.agents.common import config_dict
+    # imported here, not above: it loads torch (see the module docstring)
+    from textgym.agents.run import config_dict
 
     try:
         saved = json.loads((out / "config.json").read_text())
@@ -321,11 +330,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     untouched, ``--force`` removes the old run's files before the new run writes any, and a start
     that fails leaves nothing behind.
     """
-    from textgym.agents.common import TrainingError, resolve_device, write_run_config
+    # imported here, not above: it loads torch (see the module docstring)
+    from textgym.agents.common import TrainingError, resolve_device
+    from textgym.agents.run import write_run_config
     from textgym.agents.state import STATE_FILE, TrainingAborted, TrainingInterrupted
     from textgym.distributed import is_main_process
     from textgym.policies import load_policy
-    from textgym.threads import set_threads
 
     if args.save_every < 1:
         raise CLIError(f"--save-every must be at least 1 iteration, got {args.save_every}")
@@ -438,8 +448,6 @@ def _number(key: str, v) -> str:
 
 def cmd_recipes(args: argparse.Namespace) -> int:
     """Print the shipped recipes: env, algorithm, settings and what they reached."""
-    from textgym.recipes import all_recipes
-
     recipes = [r for r in all_recipes() if args.env in (None, r.env_id)]
     if args.env is not None and not recipes:
         raise CLIError(f"no recipe for {args.env!r}: the envs with recipes are {sorted({r.env_id for r in all_recipes()})}")
@@ -453,6 +461,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy evaluation of a saved policy."""
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents.common import resolve_device
     from textgym.agents.evaluate import combine_metrics, play_chunks, run_env
     from textgym.policies import load_policy
@@ -489,6 +498,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_play(args: argparse.Namespace) -> int:
     """Show a saved policy playing a few episodes, as the env renders them."""
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents.common import resolve_device
     from textgym.agents.evaluate import play
 
@@ -500,6 +510,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Throughput benchmarks: PPO against SB3, the vector env against SyncVectorEnv, generation scaling."""
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym import bench
 
     cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
@@ -514,6 +525,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_train_rm(args: argparse.Namespace) -> int:
     """Train a reward model on a preference or score JSONL file."""
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents.common import resolve_device
     from textgym.distributed import is_main_process
     from textgym.rewards import model as rm
@@ -540,6 +552,7 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
 
 def cmd_preferences(args: argparse.Namespace) -> int:
     """Write preference pairs for textgym/Review-v0, labelled by its hidden rule with label noise."""
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym.rewards.review import iter_preference_pairs, labelled_right
 
     try:
@@ -561,6 +574,7 @@ def cmd_preferences(args: argparse.Namespace) -> int:
 
 def cmd_eval_rm(args: argparse.Namespace) -> int:
     """Evaluate a reward model on a JSONL file: pairwise accuracy, or MSE and correlation."""
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents.common import resolve_device
     from textgym.rewards import model as rm
 
@@ -582,6 +596,7 @@ def cmd_eval_rm(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Evaluate several saved policies on the same held-out episodes; print one table."""
+    # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents.common import resolve_device
     from textgym.agents.compare import compare_policies, format_comparison, write_comparison
 

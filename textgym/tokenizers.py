@@ -41,6 +41,10 @@ class Tokenizer(Protocol):
     def decode(self, ids: Iterable[int]) -> str: ...
 
 
+TOKENIZER_DIR = "tokenizer"
+"""Where a run folder keeps its env's tokenizer (see :func:`save_tokenizer`)."""
+
+
 class CharTokenizer:
     """One token per character of ``alphabet``, plus the special tokens.
 

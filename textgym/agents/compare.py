@@ -25,7 +25,9 @@ from textgym.agents.evaluate import EVAL_CHUNK, combine_metrics, episode_metrics
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
 from textgym.files import replacing, write_json, write_text
 from textgym.policies import load_policy
+from textgym.rewards import EpisodeBatch
 from textgym.rewards import metrics as text_metrics
+from textgym.rewards.model import LearnedReward
 from textgym.tables import text_table
 
 
@@ -76,8 +78,6 @@ def compare_policies(
     ref_policy = load_policy(reference, device).eval() if reference is not None else None
     learned = None
     if reward_model is not None:
-        from textgym.rewards.model import LearnedReward
-
         learned = LearnedReward(reward_model, device=device)
     rows = []
     for run in runs:
@@ -131,8 +131,6 @@ def _compare_chunk(policy, env_id, env_kwargs, episodes, seed, device, sample, r
             g.add(ids)
             row[f"distinct_{g.n}"] = 0.0  # over every chunk: set by compare_policies
         if learned is not None:
-            from textgym.rewards import EpisodeBatch
-
             prompts = [ex.prompt for ex in examples]
             batch = EpisodeBatch.from_texts(prompts, texts, [list(r) for r in refs], envs.tokenizer)
             row["learned_reward"] = float(learned(batch).mean())

@@ -15,6 +15,8 @@ from torch import nn
 
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
 from textgym.names import code_names, vector_env_class
+from textgym.policies import load_policy, tokenizer_dir
+from textgym.tokenizers import TOKENIZER_DIR
 
 
 @dataclass
@@ -226,9 +228,6 @@ def run_env(run: str | Path, env_id: str | None = None, env_kwargs: dict | None 
         FileNotFoundError: no such folder, or no ``config.json`` and no ``env_id``.
         UntrustedRun: the env would import code the run's config names, and ``trust_code`` is off.
     """
-    from textgym.agents.common import TOKENIZER_DIR
-    from textgym.policies import tokenizer_dir
-
     run = Path(run)
     config: dict = {}
     if env_id is None or env_kwargs is None:
@@ -287,8 +286,6 @@ def play(policy: nn.Module | str | Path, env_id: str | None = None, env_kwargs: 
         >>> rows = play("runs/reverse", episodes=2)  # doctest: +SKIP
     """
     if isinstance(policy, (str, Path)):
-        from textgym.policies import load_policy
-
         where = run_env(policy, env_id, env_kwargs, trust_code=trust_code)
         env_id, env_kwargs = where.env_id, where.env_kwargs
         policy = load_policy(policy, device)

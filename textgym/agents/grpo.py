@@ -39,20 +39,17 @@ import torch
 from torch import nn
 
 from textgym.agents.common import (
-    KLConfig,
-    TrainConfig,
     anneal,
     check_finite,
     compiled,
-    finish,
     frozen_reference,
     gradient_step,
     minibatches,
     precision,
     reference_logprobs,
     setup,
-    start_run,
 )
+from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
     group_advantages,
@@ -65,6 +62,7 @@ from textgym.agents.losses import (
     sequence_loss,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.run import iteration_metrics, save_and_evaluate, start_run
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
@@ -190,13 +188,10 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
 
             # 5. Log and checkpoint.
             logger.log(ranks.mean({
-                "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
-                "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
-                "episode_length": float(rollout.lengths.float().mean()),
+                **iteration_metrics(run, start, rollout, stats),
                 "informative_groups": float(informative.float().mean()),
-                **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
                 **envs.episode_metrics(),
             }))
             run.elapsed, run.extra = time.time() - start, {}
             checkpointer.end_of_iteration(run)
-    return finish(cfg, policy, logger, checkpointer, run, device)
+    return save_and_evaluate(cfg, policy, logger, checkpointer, run, device)

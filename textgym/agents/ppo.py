@@ -29,21 +29,18 @@ import torch
 from torch import nn
 
 from textgym.agents.common import (
-    KLConfig,
-    TrainConfig,
     anneal,
     check_finite,
     compiled,
     critic_parameters,
-    finish,
     frozen_reference,
     gradient_step,
     kl_to_reference,
     minibatches,
     precision,
     setup,
-    start_run,
 )
+from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
     AdaptiveKLController,
@@ -55,6 +52,7 @@ from textgym.agents.losses import (
     value_loss,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.run import iteration_metrics, save_and_evaluate, start_run
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
@@ -192,10 +190,7 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
             if kl_ctl is not None:
                 kl_coef = kl_ctl.update(ref_kl, cfg.num_envs)
             metrics = {
-                "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
-                "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
-                "episode_length": float(rollout.lengths.float().mean()),
-                **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
+                **iteration_metrics(run, start, rollout, stats),
                 "explained_variance": explained_variance(rollout.values, returns, mask),
                 "ref_kl": ref_kl, "kl_coef": kl_coef,
                 **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
@@ -203,4 +198,4 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
             logger.log(ranks.mean(metrics))
             run.elapsed, run.extra = time.time() - start, {"kl_coef": kl_coef}
             checkpointer.end_of_iteration(run)
-    return finish(cfg, policy, logger, checkpointer, run, device)
+    return save_and_evaluate(cfg, policy, logger, checkpointer, run, device)

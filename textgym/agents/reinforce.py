@@ -31,20 +31,17 @@ import torch
 from torch import nn
 
 from textgym.agents.common import (
-    KLConfig,
-    TrainConfig,
     anneal,
     check_finite,
     compiled,
-    finish,
     frozen_reference,
     gradient_step,
     kl_to_reference,
     minibatches,
     precision,
     setup,
-    start_run,
 )
+from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
     masked_mean,
@@ -54,6 +51,7 @@ from textgym.agents.losses import (
     rloo_baseline,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.run import iteration_metrics, save_and_evaluate, start_run
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 BASELINES = ("moving_average", "value", "rloo")
@@ -163,13 +161,10 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
 
             # 5. Log and checkpoint.
             logger.log(ranks.mean({
-                "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
-                "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
-                "episode_length": float(rollout.lengths.float().mean()),
-                **{k: float(torch.stack(v).mean()) for k, v in stats.items()},
+                **iteration_metrics(run, start, rollout, stats),
                 "ref_kl": float(kl.sum(1).mean()),
                 **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
             }))
             run.elapsed, run.extra = time.time() - start, {"moving": moving}
             checkpointer.end_of_iteration(run)
-    return finish(cfg, policy, logger, checkpointer, run, device)
+    return save_and_evaluate(cfg, policy, logger, checkpointer, run, device)

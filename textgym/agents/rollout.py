@@ -33,24 +33,22 @@ POLICY_PROTOCOL = ("vocab_size", "n_actions", "max_len", "n_features", "forward"
 """What a trainer reads from a policy (see the docstring of :mod:`textgym.policies`)."""
 
 
+def _check_follows(obj: object, protocol: tuple[str, ...], what: str, which: str, where: str) -> None:
+    missing = [name for name in protocol if not hasattr(obj, name)]
+    if missing:
+        raise TypeError(f"{type(obj).__name__} is not a textgym {what}: it lacks {missing} of the {which} protocol "
+                        f"(see the docstring of {where})")
+
+
 def check_policy(policy: object) -> None:
     """Raise a TypeError naming what ``policy`` lacks of the trainer -> policy protocol."""
-    missing = [name for name in POLICY_PROTOCOL if not hasattr(policy, name)]
-    if missing:
-        raise TypeError(
-            f"{type(policy).__name__} is not a textgym policy: it lacks {missing} of the trainer -> policy "
-            "protocol (see the docstring of textgym.policies)"
-        )
+    _check_follows(policy, POLICY_PROTOCOL, "policy", "trainer -> policy", "textgym.policies")
 
 
 def check_protocol(envs: object) -> None:
     """Raise a TypeError naming what ``envs`` lacks of the env -> trainer protocol."""
-    missing = [name for name in PROTOCOL if not hasattr(envs, name)]
-    if missing:
-        raise TypeError(
-            f"{type(envs).__name__} is not a textgym vector env: it lacks {missing} of the env -> trainer "
-            "protocol (see the docstring of textgym's vector env base class, in textgym/envs/core.py)"
-        )
+    _check_follows(envs, PROTOCOL, "vector env", "env -> trainer",
+                   "textgym's vector env base class, in textgym/envs/core.py")
 
 
 class SequenceView:
@@ -153,7 +151,7 @@ def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs):
     except gym.error.Error as e:  # an unknown id, a missing module, ...
         raise ValueError(f"cannot make env {env_id!r}: {e}") from None
     check_protocol(envs)
-    envs.check = False  # actions are sampled from the action space: no per-step validation (a device sync)
+    envs.validate_actions = False  # actions are sampled from the action space: no per-step validation (a device sync)
     return envs
 
 

@@ -25,20 +25,19 @@ import torch
 from torch import nn
 
 from textgym.agents.common import (
-    TrainConfig,
     anneal,
     check_finite,
     compiled,
-    finish,
     gradient_step,
     minibatches,
     precision,
     setup,
-    start_run,
 )
+from textgym.agents.configs import TrainConfig
 from textgym.agents.evaluate import TrainResult, evaluate_policy
 from textgym.agents.losses import masked_mean
 from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs
+from textgym.agents.run import save_and_evaluate, start_run
 from textgym.agents.scripted import vector_expert
 from textgym.config import POSITIVE_INT, Check
 from textgym.tasks import iter_jsonl
@@ -181,7 +180,7 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
             }))
             run.elapsed, run.extra = time.time() - start, {"evaluation": evaluation}
             checkpointer.end_of_iteration(run)
-    return finish(cfg, policy, logger, checkpointer, run, device)
+    return save_and_evaluate(cfg, policy, logger, checkpointer, run, device)
 
 
 def load_trajectories(path: str | Path) -> list[dict]:

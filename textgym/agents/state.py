@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 import textgym
+from textgym.distributed import Ranks
 from textgym.files import acquire_run, release_run, remove_leftovers, replacing
 
 STATE_FILE = "training_state.pt"
@@ -207,8 +208,6 @@ class Checkpointer:
 
     def __init__(self, out: str | os.PathLike | None, every: int, policy: nn.Module, optimizer: torch.optim.Optimizer,
                  generator: torch.Generator, envs: Any, reference: Any = None, ranks: Any = None) -> None:
-        from textgym.distributed import Ranks
-
         self.ranks = ranks if ranks is not None else Ranks()
         self.out = Path(out) if out is not None else None
         self.every, self.policy, self.optimizer, self.generator, self.envs = every, policy, optimizer, generator, envs

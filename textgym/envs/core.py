@@ -299,7 +299,7 @@ class TorchVectorEnv(VectorEnv):
         self.returns_numpy = device is None  # numpy arrays at the boundary; tensors when a device is given
         self.device = torch.device("cpu" if device is None else device)
         self.max_episode_steps = max_episode_steps
-        self.check = True  # validate actions in step(); a trainer that samples from the space may turn it off
+        self.validate_actions = True  # validate actions in step(); a trainer that samples from the space may turn it off
         self._streams = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self._episodes = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self._steps = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
@@ -423,7 +423,7 @@ class TorchVectorEnv(VectorEnv):
         if not self._started:
             raise ResetNeeded("call reset() before step()")
         n = int(self.single_action_space.n)
-        if self.check:
+        if self.validate_actions:
             actions = check_actions(actions, n, self.num_envs, self.device)
         else:
             actions = torch.as_tensor(actions, device=self.device, dtype=torch.int64)

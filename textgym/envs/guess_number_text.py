@@ -21,14 +21,14 @@ from textgym.envs.core import (
 from textgym.envs.guess_number import GuessGame, GuessRules, bisect_guess
 from textgym.tokenizers import CharTokenizer
 
-# Feedback codes and their text; NONE is "the guess is not finished yet".
-NONE, HIGHER, LOWER, CORRECT, INVALID = range(5)
+# The feedback's codes (indices into FEEDBACK); SAYS_NOTHING: the guess is not finished yet.
+SAYS_NOTHING, SAYS_HIGHER, SAYS_LOWER, SAYS_CORRECT, SAYS_INVALID = range(5)
 FEEDBACK = ("", ": higher\n", ": lower\n", ": correct\n", ": invalid\n")
 
 
 def feedback_code(valid, correct, higher):
-    """The feedback to a finished guess (ints or tensors): INVALID, CORRECT, HIGHER or LOWER."""
-    return where(valid, where(correct, CORRECT, where(higher, HIGHER, LOWER)), INVALID)
+    """The feedback to a finished guess (ints or tensors): SAYS_INVALID, SAYS_CORRECT, SAYS_HIGHER or SAYS_LOWER."""
+    return where(valid, where(correct, SAYS_CORRECT, where(higher, SAYS_HIGHER, SAYS_LOWER)), SAYS_INVALID)
 
 
 def rules_line(low: int, high: int) -> str:
@@ -267,10 +267,10 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
         valid = ends & is_eos & (self.digits > 0) & (self.value >= self.low) & (self.value <= self.high)
         self.lo, self.hi, correct, reward = self.game.judge(self.lo, self.hi, self.value, self.secret, valid)
         reward = torch.where(ends, reward, 0.0)
-        feedback = torch.where(ends, feedback_code(valid, correct, self.secret > self.value), NONE)
+        feedback = torch.where(ends, feedback_code(valid, correct, self.secret > self.value), SAYS_NOTHING)
         self._write(self._fb_ids[feedback], self._fb_len[feedback])
         self.guesses = self.guesses + ends.long()
-        self.invalid = self.invalid + (feedback == INVALID).long()
+        self.invalid = self.invalid + (feedback == SAYS_INVALID).long()
         self.value = torch.where(ends, 0, self.value)
         self.digits = torch.where(ends, 0, self.digits)
         terminated = ends & self.game.over(correct, self.guesses)

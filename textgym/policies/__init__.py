@@ -135,6 +135,7 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu", **o
             raise ValueError(f"lora_r={options['lora_r']} applies to Hugging Face models, but {path} holds a textgym "
                              "policy: LoRA needs --init DIR of a transformers model")
         return Policy.load(path, device)
+    # here, not above: textgym.policies.hf imports this module, and needs transformers
     from textgym.policies.hf import HFPolicy
 
     if kind == "hf":

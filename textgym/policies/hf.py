@@ -45,6 +45,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from textgym.checkpoints import load_checked
+from textgym.policies import is_hf_model_dir, tokenizer_dir
+from textgym.tokenizers import load_hf_tokenizer
+
 VALUE_MODELS = ("shared", "separate")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -170,8 +174,6 @@ class HFPolicy(nn.Module):
         """
         from transformers import AutoModelForCausalLM
 
-        from textgym.policies import is_hf_model_dir, tokenizer_dir
-        from textgym.tokenizers import load_hf_tokenizer
 
         path, device = Path(path), torch.device(device)
         if not is_hf_model_dir(path):
@@ -278,8 +280,6 @@ class HFPolicy(nn.Module):
             ValueError: the checkpoint is corrupt.
         """
         from transformers import AutoModel
-
-        from textgym.checkpoints import load_checked
 
         directory = Path(directory)
         meta = json.loads((directory / "policy.json").read_text())

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from textgym.checkpoints import checkpoint_files, load_checked
 from textgym.files import replacing, write_json
 from textgym.transformer import (
     KVCache,
@@ -174,13 +175,7 @@ class Policy(nn.Module):
             ValueError: the config is invalid, the file's shapes do not match it (checked before
                 anything is built), or a weight is not finite.
         """
-        from textgym.checkpoints import load_checked
-
-        directory = Path(directory)
-        weights, config = directory / "policy.safetensors", directory / "policy.json"
-        for path in (config, weights):
-            if not path.is_file():
-                raise FileNotFoundError(f"no checkpoint in {directory}: {path.name} is missing")
+        config, weights = checkpoint_files(directory, ("policy.json", "policy.safetensors"), "checkpoint")
         try:
             cfg = PolicyConfig(**json.loads(config.read_text())["policy"])
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from textgym.rewards.core import EpisodeBatch, Reward
+from textgym.tokenizers import load_hf_tokenizer
 
 OUTPUTS = ("probability", "logit")
 
@@ -41,8 +42,6 @@ class HFClassifierReward(Reward):
     def __init__(self, path: str | os.PathLike, label: str | int, output: str = "probability", with_prompt: bool = False,
                  batch_size: int = 64, max_length: int | None = None, device: str | torch.device = "cpu") -> None:
         from transformers import AutoModelForSequenceClassification
-
-        from textgym.tokenizers import load_hf_tokenizer
 
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")

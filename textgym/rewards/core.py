@@ -283,36 +283,20 @@ class WeightedSum(Reward):
             r.load_state_dict(state.get(str(i), {}))
 
 
-def _reward_model(path: str, normalize: bool = False, device: str = "cpu", chunk: int = 1024) -> Reward:
-    from textgym.rewards.model import LearnedReward  # imported here: it needs the transformer
-
-    return LearnedReward(path, normalize=normalize, device=device, chunk=chunk)
-
-
-def _hf_classifier(**kwargs: Any) -> Reward:
-    # imported here: it loads transformers
-    from textgym.rewards.classifier import HFClassifierReward
-
-    return HFClassifierReward(**kwargs)
-
-
-def _review_rule() -> Reward:
-    from textgym.rewards.review import ReviewRule  # imported here: it needs the review task
-
-    return ReviewRule()
-
-
-REWARDS: dict[str, Callable[..., Reward]] = {
+REWARDS: dict[str, Callable[..., Reward] | str] = {
     "exact_match": lambda **kw: TextReward(metrics.exact_match_score, "exact_match", **kw),
     "f1": lambda: TextReward(metrics.f1_score, "f1"),
     "bleu": lambda **kw: TextReward(metrics.bleu_score, "bleu", **kw),
     "chrf": lambda: TextReward(metrics.chrf_score, "chrf"),
     "rouge_l": lambda: TextReward(metrics.rouge_l_score, "rouge_l"),
     "token_accuracy": TokenAccuracy,
-    "reward_model": _reward_model,
-    "review_rule": _review_rule,
-    "hf_classifier": _hf_classifier,
+    # by entry point, imported on first use: the reward model needs the transformer, the review rule
+    # the review task, the classifier transformers (and each of them imports this module)
+    "reward_model": "textgym.rewards.model:LearnedReward",
+    "review_rule": "textgym.rewards.review:ReviewRule",
+    "hf_classifier": "textgym.rewards.classifier:HFClassifierReward",
 }
+"""The named rewards: a factory called with the ``reward_kwargs``, or its ``"module:Name"`` entry point."""
 
 
 def _named_reward(spec: str, kwargs: dict) -> Reward:
@@ -374,8 +358,11 @@ def make(spec: Any, **kwargs: Any) -> Reward:
         if spec not in REWARDS:
             raise ValueError(f"unknown reward {spec!r}: expected one of {sorted(REWARDS)}, or MODULE:NAME of your "
                              "own (a function (prompts, completions, references) -> scores, or a Reward class)")
+        factory = REWARDS[spec]
+        if isinstance(factory, str):
+            factory = resolve(factory, f"reward {spec!r}")
         try:
-            return REWARDS[spec](**kwargs)
+            return factory(**kwargs)
         except TypeError as e:
             raise TypeError(f"reward {spec!r}: {e}") from None
     if isinstance(spec, (list, tuple)):

@@ -27,11 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textgym.checkpoints import checkpoint_files, load_checked
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check, check_fields
+from textgym.distributed import init_ranks, rank_device
 from textgym.files import replacing, write_json
 from textgym.rewards.core import EpisodeBatch, Reward
 from textgym.tasks import iter_jsonl
-from textgym.tokenizers import CharTokenizer, Tokenizer, alphabet_of
+from textgym.tokenizers import CharTokenizer, HFTokenizer, Tokenizer, alphabet_of
 from textgym.transformer import (
     Transformer,
     TransformerConfig,
@@ -257,8 +259,6 @@ def train_reward_model(data: RewardData, cfg: RewardModelTrainConfig = RewardMod
     keeps its last finished epoch. Under torchrun, each rank scores its share of every minibatch,
     the gradients are averaged, and rank 0 saves (see :mod:`textgym.distributed`).
     """
-    from textgym.distributed import init_ranks, rank_device
-
     device = torch.device(device)
     ranks = init_ranks("auto", None, device)
     device = rank_device(device, ranks)
@@ -337,13 +337,8 @@ def load_reward_model(directory: str | os.PathLike, device: str | torch.device =
     Raises:
         FileNotFoundError: a file is missing. ValueError: a corrupt file.
     """
-    from textgym.checkpoints import load_checked
-
     directory = Path(directory)
-    config, weights = directory / "reward_model.json", directory / "reward_model.safetensors"
-    for p in (config, weights):
-        if not p.is_file():
-            raise FileNotFoundError(f"no reward model in {directory}: {p.name} is missing")
+    config, weights = checkpoint_files(directory, ("reward_model.json", "reward_model.safetensors"), "reward model")
     try:
         meta = json.loads(config.read_text())
         tok_meta, model_cfg = meta["tokenizer"], RewardModelConfig(**meta["reward_model"])
@@ -358,8 +353,6 @@ def load_reward_model(directory: str | os.PathLike, device: str | torch.device =
         if not path.is_dir() or directory.resolve() not in (path, *path.parents):
             raise ValueError(f"{config}: the tokenizer path {tok_meta.get('path')!r} is not a folder inside {directory}")
         from transformers import AutoTokenizer
-
-        from textgym.tokenizers import HFTokenizer
 
         tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(str(path), local_files_only=True))
     else:
