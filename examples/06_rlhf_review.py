@@ -2,7 +2,7 @@
 
 The task: review the item in the prompt ("tea:" -> "tea is very good and fine"). A hidden rule
 plays the human: it prefers more positive words (doubled by "very") and scores any review that
-breaks the small template grammar as -1 (`textgym.rewards.review.review_score`). Because textgym
+breaks the small template grammar as -1 (`textgym.review.review_score`). Because textgym
 knows the rule, it can say how good the reward model and the RL policy really are.
 
 1. SFT on the task's references, which carry no preference: the policy learns to write
@@ -28,8 +28,8 @@ from textgym.agents.compare import compare_policies, format_comparison
 from textgym.envs.token_generation import TokenSetup
 from textgym.files import write_jsonl
 from textgym.policies import Policy
+from textgym.review import preference_pairs
 from textgym.rewards import model as rm
-from textgym.rewards.review import preference_pairs
 
 ENV = "textgym/Review-v0"
 

@@ -7,9 +7,17 @@ import gymnasium as gym
 import pytest
 
 from textgym.cli import main
+from textgym.review import (
+    ADJECTIVES,
+    REVIEW_ITEMS,
+    ReviewTask,
+    corrupt,
+    label_accuracy,
+    parse_review,
+    preference_pairs,
+    review_score,
+)
 from textgym.rewards import EpisodeBatch, make
-from textgym.rewards.review import corrupt, label_accuracy, preference_pairs, review_score
-from textgym.tasks import ADJECTIVES, REVIEW_ITEMS, ReviewTask, parse_review
 
 
 @pytest.mark.parametrize("completion,expected", [

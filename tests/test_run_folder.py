@@ -298,7 +298,7 @@ def test_sizes_that_would_not_fit_are_refused_before_anything_is_built(tmp_path,
 
 
 def test_preference_pairs_are_made_as_they_are_written():
-    from textgym.rewards.review import iter_preference_pairs, preference_pairs
+    from textgym.review import iter_preference_pairs, preference_pairs
 
     start = time.monotonic()
     pairs = iter_preference_pairs(10**12, seed=3)  # nothing is made before it is asked for

@@ -33,7 +33,7 @@ from textgym.names import (
     vector_env_class,
 )
 from textgym.recipes import all_recipes, find_recipe
-from textgym.registry import TRAINERS, TrainerInfo
+from textgym.registry import ENV_INSTANCE_FIELDS, ENV_PROTOCOL, TRAINERS, TrainerInfo
 from textgym.tables import text_table
 from textgym.threads import set_threads, usable_cpus
 
@@ -176,7 +176,7 @@ def _check_env_id(env_id: str) -> None:
         raise CLIError(f"unknown env {env_id!r}: expected one of {known}, or an id your own module registers "
                        "(MODULE:ID imports it first)")
     entry = vector_env_class(env_id)
-    if not all(hasattr(entry, name) for name in ("max_episode_length", "sequence", "episode_metrics")):
+    if not all(hasattr(entry, name) for name in ENV_PROTOCOL if name not in ENV_INSTANCE_FIELDS):
         raise CLIError(f"{env_id!r} is not a textgym env (its vector env does not follow the env -> trainer "
                        f"protocol of textgym's vector env base class): expected one of {known}, "
                        "or textgym/MultiTurn-v0 with your text env")
@@ -553,7 +553,7 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
 def cmd_preferences(args: argparse.Namespace) -> int:
     """Write preference pairs for textgym/Review-v0, labelled by its hidden rule with label noise."""
     # imported here, not above: it loads torch (see the module docstring)
-    from textgym.rewards.review import iter_preference_pairs, labelled_right
+    from textgym.review import iter_preference_pairs, labelled_right
 
     try:
         pairs = iter_preference_pairs(args.pairs, args.noise, args.seed, args.corrupt)

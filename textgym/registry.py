@@ -93,6 +93,14 @@ def register_envs() -> None:
                      order_enforce=False, disable_env_checker=True)
 
 
+ENV_PROTOCOL = ("max_episode_length", "tokens_per_step", "sequence_spec", "sequence", "episode_metrics", "has_expert",
+                "expert", "device", "num_envs", "single_action_space")
+"""What a trainer reads from a vector env (see ``textgym.envs.core.TorchVectorEnv``'s docstring)."""
+
+ENV_INSTANCE_FIELDS = ("device", "num_envs", "single_action_space")
+"""The members of :data:`ENV_PROTOCOL` that a vector env sets per instance (the rest its class has)."""
+
+
 @dataclass(frozen=True)
 class TrainerInfo:
     """One trainer: what ``textgym train NAME`` runs.

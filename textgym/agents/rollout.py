@@ -22,9 +22,9 @@ from torch import nn
 
 from textgym.config import POSITIVE
 from textgym.names import import_env_module
+from textgym.registry import ENV_PROTOCOL
 
-PROTOCOL = ("max_episode_length", "tokens_per_step", "sequence_spec", "sequence", "episode_metrics", "has_expert",
-            "expert", "device", "num_envs", "single_action_space")
+PROTOCOL = ENV_PROTOCOL
 """What a trainer reads from a vector env (see ``textgym.envs.core.TorchVectorEnv``'s docstring)."""
 
 

@@ -16,7 +16,7 @@ import torch
 
 from textgym.names import resolve, split_name
 from textgym.rewards import metrics
-from textgym.tasks import Example, _encode_examples
+from textgym.tasks.core import Example, encode_examples
 from textgym.tokenizers import Tokenizer
 
 
@@ -72,7 +72,7 @@ class EpisodeBatch:
         width_p = max([len(tokenizer.encode(ex.prompt)) for ex in examples] + [1])
         width_r = max([len(tokenizer.encode(r)) for ex in examples for r in ex.references] + [1])
         max_refs = max([len(ex.references) for ex in examples] + [1])
-        enc = _encode_examples(examples, tokenizer, width_p, width_r, max_refs, torch.device("cpu"), "texts")
+        enc = encode_examples(examples, tokenizer, width_p, width_r, max_refs, torch.device("cpu"), "texts")
         width_c = max([len(c) for c in comp] + [1])
         completion_ids = torch.full((len(comp), width_c), tokenizer.pad_id, dtype=torch.int64)
         for i, c in enumerate(comp):
@@ -293,7 +293,7 @@ REWARDS: dict[str, Callable[..., Reward] | str] = {
     # by entry point, imported on first use: the reward model needs the transformer, the review rule
     # the review task, the classifier transformers (and each of them imports this module)
     "reward_model": "textgym.rewards.model:LearnedReward",
-    "review_rule": "textgym.rewards.review:ReviewRule",
+    "review_rule": "textgym.review:ReviewRule",
     "hf_classifier": "textgym.rewards.classifier:HFClassifierReward",
 }
 """The named rewards: a factory called with the ``reward_kwargs``, or its ``"module:Name"`` entry point."""
@@ -328,7 +328,7 @@ def make(spec: Any, **kwargs: Any) -> Reward:
             * a name: ``"exact_match"`` (kwarg ``normalize``), ``"f1"``, ``"bleu"``, ``"chrf"``,
               ``"rouge_l"``, ``"token_accuracy"``, ``"reward_model"`` (kwargs ``path``, ``normalize``,
               ``device``: a model trained with ``textgym train-rm``), ``"review_rule"`` (the hidden
-              rule of the review task, :mod:`textgym.rewards.review`), ``"hf_classifier"`` (kwargs
+              rule of the review task, :mod:`textgym.review`), ``"hf_classifier"`` (kwargs
               ``path``, ``label``, ``output``...: a Hugging Face sequence classifier, see
               :class:`textgym.rewards.classifier.HFClassifierReward`);
             * ``"module:name"``: your own function ``(prompts, completions, references) -> scores``, a

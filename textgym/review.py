@@ -1,4 +1,5 @@
-"""The hidden rule of the review task, and the preference pairs it labels.
+"""Review-v0, the RLHF teaching task, in one module: its grammar and task, its hidden rule (a reward),
+and the preference pairs the rule labels.
 
 ``textgym/Review-v0`` is the RLHF teaching env. Its "human" prefers reviews that use more positive
 words while staying grammatical; textgym computes that preference exactly
@@ -22,16 +23,120 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
+import torch
+
 from textgym.rewards.core import EpisodeBatch, Reward
-from textgym.tasks import (
-    NEGATIVE_WORDS,
-    POSITIVE_WORDS,
-    ReviewTask,
-    parse_review,
-)
+from textgym.seeding import draws
+from textgym.tasks.core import Example, Task
+from textgym.tokenizers import Tokenizer, alphabet_of
+
+REVIEW_ITEMS = ("tea", "soup", "cake", "film", "book", "song", "room", "game")
+"""What the prompts ask to review."""
+POSITIVE_WORDS = ("good", "great", "nice")
+NEUTRAL_WORDS = ("okay", "fine", "plain")
+NEGATIVE_WORDS = ("bad", "poor", "dull")
+ADJECTIVES = POSITIVE_WORDS + NEUTRAL_WORDS + NEGATIVE_WORDS
+INTENSIFIER = "very"
+
+
+def parse_review(prompt: str, completion: str) -> list[tuple[bool, str]] | None:
+    """The phrases ``(intensified, adjective)`` of a grammatical review, or ``None``.
+
+    The grammar: ``ITEM " is " PHRASE [" and " PHRASE]`` with ``PHRASE = ["very "] ADJECTIVE``,
+    where ``ITEM`` is the item the prompt (``"ITEM:"``) names, words are separated by single
+    spaces, and the two adjectives differ.
+
+    Example:
+        >>> parse_review("tea:", "tea is very good and fine")
+        [(True, 'good'), (False, 'fine')]
+        >>> parse_review("tea:", "soup is good") is None  # the wrong item
+        True
+    """
+    words = completion.split(" ")
+    if not prompt.endswith(":") or words[:2] != [prompt[:-1], "is"]:
+        return None
+    phrases: list[tuple[bool, str]] = []
+    rest = words[2:]
+    while True:
+        very = rest[:1] == [INTENSIFIER]
+        rest = rest[1:] if very else rest
+        if not rest or rest[0] not in ADJECTIVES:
+            return None
+        phrases.append((very, rest[0]))
+        rest = rest[1:]
+        if not rest:
+            break
+        if rest[0] != "and" or len(phrases) == 2:
+            return None
+        rest = rest[1:]
+    if len(phrases) == 2 and phrases[0][1] == phrases[1][1]:
+        return None
+    return phrases
+
+
+def review_text(item: str, phrases: Sequence[tuple[bool, str]]) -> str:
+    """``"ITEM is [very ]ADJ[ and [very ]ADJ]"``: the inverse of :func:`parse_review`."""
+    return f"{item} is " + " and ".join(f"{INTENSIFIER} {adj}" if very else adj for very, adj in phrases)
+
+
+class ReviewTask(Task):
+    """Review the item the prompt names: ``"tea:"`` → ``"tea is very good and fine"``.
+
+    The reference is a random grammatical review (see :func:`parse_review`): one or two phrases
+    with equal odds, each adjective drawn uniformly from :data:`ADJECTIVES` (three positive, three
+    neutral, three negative; two phrases never repeat one) and intensified by ``"very"`` with odds
+    one half. The references carry no preference: their mean score under the hidden rule of
+    :class:`textgym.review.ReviewRule` is zero, which makes them the SFT data of the RLHF
+    pipeline.
+    """
+
+    name = "review"
+
+    def example(self, key: int) -> Example:
+        return self.examples_for([key])[0]
+
+    def examples_for(self, keys: Sequence[int]) -> list[Example]:
+        out = []
+        for r in draws(torch.tensor(list(keys), dtype=torch.int64), 6).tolist():  # one batch of draws
+            item = REVIEW_ITEMS[r[0] % len(REVIEW_ITEMS)]
+            first = r[2] % len(ADJECTIVES)
+            second = (first + 1 + r[4] % (len(ADJECTIVES) - 1)) % len(ADJECTIVES)  # never the same
+            phrases = [(bool(r[3] % 2), ADJECTIVES[first]), (bool(r[5] % 2), ADJECTIVES[second])][: 1 + r[1] % 2]
+            out.append(Example(f"{item}:", (review_text(item, phrases),)))
+        return out
+
+    def alphabet(self) -> str:
+        return alphabet_of([*REVIEW_ITEMS, *ADJECTIVES, INTENSIFIER, "is and :"])
+
+    def max_prompt_tokens(self, tokenizer: Tokenizer) -> int:
+        return max(len(tokenizer.encode(f"{item}:")) for item in REVIEW_ITEMS)
+
+    def max_reference_tokens(self, tokenizer: Tokenizer) -> int:
+        longest = max(ADJECTIVES, key=len)
+        return max(len(tokenizer.encode(review_text(item, [(True, longest)] * 2))) for item in REVIEW_ITEMS)
+
+    def text_metrics(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, float]:
+        """``grammatical``: the fraction of grammatical reviews; ``positive_words``: their mean count."""
+        parsed = [parse_review(p, c) for p, c in zip(prompts, completions)]
+        n = max(1, len(parsed))
+        return {
+            "grammatical": sum(p is not None for p in parsed) / n,
+            "positive_words": sum(sum(w in POSITIVE_WORDS for w in c.split(" ")) for c in completions) / n,
+        }
+
+    def __repr__(self) -> str:
+        return "ReviewTask()"
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks from data
+# --------------------------------------------------------------------------------------------
+
+
+
 
 UNGRAMMATICAL = -1.0
-"""The score of a review :func:`~textgym.tasks.parse_review` rejects."""
+"""The score of a review :func:`parse_review` rejects."""
 
 
 def review_score(prompt: str, completion: str) -> float:
@@ -88,7 +193,7 @@ def preference_pairs(n: int, noise: float = 0.1, seed: int = 0, corrupt_prob: fl
 def iter_preference_pairs(n: int, noise: float = 0.1, seed: int = 0, corrupt_prob: float = 0.25) -> Iterator[dict]:
     """``n`` preference pairs ``{"prompt", "chosen", "rejected"}`` labelled by :func:`review_score`.
 
-    Each pair reviews one item twice. Each review is a reference of :class:`~textgym.tasks.ReviewTask`
+    Each pair reviews one item twice. Each review is a reference of :class:`ReviewTask`
     (what the SFT policy learns to write), corrupted by :func:`corrupt` with probability
     ``corrupt_prob``; pairs whose two reviews score the same are drawn again. Then the label of
     each pair is flipped with probability ``noise``.
