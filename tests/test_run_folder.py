@@ -16,7 +16,17 @@ import torch
 from textgym.agents import sft
 from textgym.agents.state import STATE_FILE, Checkpointer, TrainingAborted, checksum, run_history
 from textgym.cli import main
-from textgym.files import LOCK_FILE, RunFolderBusy, acquire_run, release_run, replacing, write_text
+from textgym.files import (
+    LOCK_FILE,
+    RunFolderBusy,
+    acquire_run,
+    clear_run,
+    holds_run,
+    release_run,
+    replacing,
+    usable_run_dir,
+    write_text,
+)
 
 TINY = ["--total-steps", "200", "--num-envs", "16", "--quiet", "--set", "n_layers=1", "--set", "d_model=32",
         "--set", "eval_episodes=8", "--recipe", "none", "--device", "cpu"]
@@ -57,6 +67,21 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
+
+
+def test_a_run_folder_is_claimed_and_cleared_with_its_files_only(tmp_path):
+    out = tmp_path / "run"
+    usable_run_dir(out)
+    assert out.is_dir() and not holds_run(out) and list(out.iterdir()) == []  # the write check leaves nothing
+    for name in ("config.json", "metrics.jsonl", "notes.txt", "events.out.tfevents.1.host"):
+        (out / name).write_text("x")
+    (out / "tokenizer").mkdir()
+    assert holds_run(out)
+    clear_run(out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # the user's own file stays
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
+        usable_run_dir(tmp_path / "file")
 
 
 def test_a_second_writer_is_refused_and_a_killed_writers_lock_is_taken_over(run, tmp_path, capsys):

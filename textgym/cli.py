@@ -12,9 +12,7 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +21,15 @@ import numpy as np
 
 import textgym
 from textgym.errors import TextEnvError
-from textgym.files import LOCK_FILE, acquire_run, release_run, write_jsonl
+from textgym.files import (
+    LOCK_FILE,
+    acquire_run,
+    clear_run,
+    holds_run,
+    release_run,
+    usable_run_dir,
+    write_jsonl,
+)
 from textgym.names import (
     code_names,
     import_env_module,
@@ -98,7 +104,6 @@ RUN_FLAGS = {"env": "env_id", "env_kwargs": "env_kwargs", "seed": "seed", "devic
 """The flags of ``textgym train`` that set a config field, and the field."""
 TRUST_HELP = ("let the run's config.json import the code it names (a text env, task, reward or tokenizer as "
               "MODULE:NAME): only for a run you trust")
-RUN_FILES = ("config.json", "metrics.jsonl", "policy.safetensors")
 
 
 class CLIError(Exception):
@@ -188,32 +193,6 @@ def _make_env(env_id: str, env_kwargs: dict) -> gym.Env:
         return gym.make(env_id, **env_kwargs)
     except (TypeError, ValueError) as e:
         raise CLIError(f"{env_id}: {e}") from None
-
-
-RUN_OUTPUTS = ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png", "training_state.pt",
-               "value_head.safetensors", "hf_model", "value_model", "tokenizer")
-
-
-def _usable_dir(out: Path) -> None:
-    """Create ``out`` if needed and check that files can be written there (nothing else is touched)."""
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out} is a file, not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(dir=out, prefix=".textgym-write-check-")  # a new file: never through a link
-    os.close(fd)
-    os.unlink(probe)
-
-
-def _clear_run(out: Path) -> None:
-    """Remove a previous run's files from ``out`` (``--force``), so no file of it mixes with the new run."""
-    for name in RUN_OUTPUTS:
-        path = out / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    for events in out.glob("events.out.tfevents.*"):
-        events.unlink()
 
 
 def _check_start(trainer: TrainerInfo, cfg, policy) -> None:
@@ -360,7 +339,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             _check_resume(out, args.algo, cfg)
         restart = args.auto_resume and not resume and _started_by(out, args.algo, cfg)  # killed before its first state
     main_rank = is_main_process()  # under torchrun, rank 0 alone claims and writes the run
-    if (not resume and main_rank and out.is_dir() and any((out / name).exists() for name in RUN_FILES)
+    if (not resume and main_rank and out.is_dir() and holds_run(out)
             and not args.force and not restart):
         raise CLIError(f"{out} holds another run; choose another --out, pass --force to overwrite it, "
                        "or --resume it")
@@ -391,11 +370,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     existed = out.exists()
     if main_rank:
         if not resume:
-            _usable_dir(out)
+            usable_run_dir(out)
         acquire_run(out)  # one writer: a live run writing this folder makes this one refuse, before any file changes
     try:
         if not resume and main_rank:
-            _clear_run(out)
+            clear_run(out)
             write_run_config(out, args.algo, cfg, recipe=args.recipe, threads=threads)
         result = train(cfg, policy=policy, out=out, progress=not args.quiet, save_every=args.save_every,
                               resume=resume, **extra)
@@ -410,7 +389,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except BaseException:
         metrics = out / "metrics.jsonl"
         if main_rank and not resume and (not metrics.exists() or metrics.stat().st_size == 0):  # never started: leave nothing
-            _clear_run(out)
+            clear_run(out)
             if not existed:
                 (out / LOCK_FILE).unlink(missing_ok=True)
                 if not any(out.iterdir()):
@@ -543,7 +522,7 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
                                                     "seed": args.seed, "max_len": max_len}, args.set)
     data = rm.load_reward_data(args.data)
     device = resolve_device(args.device)
-    _usable_dir(out)  # before training: a bad --out costs nothing
+    usable_run_dir(out)  # before training: a bad --out costs nothing
     model, tokenizer, metrics = rm.train_reward_model(data, cfg, tokenizer, device=device, out=out)
     if is_main_process():  # under torchrun, rank 0 reports
         print(json.dumps({"out": str(out), **metrics}))

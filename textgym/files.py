@@ -1,4 +1,4 @@
-"""Files textgym writes, and the lock on a run folder.
+"""Files textgym writes, and the run folder: its lock, its files, claiming and clearing it.
 
 Every file goes through :func:`replacing`: it is written to a temporary file in the same folder,
 flushed to the disk, then moved into place, so a crash or a full disk leaves the old file or the
@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -170,3 +171,44 @@ def release_run(folder: str | os.PathLike) -> None:
     if held[1] == 0:
         del _held[folder]
         os.close(held[0])  # closing the file ends the lock
+
+
+# -- the run folder ---------------------------------------------------------------------------------
+
+RUN_FILES = ("config.json", "metrics.jsonl", "policy.safetensors")
+"""The files whose presence says a folder holds a run."""
+
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "policy.safetensors", "policy.json", "learning_curve.png", "training_state.pt",
+               "value_head.safetensors", "hf_model", "value_model", "tokenizer")
+"""Everything a run writes in its folder (and TensorBoard's ``events.out.tfevents.*``)."""
+
+
+def holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run's files (a new run there needs ``--force`` or ``--resume``)."""
+    return out.is_dir() and any((out / name).exists() for name in RUN_FILES)
+
+
+def usable_run_dir(out: Path) -> None:
+    """Create ``out`` if needed and check that files can be written there (nothing else is touched).
+
+    Raises:
+        NotADirectoryError: ``out`` is a file.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=out, prefix=".textgym-write-check-")  # a new file: never through a link
+    os.close(fd)
+    os.unlink(probe)
+
+
+def clear_run(out: Path) -> None:
+    """Remove a previous run's files from ``out`` (``--force``), so no file of it mixes with the new run."""
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for events in out.glob("events.out.tfevents.*"):
+        events.unlink()
