@@ -1,4 +1,5 @@
-"""Each game's rules are stated once and serve its single and vector forms alike."""
+"""Each game's rules are stated once and serve its single and vector forms alike; the registries
+of trainers and tasks check what they are given."""
 
 import pathlib
 import re
@@ -43,3 +44,20 @@ def test_judge_by_hand():
     # the potential went from -log2(100)/log2(100) = -1 to -log2(50)/log2(100), less the penalty
     assert reward == pytest.approx(1 - 0.84948500216 - 0.1)
     assert shaped.over(False, 10) and shaped.over(True, 1) and not shaped.over(False, 9)
+
+
+def test_register_trainer_and_task_refuse_bad_input():
+    from textgym.registry import TRAINERS, register_trainer
+    from textgym.tasks import TASKS, CopyTask, register_task
+
+    with pytest.raises(ValueError, match="a trainer's name must be a word"):
+        register_trainer("my trainer!", "m:train", "m:Config")
+    with pytest.raises(ValueError, match="train must be a 'module:name' entry point"):
+        register_trainer("mine", "train", "m:Config")
+    with pytest.raises(ValueError, match="trainer 'ppo' is registered already"):
+        register_trainer("ppo", "elsewhere:train", "elsewhere:Config")
+    with pytest.raises(ValueError, match="needs a Task subclass"):
+        register_task("mine", dict)
+    with pytest.raises(ValueError, match="task 'reverse' is registered already"):
+        register_task("reverse", CopyTask)
+    assert "mine" not in TRAINERS and "mine" not in TASKS
