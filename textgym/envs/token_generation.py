@@ -86,6 +86,8 @@ class TokenSetup:
         for part in parts:  # a learned reward must read the env's tokens, and all it can write
             if hasattr(part, "check_tokenizer"):
                 part.check_tokenizer(tokenizer, max_prompt_len + max_new_tokens)
+            if isinstance(part, rewards.TaskScore):  # the task's own judge scores this env's task
+                part.bind(task)
         return cls(task, tokenizer, reward, max_prompt_len, max_new_tokens, bool(shaping))
 
     def encode(self, keys: torch.Tensor) -> EncodedExamples:
@@ -110,15 +112,16 @@ class TokenSetup:
 _DOC_ARGS = """
     ## Arguments
 
-    * `task`: a name (`"copy"`, `"reverse"`, `"sort"`, `"addition"`, `"review"`), a path to a `.jsonl` file of
+    * `task`: a name (`"copy"`, `"reverse"`, `"sort"`, `"addition"`, `"review"`, the puzzles `"countdown"`,
+      `"hanoi"`, `"sudoku"`, `"maze"`, `"lights_out"`), a path to a `.jsonl` file of
       `{"prompt": ..., "references": [...]}` lines, a list of examples, or a `textgym.tasks.Task`
       (e.g. `ListTask.from_hf_dataset(...)`). Default `"copy"`.
     * `task_kwargs`: arguments of a named task (`alphabet`, `min_length`, `max_length`,
-      `min_digits`, `max_digits`).
+      `min_digits`, `max_digits`; a puzzle's `difficulty`).
     * `tokenizer`: a `CharTokenizer`, a `transformers` tokenizer, or `None` for a `CharTokenizer`
       over the task's characters.
     * `reward`: anything `textgym.rewards.make` accepts: a name (`"exact_match"`, `"f1"`, `"bleu"`,
-      `"chrf"`, `"rouge_l"`, `"token_accuracy"`, `"review_rule"`, `"reward_model"` with
+      `"chrf"`, `"rouge_l"`, `"token_accuracy"`, `"task"` (the task's own judge), `"review_rule"`, `"reward_model"` with
       `reward_kwargs={"path": DIR}`), a list of `(reward, weight)` pairs, a `Reward`,
       or a function `(prompts, completions, references) -> list[float]`. `reward_kwargs` are
       passed to a named reward.

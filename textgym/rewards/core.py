@@ -16,7 +16,7 @@ import torch
 
 from textgym.names import resolve, split_name
 from textgym.rewards import metrics
-from textgym.tasks.core import Example, encode_examples
+from textgym.tasks.core import Example, Task, encode_examples
 from textgym.tokenizers import Tokenizer
 
 
@@ -251,6 +251,39 @@ class FunctionReward(Reward):
         return self.fn(batch.prompts, batch.completions, batch.references)
 
 
+class TaskScore(Reward):
+    """The task's own judge (:meth:`textgym.tasks.Task.score`): the reward of the puzzles, whose
+    right answers are many (any shortest path, any expression that reaches the target).
+
+    A token env binds it to its task (``reward="task"``); outside an env, pass the task:
+    ``TaskScore(task)``. Range: the task's (the puzzles: [0, 1]).
+    """
+
+    name = "task"
+
+    def __init__(self, task: Any = None) -> None:
+        self.task = None
+        if task is not None:
+            self.bind(task)
+
+    def bind(self, task: Any) -> None:
+        """Score with ``task``'s judge.
+
+        Raises:
+            ValueError: ``task`` has no judge of its own.
+        """
+        if type(task).score is Task.score:
+            raise ValueError(f"reward 'task' scores with the task's own judge, and task {task.name!r} has none: "
+                             "use it with a task that defines score() (the puzzles: countdown, hanoi, sudoku, maze, "
+                             "lights_out), or choose another reward")
+        self.task = task
+
+    def score(self, batch: EpisodeBatch) -> list[float]:
+        if self.task is None:
+            raise ValueError("reward 'task' is not bound to a task: use it as a token env's reward, or TaskScore(task)")
+        return [self.task.score(ex, c) for ex, c in zip(batch.examples, batch.completions)]
+
+
 class WeightedSum(Reward):
     """``Σ weight_i · reward_i``, each part validated on its own (errors name the part).
 
@@ -290,6 +323,7 @@ REWARDS: dict[str, Callable[..., Reward] | str] = {
     "chrf": lambda: TextReward(metrics.chrf_score, "chrf"),
     "rouge_l": lambda: TextReward(metrics.rouge_l_score, "rouge_l"),
     "token_accuracy": TokenAccuracy,
+    "task": TaskScore,
     # by entry point, imported on first use: the reward model needs the transformer, the review rule
     # the review task, the classifier transformers (and each of them imports this module)
     "reward_model": "textgym.rewards.model:LearnedReward",
@@ -326,7 +360,7 @@ def make(spec: Any, **kwargs: Any) -> Reward:
         spec: one of
 
             * a name: ``"exact_match"`` (kwarg ``normalize``), ``"f1"``, ``"bleu"``, ``"chrf"``,
-              ``"rouge_l"``, ``"token_accuracy"``, ``"reward_model"`` (kwargs ``path``, ``normalize``,
+              ``"rouge_l"``, ``"token_accuracy"``, ``"task"`` (the task's own judge, :class:`TaskScore`), ``"reward_model"`` (kwargs ``path``, ``normalize``,
               ``device``: a model trained with ``textgym train-rm``), ``"review_rule"`` (the hidden
               rule of the review task, :mod:`textgym.review`), ``"hf_classifier"`` (kwargs
               ``path``, ``label``, ``output``...: a Hugging Face sequence classifier, see

@@ -7,6 +7,9 @@ Built in:
 
 * procedural character tasks, generated from the key: :class:`CopyTask`, :class:`ReverseTask`,
   :class:`SortTask`, :class:`AdditionTask` (``"12+7="`` → ``"19"``);
+* reasoning puzzles with optimal solvers and a ``difficulty`` knob, judged by their rules
+  (:mod:`textgym.tasks.puzzles`): :class:`CountdownTask`, :class:`HanoiTask`, :class:`SudokuTask`,
+  :class:`MazeTask`, :class:`LightsOutTask`;
 * :class:`ReviewTask`: short reviews under a template grammar (``"tea:"`` → ``"tea is very good"``),
   the built-in RLHF teaching task;
 * :class:`ListTask`: examples from a Python list, a JSONL file (:meth:`ListTask.from_jsonl`) or a
@@ -27,6 +30,14 @@ from textgym.names import resolve, split_name
 from textgym.tasks.arithmetic import AdditionTask
 from textgym.tasks.core import EncodedExamples, Example, SymbolTask, Task, encode_examples
 from textgym.tasks.data import ListTask, iter_jsonl
+from textgym.tasks.puzzles import (
+    CountdownTask,
+    HanoiTask,
+    LightsOutTask,
+    MazeTask,
+    PuzzleTask,
+    SudokuTask,
+)
 from textgym.tasks.strings import CopyTask, ReverseTask, SortTask, StringTask
 
 TASKS: dict[str, type[Task] | str] = {
@@ -34,6 +45,11 @@ TASKS: dict[str, type[Task] | str] = {
     "reverse": ReverseTask,
     "sort": SortTask,
     "addition": AdditionTask,
+    "countdown": CountdownTask,
+    "hanoi": HanoiTask,
+    "sudoku": SudokuTask,
+    "maze": MazeTask,
+    "lights_out": LightsOutTask,
     "review": "textgym.review:ReviewTask",  # by entry point: Review-v0's module imports the rewards, which import this
 }
 """The named tasks: a :class:`Task` class, or its ``"module:Name"`` entry point (imported on first use)."""
@@ -77,7 +93,8 @@ def make_task(spec: Any, **kwargs: Any) -> Task:
     """Build a task from a name, a ``.jsonl`` path, a list of examples, or a :class:`Task`.
 
     Args:
-        spec: ``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``, ``"review"``; a path to a JSONL file; a list
+        spec: ``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``, ``"review"``, ``"countdown"``,
+            ``"hanoi"``, ``"sudoku"``, ``"maze"``, ``"lights_out"``; a path to a JSONL file; a list
             of examples (see :class:`ListTask`); a :class:`Task` (returned as is); or ``"module:name"``
             of your own Task, Task class, list of examples, or function returning one (called with
             ``kwargs``; the current folder is searched too, see :mod:`textgym.names`).
@@ -106,5 +123,5 @@ def make_task(spec: Any, **kwargs: Any) -> Task:
     raise TypeError(f"cannot make a task from {type(spec).__name__}: expected a name, a .jsonl path, a list or a Task")
 
 
-__all__ = ["AdditionTask", "CopyTask", "EncodedExamples", "Example", "ListTask", "ReverseTask", "SortTask", "StringTask",
-           "SymbolTask", "TASKS", "Task", "encode_examples", "iter_jsonl", "make_task", "register_task"]
+__all__ = ["AdditionTask", "CopyTask", "CountdownTask", "EncodedExamples", "Example", "HanoiTask", "LightsOutTask",
+           "ListTask", "MazeTask", "PuzzleTask", "ReverseTask", "SortTask", "StringTask", "SudokuTask", "SymbolTask", "TASKS", "Task", "encode_examples", "iter_jsonl", "make_task", "register_task"]

@@ -76,6 +76,12 @@ class Task:
         """Task-specific means over finished episodes, reported by evaluations (none by default)."""
         return {}
 
+    def score(self, example: Example, completion: str) -> float:
+        """The task's own judge of ``completion`` for ``example``, the ``"task"`` reward: a task
+        whose right answers are not a list (a puzzle with many solutions) implements it. It must
+        return a float for any text, never raise. The base class has no judge."""
+        raise NotImplementedError(f"task {self.name!r} has no judge of its own")
+
     def encode(
         self, keys: torch.Tensor, tokenizer: Tokenizer, prompt_capacity: int, reference_capacity: int
     ) -> EncodedExamples:

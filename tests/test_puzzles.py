@@ -1,0 +1,196 @@
+"""The reasoning puzzles: experts that play the optimum, judges that follow the rules, the
+difficulty knob, and the ``"task"`` reward in the envs."""
+
+import itertools
+import random
+
+import gymnasium as gym
+import pytest
+
+import textgym  # noqa: F401  (registers the envs)
+from textgym import rewards
+from textgym.agents import sft
+from textgym.rewards import EpisodeBatch, TaskScore
+from textgym.tasks import (
+    CopyTask,
+    CountdownTask,
+    HanoiTask,
+    LightsOutTask,
+    MazeTask,
+    SudokuTask,
+    make_task,
+)
+from textgym.tasks.core import Example
+from textgym.tokenizers import CharTokenizer
+
+PUZZLES = [HanoiTask, CountdownTask, SudokuTask, MazeTask, LightsOutTask]
+
+
+def _judge(task, prompt, answer):
+    return task.score(Example(prompt, ()), answer)
+
+
+@pytest.mark.parametrize("cls", PUZZLES, ids=lambda c: c.name)
+def test_the_expert_solves_every_puzzle_optimally_at_every_difficulty(cls):
+    for difficulty in cls().difficulties:
+        task = cls(difficulty)
+        examples = task.examples_for(range(60))
+        assert len({ex.prompt for ex in examples}) > 1 or cls is HanoiTask
+        for ex in examples:
+            assert task.score(ex, ex.references[0]) == 1.0, (difficulty, ex)
+            assert len(ex.prompt) <= task.max_prompt_tokens(None)
+            assert len(ex.references[0]) <= task.max_reference_tokens(None)
+            assert set(ex.prompt + ex.references[0]) <= set(task.alphabet())
+        assert task.examples_for(range(60)) == cls(difficulty).examples_for(range(60))  # from the key alone
+
+
+def test_sudoku_6x6_and_unique_solutions():
+    for size in (4, 6):
+        task = SudokuTask(task_most := SudokuTask._MOST_BLANKS[size], size=size)
+        for ex in task.examples_for(range(20)):
+            puzzle = task.parse(ex.prompt)
+            assert puzzle.count(0) == task_most and task._count(puzzle, 3) == 1
+            assert task.score(ex, ex.references[0]) == 1.0
+
+
+def test_hanoi_judge_follows_the_rules():
+    task = HanoiTask(2)
+    assert _judge(task, "2AC=", "ABACBC") == 1.0
+    assert _judge(task, "2AC=", "ACAB") == 0.0  # the big disc onto the small one
+    assert _judge(task, "2AC=", "ABAC") == 0.0  # unfinished
+    assert _judge(task, "2AC=", "ABBAABACBC") == pytest.approx(3 / 5)  # legal, two moves too many
+    assert _judge(task, "2AC=", "BA") == 0.0  # from an empty peg
+    assert _judge(task, "2AC=", "ABA") == 0.0
+
+
+def test_countdown_judge_and_search():
+    task = CountdownTask(3)
+    assert _judge(task, "3,5,7:22=", "3*5+7") == 1.0
+    assert _judge(task, "3,5,7:22=", "(7+15)") == 0.0  # 15 is not given
+    assert _judge(task, "3,5,7:22=", "7*3+5-5+1") == 0.0  # 5 twice, 1 not given
+    assert _judge(task, "3,4,6:24=", "6/(3/4)*3") == 0.0  # 3 twice
+    assert _judge(task, "3,4,8:32=", "8/(3/12)") == 0.0
+    assert _judge(task, "1,3,4:16=", "4/(1-3/4)") == 0.0  # 4 twice
+    assert _judge(task, "3,8,9:24=", "8/(1/3)") == 0.0
+    assert _judge(task, "3,8,2:12=", "8/(2/3)") == 1.0  # exact fractions along the way
+    for bad in ["", "2**5", "3*5+", "x", "7/0", "-3*5+7+0", "((((((", "3;5"]:
+        assert _judge(task, "3,5,7:22=", bad) == 0.0
+    # the expert uses the fewest numbers: no pair of them reaches a target it reaches with three
+    for ex in CountdownTask(3).examples_for(range(200)):
+        numbers, target = task.parse(ex.prompt)
+        used = sum(ch.isdigit() for ch in ex.references[0])
+        if used == 3:
+            pairs = {a + b for a, b in itertools.combinations(numbers, 2)} | {a * b for a, b in itertools.combinations(numbers, 2)}
+            pairs |= {a - b for a, b in itertools.permutations(numbers, 2)} | {a // b for a, b in itertools.permutations(numbers, 2) if a % b == 0}
+            assert target not in pairs, ex
+
+
+def test_sudoku_judge():
+    task = SudokuTask(4)
+    assert _judge(task, "12.4/34../2143/4.21=", "3123") == 1.0
+    assert _judge(task, "12.4/34../2143/4.21=", "3213") == 0.0
+    assert _judge(task, "12.4/34../2143/4.21=", "312") == 0.0
+    assert _judge(task, "12.4/34../2143/4.21=", "3129") == 0.0
+    assert _judge(task, "12.4/34../2143/4.21/=", "3123") == 0.0  # not a 4x4 grid
+
+
+def test_maze_judge():
+    task = MazeTask(3)
+    assert _judge(task, "S.#/.#./..G=", "DDRR") == 1.0
+    assert _judge(task, "S.#/.#./..G=", "DDRRUD") == pytest.approx(4 / 6)  # arrives, not shortest
+    assert _judge(task, "S.#/.#./..G=", "RD") == 0.0  # into a wall
+    assert _judge(task, "S.#/.#./..G=", "U") == 0.0  # off the grid
+    assert _judge(task, "S.#/.#./..G=", "DD") == 0.0  # ends elsewhere
+
+
+def test_lights_out_judge_and_the_expert_is_shortest():
+    task = LightsOutTask(3)
+    assert _judge(task, "110/100/000=", "a") == 1.0
+    assert _judge(task, "110/100/000=", "aee") == pytest.approx(1 / 3)  # e twice is no press
+    assert _judge(task, "110/100/000=", "b") == 0.0
+    assert _judge(task, "110/100/000=", "z") == 0.0
+    for n in (3, 4):
+        task = LightsOutTask(n)
+        for ex in task.examples_for(range(25)):
+            lights = task.parse(ex.prompt)
+            fewest = min(len(p) for k in range(n * n + 1) for p in itertools.combinations(range(n * n), k)
+                         if task._apply(lights, p) == 0) if n == 3 else None
+            if fewest is not None:
+                assert len(ex.references[0]) == fewest
+            # 4x4 has 16 solutions: the expert's is the shortest of them
+            if n == 4:
+                assert all(len(ex.references[0]) <= sum(bits) for bits in itertools.product((0, 1), repeat=16)
+                           if task._apply(lights, [i for i, b in enumerate(bits) if b]) == 0)
+
+
+@pytest.mark.parametrize("cls", PUZZLES, ids=lambda c: c.name)
+def test_a_judge_never_raises(cls):
+    task, rng = cls(), random.Random(0)
+    chars = task.alphabet() + "()+-*/ xyz9"
+    for ex in task.examples_for(range(20)):
+        for _ in range(50):
+            answer = "".join(rng.choice(chars) for _ in range(rng.randint(0, 30)))
+            assert 0.0 <= task.score(ex, answer) <= 1.0
+
+
+@pytest.mark.parametrize("cls", PUZZLES, ids=lambda c: c.name)
+def test_a_difficulty_out_of_range_is_refused(cls):
+    r = cls().difficulties
+    for bad in (r[0] - 1, r[-1] + 1, True, 2.5, "3"):
+        with pytest.raises(ValueError, match=f"difficulty must be an integer in {r[0]}..{r[-1]}"):
+            cls(bad)
+    with pytest.raises(ValueError, match="size must be 4 or 6"):
+        SudokuTask(size=5)
+    with pytest.raises(ValueError, match=r"1\.\.10"):
+        SudokuTask(11)
+
+
+def test_the_task_reward_needs_a_task_with_a_judge():
+    with pytest.raises(ValueError, match="task 'copy' has none"):
+        gym.make("textgym/TokenGeneration-v0", task="copy", reward="task")
+    batch = EpisodeBatch.from_texts(["1AC="], ["AC"], [["AC"]], CharTokenizer(HanoiTask.symbols))
+    with pytest.raises(ValueError, match="not bound to a task"):
+        rewards.make("task")(batch)
+    assert TaskScore(HanoiTask(1))(batch).tolist() == [1.0]
+    with pytest.raises(ValueError, match="has none"):
+        TaskScore(CopyTask())
+
+
+@pytest.mark.parametrize("env_id", ["textgym/Countdown-v0", "textgym/Hanoi-v0", "textgym/Sudoku-v0",
+                                    "textgym/Maze-v0", "textgym/LightsOut-v0"])
+def test_the_env_pays_the_judge_and_the_knob_reaches_it(env_id):
+    env = gym.make(env_id, task_kwargs={"difficulty": 2 if "Hanoi" in env_id or "Sudoku" in env_id else 3})
+    u = env.unwrapped
+    obs, _ = env.reset(seed=3)
+    assert u.task.difficulty in (2, 3)
+    done, total = False, 0.0
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(u.expert(obs))
+        total, done = total + reward, terminated or truncated
+    assert terminated and total == 1.0 and info["is_success"]
+    # a wrong answer (eos at once) scores 0, never an error
+    env.reset(seed=3)
+    _, reward, terminated, _, info = env.step(u.tokenizer.eos_id)
+    assert terminated and reward == 0.0 and not info["is_success"]
+    with pytest.raises(ValueError, match="difficulty must be"):
+        gym.make(env_id, task_kwargs={"difficulty": 99})
+
+
+def test_make_task_by_name_with_the_knob():
+    assert make_task("hanoi", difficulty=4).difficulty == 4
+    assert make_task("sudoku", difficulty=12, size=6).size == 6
+
+
+def test_sft_learns_hanoi_from_its_expert():
+    """A small measured learning check: SFT on the optimal moves solves every 2-disc tower."""
+    result = sft.train(sft.SFTConfig(env_id="textgym/Hanoi-v0", env_kwargs={"task_kwargs": {"difficulty": 2}},
+                                     total_steps=40_000, num_envs=64, eval_episodes=64, seed=0), progress=False)
+    assert result.eval["success_rate"] >= 0.95, result.eval
+
+
+@pytest.mark.parametrize("env_id", ["textgym/Countdown-v0", "textgym/Sudoku-v0", "textgym/Maze-v0",
+                                    "textgym/LightsOut-v0"])
+def test_sft_smoke(env_id):
+    result = sft.train(sft.SFTConfig(env_id=env_id, total_steps=300, num_envs=16, n_layers=1, d_model=32,
+                                     n_heads=2, eval_episodes=16), progress=False)
+    assert result.history and 0.0 <= result.eval["success_rate"] <= 1.0 and "solved" in result.eval

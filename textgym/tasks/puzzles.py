@@ -1,0 +1,656 @@
+"""Reasoning puzzles with optimal solvers: Countdown, Tower of Hanoi, Sudoku, Maze and Lights Out.
+
+Each puzzle is a :class:`PuzzleTask`, written once: it draws a puzzle from the episode's key,
+writes it as a prompt, reads a prompt back, solves it optimally (the expert's answer, the
+reference) and judges any answer against the rules, not against the reference, so every correct
+answer scores. Play them through a token env with the ``"task"`` reward (the task's own judge):
+``gym.make("textgym/Hanoi-v0")`` is ``TokenGeneration-v0`` with ``task="hanoi", reward="task"``.
+
+Every puzzle has one ``difficulty`` knob, an integer in its :attr:`PuzzleTask.difficulties`
+(discs, numbers, blanks, grid size), and the same key gives the same puzzle at the same difficulty.
+A judge never raises: an answer it cannot read scores 0.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import random
+from collections import deque
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+from textgym.tasks.core import Example, Task
+from textgym.tokenizers import Tokenizer
+
+
+class PuzzleTask(Task):
+    """A puzzle drawn from the key, its optimal answer as the reference, and a judge of any answer.
+
+    Subclasses implement :meth:`draw`, :meth:`prompt`, :meth:`parse`, :meth:`solve` and
+    :meth:`judge`, and set :attr:`symbols` and :attr:`difficulties`.
+
+    Args:
+        difficulty: how hard the puzzles are, an integer in :attr:`difficulties`.
+
+    Attributes:
+        difficulties: the allowed difficulties (a ``range``); what they mean is in the subclass.
+        symbols: every character of the prompts and answers.
+    """
+
+    difficulties: range = range(1, 2)
+    symbols: str = ""
+    _CACHE = 4096  # examples kept per task: the env asks for an episode's example more than once
+
+    def __init__(self, difficulty: int) -> None:
+        if isinstance(difficulty, bool) or not isinstance(difficulty, int) or difficulty not in self.difficulties:
+            lo, hi = self.difficulties[0], self.difficulties[-1]
+            raise ValueError(f"{type(self).__name__}: difficulty must be an integer in {lo}..{hi}, got {difficulty!r}")
+        self.difficulty = difficulty
+        self._examples: dict[int, Example] = {}
+
+    # -- what a puzzle implements ---------------------------------------------------------------
+    def draw(self, rng: random.Random) -> Any:
+        """A puzzle at :attr:`difficulty`, from ``rng`` alone."""
+        raise NotImplementedError
+
+    def prompt(self, puzzle: Any) -> str:
+        """The puzzle as the prompt the agent reads (it ends with ``=``)."""
+        raise NotImplementedError
+
+    def parse(self, prompt: str) -> Any:
+        """The puzzle a prompt shows (the inverse of :meth:`prompt`)."""
+        raise NotImplementedError
+
+    def solve(self, puzzle: Any) -> str:
+        """The optimal answer: the expert's, and the reference."""
+        raise NotImplementedError
+
+    def judge(self, puzzle: Any, answer: str) -> float:
+        """The score of ``answer`` in ``[0, 1]``: 1 for an optimal solution; may raise ``ValueError``
+        on an answer it cannot read (:meth:`score` turns that into 0)."""
+        raise NotImplementedError
+
+    # -- the Task ---------------------------------------------------------------------------------
+    def example(self, key: int) -> Example:
+        key = int(key)
+        found = self._examples.get(key)
+        if found is None:
+            puzzle = self.draw(random.Random(f"{self.name}/{self.difficulty}/{key}"))
+            found = Example(self.prompt(puzzle), (self.solve(puzzle),))
+            if len(self._examples) >= self._CACHE:
+                self._examples.clear()
+            self._examples[key] = found
+        return found
+
+    def score(self, example: Example, completion: str) -> float:
+        """The judge's score of ``completion`` for the example's puzzle; 0 for an unreadable answer."""
+        try:
+            return float(self.judge(self.parse(example.prompt), completion))
+        except (ValueError, ZeroDivisionError, RecursionError, MemoryError, SyntaxError, IndexError, KeyError):
+            return 0.0
+
+    def text_metrics(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, float]:
+        """``solved``: the share of answers that solve the puzzle (score above 0), optimal or not."""
+        if not prompts:
+            return {}
+        solved = sum(self.score(Example(p, ()), c) > 0 for p, c in zip(prompts, completions))
+        return {"solved": solved / len(prompts)}
+
+    def alphabet(self) -> str:
+        return self.symbols
+
+    def max_prompt_tokens(self, tokenizer: Tokenizer) -> int:
+        return self._longest(self.prompt_chars())
+
+    def max_reference_tokens(self, tokenizer: Tokenizer) -> int:
+        return self._longest(self.answer_chars())
+
+    @staticmethod
+    def _longest(chars: int) -> int:
+        return chars  # every symbol is one ASCII character, one token of a character tokenizer
+
+    def prompt_chars(self) -> int:
+        """The most characters a prompt has at this difficulty."""
+        raise NotImplementedError
+
+    def answer_chars(self) -> int:
+        """The most characters an optimal answer has at this difficulty."""
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_examples": {}}  # a pickled task travels without its cache
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(difficulty={self.difficulty})"
+
+
+def _grid(prompt: str, size: int, cells: str) -> list[str]:
+    """The rows of a ``size`` x ``size`` grid written as ``row/row/...=`` over ``cells``."""
+    if not prompt.endswith("="):
+        raise ValueError("a prompt ends with '='")
+    rows = prompt[:-1].split("/")
+    if len(rows) != size or any(len(r) != size or set(r) - set(cells) for r in rows):
+        raise ValueError(f"expected {size} rows of {size} cells over {cells!r}")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Tower of Hanoi
+# --------------------------------------------------------------------------------------------
+
+
+class HanoiTask(PuzzleTask):
+    """Move a tower of ``difficulty`` discs from one peg to another: ``"3AC="`` → ``"ACABCBACBABCAC"``.
+
+    The prompt is the number of discs, the peg they stand on and the peg to move them to (pegs
+    ``A``, ``B``, ``C``). The answer lists the moves, two letters each (from, to), without spaces.
+    A legal answer that ends with every disc on the target peg scores ``(2**n - 1) / moves``
+    (1 for the optimum), as Reasoning Gym scores it; an illegal move or an unfinished tower
+    scores 0. The expert plays the optimal ``2**n - 1`` moves.
+
+    Args:
+        difficulty: the number of discs, 1..7 (default 3).
+    """
+
+    name = "hanoi"
+    difficulties = range(1, 8)
+    symbols = "ABC1234567="
+
+    def __init__(self, difficulty: int = 3) -> None:
+        super().__init__(difficulty)
+
+    def draw(self, rng: random.Random) -> tuple[int, str, str]:
+        src, dst = rng.sample("ABC", 2)
+        return self.difficulty, src, dst
+
+    def prompt(self, puzzle: tuple[int, str, str]) -> str:
+        n, src, dst = puzzle
+        return f"{n}{src}{dst}="
+
+    def parse(self, prompt: str) -> tuple[int, str, str]:
+        if len(prompt) != 4 or prompt[0] not in "1234567" or prompt[1] == prompt[2] or set(prompt[1:3]) - set("ABC"):
+            raise ValueError(f"not a Hanoi prompt: {prompt!r}")
+        return int(prompt[0]), prompt[1], prompt[2]
+
+    def solve(self, puzzle: tuple[int, str, str]) -> str:
+        n, src, dst = puzzle
+        moves: list[str] = []
+
+        def move(k: int, a: str, b: str, via: str) -> None:
+            if k:
+                move(k - 1, a, via, b)
+                moves.append(a + b)
+                move(k - 1, via, b, a)
+
+        move(n, src, dst, ({"A", "B", "C"} - {src, dst}).pop())
+        return "".join(moves)
+
+    def judge(self, puzzle: tuple[int, str, str], answer: str) -> float:
+        n, src, dst = puzzle
+        if not answer or len(answer) % 2 or set(answer) - set("ABC"):
+            return 0.0
+        pegs = {p: [] for p in "ABC"}
+        pegs[src] = list(range(n, 0, -1))
+        for a, b in zip(answer[::2], answer[1::2]):
+            if a == b or not pegs[a] or (pegs[b] and pegs[b][-1] < pegs[a][-1]):
+                return 0.0
+            pegs[b].append(pegs[a].pop())
+        return (2**n - 1) / (len(answer) // 2) if len(pegs[dst]) == n else 0.0
+
+    def prompt_chars(self) -> int:
+        return 4
+
+    def answer_chars(self) -> int:
+        return 2 * (2**self.difficulty - 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Countdown
+# --------------------------------------------------------------------------------------------
+
+_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+        ast.Div: lambda a, b: a / b}
+
+
+class CountdownTask(PuzzleTask):
+    """Reach a target from some numbers with ``+ - * /``, each number used at most once:
+    ``"3,5,7:22="`` → ``"3*5+7"``.
+
+    The prompt lists ``difficulty`` numbers in 1..9 and the target (made by combining some of
+    them, so a solution exists). The answer is an arithmetic expression: integers, ``+ - * /`` and
+    parentheses. It scores 1 when it uses each given number at most once (no other numbers) and its
+    exact value (fractions allowed) is the target; anything else scores 0. The expert searches for
+    an expression with the fewest numbers whose every step is a positive integer, the rules of the
+    TV game, and writes it with the fewest parentheses.
+
+    Args:
+        difficulty: how many numbers are given, 2..6 (default 3).
+    """
+
+    name = "countdown"
+    difficulties = range(2, 7)
+    symbols = "0123456789+-*/(),:="
+
+    def __init__(self, difficulty: int = 3) -> None:
+        super().__init__(difficulty)
+
+    def draw(self, rng: random.Random) -> tuple[tuple[int, ...], int]:
+        while True:
+            numbers = tuple(rng.randint(1, 9) for _ in range(self.difficulty))
+            items = list(numbers)
+            rng.shuffle(items)
+            value = items.pop()
+            for other in items[: rng.randint(1, len(items))]:  # combine 2..n of them, left to right
+                a, b = (value, other) if rng.random() < 0.5 else (other, value)
+                op = rng.choice("+-*/")
+                if op == "-" and a <= b or op == "/" and a % b:
+                    op = "+" if rng.random() < 0.5 else "*"
+                value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
+            if 10 <= value <= 999:  # at least two digits: never one of the numbers themselves
+                return numbers, value
+
+    def prompt(self, puzzle: tuple[tuple[int, ...], int]) -> str:
+        numbers, target = puzzle
+        return ",".join(map(str, numbers)) + f":{target}="
+
+    def parse(self, prompt: str) -> tuple[tuple[int, ...], int]:
+        numbers, _, target = prompt.removesuffix("=").partition(":")
+        return tuple(int(x) for x in numbers.split(",")), int(target)
+
+    def solve(self, puzzle: tuple[tuple[int, ...], int]) -> str:
+        numbers, target = puzzle
+        start = [(n, str(n), 3) for n in numbers]  # (value, expression, precedence)
+        for ops in range(1, len(numbers)):
+            found = _countdown_search(start, target, ops, set())
+            if found is not None:
+                return found
+        raise ValueError(f"Countdown {numbers} -> {target} has no solution")  # draw() makes solvable ones
+
+    def judge(self, puzzle: tuple[tuple[int, ...], int], answer: str) -> float:
+        numbers, target = puzzle
+        if not answer or set(answer) - set("0123456789+-*/() "):
+            return 0.0
+        used: list[int] = []
+        value = _evaluate(ast.parse(answer, mode="eval").body, used)
+        left = list(numbers)
+        for n in used:
+            if n not in left:
+                return 0.0
+            left.remove(n)
+        return 1.0 if value == target else 0.0
+
+    def prompt_chars(self) -> int:
+        return 2 * self.difficulty + 4
+
+    def answer_chars(self) -> int:
+        # n one-digit numbers, n - 1 operators and at most n - 2 pairs of parentheses
+        return 4 * self.difficulty - 5 if self.difficulty > 1 else 1
+
+
+def _evaluate(node: ast.AST, used: list[int]) -> Fraction:
+    """The exact value of an expression of integers and ``+ - * /``; the integers go to ``used``."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        used.append(node.value)
+        return Fraction(node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_evaluate(node.left, used), _evaluate(node.right, used))
+    raise ValueError("only integers, + - * / and parentheses")
+
+
+def _combine(a: tuple[int, str, int], b: tuple[int, str, int], op: str) -> tuple[int, str, int] | None:
+    """``a op b`` as (value, expression, precedence) if every step stays a positive integer."""
+    (x, ex, px), (y, ey, py) = a, b
+    if op == "+":
+        value, prec = x + y, 1
+    elif op == "-":
+        value, prec = x - y, 1
+    elif op == "*":
+        value, prec = x * y, 2
+    else:
+        value, prec = (x // y if x % y == 0 else 0), 2
+    if value <= 0:
+        return None
+    left = f"({ex})" if px < prec else ex
+    right = f"({ey})" if py < prec or (py == prec and op in "-/") else ey
+    return value, f"{left}{op}{right}", prec
+
+
+def _countdown_search(items: list, target: int, ops: int, seen: set) -> str | None:
+    """An expression for ``target`` made with exactly ``ops`` more operations, depth first."""
+    if ops == 0:
+        return None
+    state = (tuple(sorted(v for v, _, _ in items)), ops)
+    if state in seen:
+        return None
+    seen.add(state)
+    for i, j in itertools.permutations(range(len(items)), 2):
+        for op in "+-*/":
+            if op in "+*" and i > j:
+                continue  # commutative: one order is enough
+            made = _combine(items[i], items[j], op)
+            if made is None:
+                continue
+            if made[0] == target and ops == 1:
+                return made[1]
+            rest = [it for k, it in enumerate(items) if k not in (i, j)] + [made]
+            found = _countdown_search(rest, target, ops - 1, seen)
+            if found is not None:
+                return found
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Sudoku
+# --------------------------------------------------------------------------------------------
+
+
+class SudokuTask(PuzzleTask):
+    """Fill a Sudoku with a unique solution: ``"12.4/34../2143/4.21="`` → ``"3123"``.
+
+    The prompt shows the grid row by row (``/`` between rows, ``.`` for an empty cell). The answer
+    is the digits of the empty cells in reading order; it scores 1 when the filled grid has every
+    digit once in each row, column and box, else 0. The puzzles have exactly one solution, which
+    the expert finds by backtracking.
+
+    Args:
+        difficulty: how many cells are empty, 1..10 on a 4x4 grid, 1..20 on a 6x6 one (default 6).
+        size: 4 (2x2 boxes) or 6 (2-row, 3-column boxes).
+    """
+
+    name = "sudoku"
+    difficulties = range(1, 21)
+    symbols = "123456./="
+    _BOX = {4: (2, 2), 6: (2, 3)}
+    _MOST_BLANKS = {4: 10, 6: 20}
+
+    def __init__(self, difficulty: int = 6, size: int = 4) -> None:
+        if size not in self._BOX:
+            raise ValueError(f"SudokuTask: size must be 4 or 6, got {size!r}")
+        self.size = size
+        self.difficulties = range(1, self._MOST_BLANKS[size] + 1)
+        super().__init__(difficulty)
+
+    def _units(self) -> list[list[int]]:
+        n, (bh, bw) = self.size, self._BOX[self.size]
+        rows = [[r * n + c for c in range(n)] for r in range(n)]
+        cols = [[r * n + c for r in range(n)] for c in range(n)]
+        boxes = [[(br + r) * n + bc + c for r in range(bh) for c in range(bw)]
+                 for br in range(0, n, bh) for bc in range(0, n, bw)]
+        return rows + cols + boxes
+
+    def draw(self, rng: random.Random) -> list[int]:
+        n, (bh, bw) = self.size, self._BOX[self.size]
+        while True:
+            digits = rng.sample(range(1, n + 1), n)
+            bands = [b * bh + r for b in rng.sample(range(n // bh), n // bh) for r in rng.sample(range(bh), bh)]
+            stacks = [s * bw + c for s in rng.sample(range(n // bw), n // bw) for c in rng.sample(range(bw), bw)]
+            solution = [digits[(bw * (r % bh) + r // bh + c) % n] for r in bands for c in stacks]
+            grid, blanks = list(solution), 0
+            for cell in rng.sample(range(n * n), n * n):
+                grid[cell] = 0
+                if self._count(grid, 2) != 1:
+                    grid[cell] = solution[cell]  # that cell must stay: the solution would not be unique
+                    continue
+                blanks += 1
+                if blanks == self.difficulty:
+                    return grid
+
+    def _count(self, grid: list[int], most: int) -> int:
+        """How many solutions ``grid`` has, counting up to ``most``."""
+        return sum(1 for _ in itertools.islice(self._solutions(list(grid)), most))
+
+    def _solutions(self, grid: list[int]):
+        n = self.size
+        peers = self._peers()
+        empty = [i for i, v in enumerate(grid) if not v]
+        if not empty:
+            yield list(grid)
+            return
+        # the empty cell with the fewest candidates first
+        best, options = None, None
+        for i in empty:
+            cand = set(range(1, n + 1)) - {grid[p] for p in peers[i]}
+            if options is None or len(cand) < len(options):
+                best, options = i, cand
+                if len(cand) <= 1:
+                    break
+        for v in sorted(options):
+            grid[best] = v
+            yield from self._solutions(grid)
+        grid[best] = 0
+
+    def _peers(self) -> list[set[int]]:
+        if not hasattr(self, "_peer_sets"):
+            peers: list[set[int]] = [set() for _ in range(self.size**2)]
+            for unit in self._units():
+                for i in unit:
+                    peers[i].update(unit)
+            self._peer_sets = [p - {i} for i, p in enumerate(peers)]
+        return self._peer_sets
+
+    def prompt(self, puzzle: list[int]) -> str:
+        n = self.size
+        cells = "".join(str(v) if v else "." for v in puzzle)
+        return "/".join(cells[r * n : (r + 1) * n] for r in range(n)) + "="
+
+    def parse(self, prompt: str) -> list[int]:
+        rows = _grid(prompt, self.size, "123456"[: self.size] + ".")
+        return [0 if ch == "." else int(ch) for ch in "".join(rows)]
+
+    def solve(self, puzzle: list[int]) -> str:
+        solution = next(self._solutions(list(puzzle)))
+        return "".join(str(solution[i]) for i, v in enumerate(puzzle) if not v)
+
+    def judge(self, puzzle: list[int], answer: str) -> float:
+        empty = [i for i, v in enumerate(puzzle) if not v]
+        if len(answer) != len(empty) or set(answer) - set("123456"[: self.size]):
+            return 0.0
+        grid = list(puzzle)
+        for i, ch in zip(empty, answer):
+            grid[i] = int(ch)
+        return 1.0 if all(len({grid[i] for i in unit}) == self.size for unit in self._units()) else 0.0
+
+    def prompt_chars(self) -> int:
+        return self.size * (self.size + 1)
+
+    def answer_chars(self) -> int:
+        return self.difficulty
+
+    def __repr__(self) -> str:
+        return f"SudokuTask(difficulty={self.difficulty}, size={self.size})"
+
+
+# --------------------------------------------------------------------------------------------
+# Maze
+# --------------------------------------------------------------------------------------------
+
+_STEPS = {"U": (-1, 0), "D": (1, 0), "L": (0, -1), "R": (0, 1)}
+
+
+class MazeTask(PuzzleTask):
+    """Walk from ``S`` to ``G`` on a grid with walls by a shortest path: ``"S.#/.#./..G="`` → ``"DDRR"``.
+
+    The prompt shows the grid row by row (``/`` between rows; ``#`` a wall, ``.`` open, ``S``
+    start, ``G`` goal). The answer is the moves, ``U``, ``D``, ``L``, ``R``, without spaces. A walk
+    that stays on open cells and ends on ``G`` scores ``shortest / moves`` (1 for a shortest path);
+    leaving the grid, entering a wall or ending elsewhere scores 0. The expert walks the path
+    breadth-first search finds.
+
+    Args:
+        difficulty: the side of the square grid, 3..8 (default 4).
+    """
+
+    name = "maze"
+    difficulties = range(3, 9)
+    symbols = "#.SG/=UDLR"
+
+    def __init__(self, difficulty: int = 4) -> None:
+        super().__init__(difficulty)
+
+    def draw(self, rng: random.Random) -> list[str]:
+        n = self.difficulty
+        while True:
+            cells = ["#" if rng.random() < 0.3 else "." for _ in range(n * n)]
+            start, goal = rng.sample(range(n * n), 2)
+            cells[start], cells[goal] = "S", "G"
+            rows = ["".join(cells[r * n : (r + 1) * n]) for r in range(n)]
+            if self._path(rows) is not None:
+                return rows
+
+    def _path(self, rows: list[str]) -> str | None:
+        """A shortest path from S to G (moves tried in the order U, D, L, R), or None."""
+        n = len(rows)
+        start = next((r, c) for r in range(n) for c in range(n) if rows[r][c] == "S")
+        came: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
+        queue = deque([start])
+        while queue:
+            r, c = queue.popleft()
+            if rows[r][c] == "G":
+                path = []
+                at = (r, c)
+                while came[at] is not None:
+                    at, step = came[at]
+                    path.append(step)
+                return "".join(reversed(path))
+            for step, (dr, dc) in _STEPS.items():
+                nxt = (r + dr, c + dc)
+                if 0 <= nxt[0] < n and 0 <= nxt[1] < n and rows[nxt[0]][nxt[1]] != "#" and nxt not in came:
+                    came[nxt] = ((r, c), step)
+                    queue.append(nxt)
+        return None
+
+    def prompt(self, puzzle: list[str]) -> str:
+        return "/".join(puzzle) + "="
+
+    def parse(self, prompt: str) -> list[str]:
+        rows = _grid(prompt, self.difficulty, "#.SG")
+        if "".join(rows).count("S") != 1 or "".join(rows).count("G") != 1:
+            raise ValueError("a maze has one S and one G")
+        return rows
+
+    def solve(self, puzzle: list[str]) -> str:
+        path = self._path(puzzle)
+        if path is None:
+            raise ValueError("this maze has no path from S to G")
+        return path
+
+    def judge(self, puzzle: list[str], answer: str) -> float:
+        n = len(puzzle)
+        if not answer or set(answer) - set(_STEPS):
+            return 0.0
+        r, c = next((r, c) for r in range(n) for c in range(n) if puzzle[r][c] == "S")
+        for step in answer:
+            r, c = r + _STEPS[step][0], c + _STEPS[step][1]
+            if not (0 <= r < n and 0 <= c < n) or puzzle[r][c] == "#":
+                return 0.0
+        return len(self.solve(puzzle)) / len(answer) if puzzle[r][c] == "G" else 0.0
+
+    def prompt_chars(self) -> int:
+        return self.difficulty * (self.difficulty + 1)
+
+    def answer_chars(self) -> int:
+        return self.difficulty * self.difficulty - 1  # a shortest path visits each cell at most once
+
+
+# --------------------------------------------------------------------------------------------
+# Lights Out
+# --------------------------------------------------------------------------------------------
+
+_CELLS = "abcdefghijklmnopqrstuvwxy"
+
+
+class LightsOutTask(PuzzleTask):
+    """Switch every light off: ``"110/100/000="`` → ``"a"``.
+
+    The prompt shows the lights row by row (``1`` on, ``0`` off, ``/`` between rows). Pressing a
+    cell toggles it and its up, down, left and right neighbours. The answer names the cells to
+    press, one letter each in reading order (``a`` is the top-left cell, ``b`` its right
+    neighbour, ...); order does not matter and a cell pressed twice is not pressed. An answer that
+    switches every light off scores ``fewest presses / presses`` (1 for a shortest solution), any
+    other 0. The expert solves the linear system over GF(2) and, where the grid has several
+    solutions (4x4, 5x5), writes a shortest one, in alphabetical order.
+
+    Args:
+        difficulty: the side of the square grid, 2..5 (default 3).
+    """
+
+    name = "lights_out"
+    difficulties = range(2, 6)
+    symbols = "01/=" + _CELLS
+
+    def __init__(self, difficulty: int = 3) -> None:
+        super().__init__(difficulty)
+        n = difficulty
+        self._press = []  # the lights each cell's press toggles, as a bit mask
+        for r in range(n):
+            for c in range(n):
+                mask = 0
+                for dr, dc in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+                    if 0 <= r + dr < n and 0 <= c + dc < n:
+                        mask |= 1 << ((r + dr) * n + c + dc)
+                self._press.append(mask)
+
+    def draw(self, rng: random.Random) -> int:
+        while True:
+            presses = [i for i in range(self.difficulty**2) if rng.random() < 0.5]
+            lights = self._apply(0, presses)
+            if lights:
+                return lights
+
+    def _apply(self, lights: int, presses: Sequence[int]) -> int:
+        for i in presses:
+            lights ^= self._press[i]
+        return lights
+
+    def prompt(self, puzzle: int) -> str:
+        n = self.difficulty
+        return "/".join("".join(str(puzzle >> (r * n + c) & 1) for c in range(n)) for r in range(n)) + "="
+
+    def parse(self, prompt: str) -> int:
+        cells = "".join(_grid(prompt, self.difficulty, "01"))
+        return sum(1 << i for i, ch in enumerate(cells) if ch == "1")
+
+    def solve(self, puzzle: int) -> str:
+        n2 = self.difficulty**2
+        # Gaussian elimination over GF(2) on the augmented rows [press columns | lights]
+        rows = [sum((self._press[j] >> i & 1) << j for j in range(n2)) | (puzzle >> i & 1) << n2 for i in range(n2)]
+        pivots, r = [], 0
+        for col in range(n2):
+            pivot = next((k for k in range(r, n2) if rows[k] >> col & 1), None)
+            if pivot is None:
+                continue
+            rows[r], rows[pivot] = rows[pivot], rows[r]
+            for k in range(n2):
+                if k != r and rows[k] >> col & 1:
+                    rows[k] ^= rows[r]
+            pivots.append(col)
+            r += 1
+        free = [c for c in range(n2) if c not in pivots]
+        best: list[int] | None = None
+        for choice in itertools.product((0, 1), repeat=len(free)):  # 2**nullity: at most 16 here
+            x = {c: v for c, v in zip(free, choice)}
+            for k, col in enumerate(pivots):
+                rest = sum(x[f] for f in free if rows[k] >> f & 1)
+                x[col] = (rows[k] >> n2 & 1) ^ (rest & 1)
+            presses = sorted(c for c, v in x.items() if v)
+            if self._apply(puzzle, presses) == 0 and (best is None or len(presses) < len(best)):
+                best = presses
+        if best is None:
+            raise ValueError("these lights cannot all be switched off")
+        return "".join(_CELLS[i] for i in best)
+
+    def judge(self, puzzle: int, answer: str) -> float:
+        n2 = self.difficulty**2
+        if not answer or set(answer) - set(_CELLS[:n2]):
+            return 0.0
+        if self._apply(puzzle, [_CELLS.index(ch) for ch in answer]):
+            return 0.0
+        return min(1.0, len(self.solve(puzzle)) / len(answer))
+
+    def prompt_chars(self) -> int:
+        return self.difficulty * (self.difficulty + 1)
+
+    def answer_chars(self) -> int:
+        return self.difficulty**2
