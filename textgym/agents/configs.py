@@ -68,6 +68,11 @@ class TrainConfig:
     dtype: str = "auto"
     """Weights of a Hugging Face model: ``"auto"`` (bfloat16 on a CUDA device that supports it, else
     float32), ``"float32"``, ``"bfloat16"`` or ``"float16"``."""
+    curriculum: dict | None = None
+    """Move the env's difficulty to keep the training success in a band, from its easiest level up
+    to the difficulty it was made with: ``{"low": 0.2, "high": 0.8, "episodes": 256}`` (any of
+    them, ``{}`` for these defaults; see :mod:`textgym.envs.curriculum`). Needs an env with a
+    difficulty knob; the log's ``difficulty`` column follows it. None: no curriculum."""
 
     RULES: ClassVar[dict[str, Check]] = {
         "env_id": Check(str), "env_kwargs": Check(dict), "num_envs": POSITIVE_INT, "total_steps": POSITIVE_INT,
@@ -77,6 +82,7 @@ class TrainConfig:
         "lora_r": Check(int, 0), "lora_alpha": POSITIVE, "lora_dropout": Check(float, 0, 1, high_open=True),
         "dtype": Check(str, choices=("auto", "float32", "bfloat16", "float16")),
         "dist_backend": Check(str, choices=("auto", "gloo", "nccl")), "bf16": Check(bool), "compile": Check(bool),
+        "curriculum": Check(dict, optional=True),
     }
     """Every field's type and range (see :mod:`textgym.config`); subclasses add theirs."""
 

@@ -62,7 +62,7 @@ from textgym.agents.losses import (
     sequence_loss,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
-from textgym.agents.run import iteration_metrics, save_and_evaluate, start_run
+from textgym.agents.run import env_metrics, iteration_metrics, save_and_evaluate, start_run
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
@@ -190,7 +190,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
             logger.log(ranks.mean({
                 **iteration_metrics(run, start, rollout, stats),
                 "informative_groups": float(informative.float().mean()),
-                **envs.episode_metrics(),
+                **env_metrics(envs),
             }))
             run.elapsed, run.extra = time.time() - start, {}
             checkpointer.end_of_iteration(run)

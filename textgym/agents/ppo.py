@@ -52,7 +52,7 @@ from textgym.agents.losses import (
     value_loss,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
-from textgym.agents.run import iteration_metrics, save_and_evaluate, start_run
+from textgym.agents.run import env_metrics, iteration_metrics, save_and_evaluate, start_run
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 
@@ -193,7 +193,7 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
                 **iteration_metrics(run, start, rollout, stats),
                 "explained_variance": explained_variance(rollout.values, returns, mask),
                 "ref_kl": ref_kl, "kl_coef": kl_coef,
-                **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
+                **env_metrics(envs),  # the env's own (mean guesses, exact match, ...), by the protocol
             }
             logger.log(ranks.mean(metrics))
             run.elapsed, run.extra = time.time() - start, {"kl_coef": kl_coef}

@@ -51,7 +51,7 @@ from textgym.agents.losses import (
     rloo_baseline,
 )
 from textgym.agents.rollout import collect, evaluate_logprobs
-from textgym.agents.run import iteration_metrics, save_and_evaluate, start_run
+from textgym.agents.run import env_metrics, iteration_metrics, save_and_evaluate, start_run
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
 BASELINES = ("moving_average", "value", "rloo")
@@ -163,7 +163,7 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             logger.log(ranks.mean({
                 **iteration_metrics(run, start, rollout, stats),
                 "ref_kl": float(kl.sum(1).mean()),
-                **envs.episode_metrics(),  # the env's own (mean guesses, exact match, ...), by the protocol
+                **env_metrics(envs),  # the env's own (mean guesses, exact match, ...), by the protocol
             }))
             run.elapsed, run.extra = time.time() - start, {"moving": moving}
             checkpointer.end_of_iteration(run)

@@ -205,6 +205,13 @@ def iteration_metrics(run: Progress, start: float, rollout: Any, stats: dict[str
             **{k: float(torch.stack(v).mean()) for k, v in stats.items()}}
 
 
+def env_metrics(envs: Any) -> dict[str, float]:
+    """The env's own metrics of the episodes just played (the protocol's ``episode_metrics``), and
+    their ``difficulty`` when a curriculum moves it."""
+    level = {"difficulty": float(envs.difficulty)} if getattr(envs, "curriculum", None) is not None else {}
+    return {**envs.episode_metrics(), **level}
+
+
 def save_and_evaluate(cfg: TrainConfig, policy: nn.Module, logger: RunLogger, checkpointer: Checkpointer,
                       run: Progress, device: torch.device) -> TrainResult:
     """Save the final policy and training state (when there is a run directory) and evaluate greedily."""

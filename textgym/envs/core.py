@@ -23,6 +23,7 @@ import torch
 from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from textgym.envs.curriculum import Curriculum
 from textgym.seeding import as_stream, episode_key
 
 
@@ -262,6 +263,9 @@ class TorchVectorEnv(VectorEnv):
       sub-env's last episode, for text metrics.
     * ``per_step_rewards`` (optional, True when absent): whether a step before the last can be
       paid, so a trainer may credit each step with its return-to-go (GRPO's per-token advantages).
+    * ``difficulties`` (``None`` when the env has no knob), ``difficulty`` and ``set_curriculum``:
+      the levels of the env's difficulty, the current one, and a
+      :class:`~textgym.envs.curriculum.Curriculum` that moves it to keep the success in a band.
 
     Attributes:
         tokens_per_step: see above.
@@ -272,6 +276,8 @@ class TorchVectorEnv(VectorEnv):
     tokens_per_step: int = 1
     has_expert: bool = False
     per_step_rewards: bool = True
+    difficulties: range | None = None
+    curriculum: Curriculum | None = None
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
 
@@ -359,6 +365,41 @@ class TorchVectorEnv(VectorEnv):
         """The env's own metrics, as means over the episodes the sub-envs last played (none here)."""
         return {}
 
+    # -- the difficulty knob and its curriculum ------------------------------------------------
+    @property
+    def difficulty(self) -> int | None:
+        """The difficulty of the episodes that start from now on (``None``: the env has no knob).
+        Set it to any level in :attr:`difficulties`; episodes under way keep theirs."""
+        return getattr(self, "_difficulty", None)
+
+    @difficulty.setter
+    def difficulty(self, level: int) -> None:
+        levels = self.difficulties
+        if levels is None:
+            raise ValueError(f"{type(self).__name__} has no difficulty knob")
+        if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level not in levels:
+            raise ValueError(f"difficulty must be an integer in {levels[0]}..{levels[-1]}, got {level!r}")
+        self._difficulty = int(level)
+        self._apply_difficulty(int(level))
+
+    def _apply_difficulty(self, level: int) -> None:
+        """Make the episodes that start from now on of difficulty ``level`` (envs with a knob)."""
+        raise NotImplementedError
+
+    def set_curriculum(self, curriculum: Curriculum | None) -> None:
+        """Let ``curriculum`` move :attr:`difficulty` at each full ``reset()`` (``None``: stop);
+        see :mod:`textgym.envs.curriculum`.
+
+        Raises:
+            ValueError: the env has no difficulty knob.
+        """
+        if curriculum is not None:
+            if self.difficulties is None:
+                raise ValueError(f"{type(self).__name__} has no difficulty knob, which a curriculum moves: use an env "
+                                 "whose task has a difficulty (Countdown-v0, Hanoi-v0, Sudoku-v0, Maze-v0, LightsOut-v0)")
+            self.difficulty = curriculum.attach(self.difficulties, self.device)
+        self.curriculum = curriculum
+
     # -- Gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         """Start new episodes in every sub-env, or in those of ``options["reset_mask"]``.
@@ -392,6 +433,8 @@ class TorchVectorEnv(VectorEnv):
             self._streams = (base + torch.arange(self.num_envs, device=self.device) // group) & 0xFFFFFFFF
             self._seed_streams(mask, base, group)
         self._started = True
+        if self.curriculum is not None and not (options and "reset_mask" in options):
+            self.difficulty = self.curriculum.decide(self.difficulty, self.difficulties)
         self._begin(mask)
         return self._out(self._observe()), {}
 
@@ -401,7 +444,10 @@ class TorchVectorEnv(VectorEnv):
     def stream_state(self) -> dict[str, Any]:
         """Where every sub-env's random stream stands, between rollouts: a resumed run loads it
         (:meth:`load_stream_state`) and plays the episodes the uninterrupted run would have."""
-        return {"streams": self._streams.cpu(), "episodes": self._episodes.cpu(), "started": self._started}
+        state = {"streams": self._streams.cpu(), "episodes": self._episodes.cpu(), "started": self._started}
+        if self.curriculum is not None:
+            state["curriculum"] = {**self.curriculum.state_dict(), "difficulty": self.difficulty}
+        return state
 
     def load_stream_state(self, state: dict[str, Any]) -> None:
         """Continue the streams of :meth:`stream_state`; the next ``reset()`` starts their next episodes."""
@@ -410,6 +456,9 @@ class TorchVectorEnv(VectorEnv):
         self._streams = state["streams"].to(self.device)
         self._episodes = state["episodes"].to(self.device)
         self._started = bool(state["started"])
+        if self.curriculum is not None and "curriculum" in state:
+            self.curriculum.load_state_dict(state["curriculum"])
+            self.difficulty = state["curriculum"]["difficulty"]
 
     def _begin(self, mask: torch.Tensor) -> None:
         keys = episode_key(self._streams, self._episodes)
@@ -434,6 +483,8 @@ class TorchVectorEnv(VectorEnv):
         if self.max_episode_steps is not None:
             truncated = truncated | (active & (self._steps >= self.max_episode_steps))
         done = terminated | truncated
+        if self.curriculum is not None:
+            self.curriculum.count(done, info["success"])
         info = self._info(info, active, done)
         mode = self.metadata["autoreset_mode"]
         if mode == AutoresetMode.DISABLED:

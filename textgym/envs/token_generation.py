@@ -334,6 +334,13 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         self.score = torch.zeros(B, device=dev)  # last score, for shaping
         self._rows = torch.arange(B, device=dev)
         self._cols = torch.arange(s.max_len, device=dev)
+        levels = getattr(s.task, "difficulties", None)
+        if levels is not None:  # a puzzle's knob: the levels up to the one the env was made with, which set its shapes
+            self.difficulties = range(levels[0], s.task.difficulty + 1)
+            self._difficulty = s.task.difficulty
+
+    def _apply_difficulty(self, level: int) -> None:
+        self.setup.task.difficulty = level
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -14,6 +14,7 @@ A judge never raises: an answer it cannot read scores 0.
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import random
 from collections import deque
@@ -32,7 +33,8 @@ class PuzzleTask(Task):
     :meth:`judge`, and set :attr:`symbols` and :attr:`difficulties`.
 
     Args:
-        difficulty: how hard the puzzles are, an integer in :attr:`difficulties`.
+        difficulty: how hard the puzzles are, an integer in :attr:`difficulties`. It may be
+            lowered later (a curriculum does): the env's shapes fit the difficulty it was made with.
 
     Attributes:
         difficulties: the allowed difficulties (a ``range``); what they mean is in the subclass.
@@ -48,7 +50,7 @@ class PuzzleTask(Task):
             lo, hi = self.difficulties[0], self.difficulties[-1]
             raise ValueError(f"{type(self).__name__}: difficulty must be an integer in {lo}..{hi}, got {difficulty!r}")
         self.difficulty = difficulty
-        self._examples: dict[int, Example] = {}
+        self._examples: dict[tuple[int, int], Example] = {}
 
     # -- what a puzzle implements ---------------------------------------------------------------
     def draw(self, rng: random.Random) -> Any:
@@ -74,10 +76,10 @@ class PuzzleTask(Task):
 
     # -- the Task ---------------------------------------------------------------------------------
     def example(self, key: int) -> Example:
-        key = int(key)
+        key = (self.difficulty, int(key))
         found = self._examples.get(key)
         if found is None:
-            puzzle = self.draw(random.Random(f"{self.name}/{self.difficulty}/{key}"))
+            puzzle = self.draw(random.Random(f"{self.name}/{self.difficulty}/{key[1]}"))
             found = Example(self.prompt(puzzle), (self.solve(puzzle),))
             if len(self._examples) >= self._CACHE:
                 self._examples.clear()
@@ -126,13 +128,14 @@ class PuzzleTask(Task):
         return f"{type(self).__name__}(difficulty={self.difficulty})"
 
 
-def _grid(prompt: str, size: int, cells: str) -> list[str]:
-    """The rows of a ``size`` x ``size`` grid written as ``row/row/...=`` over ``cells``."""
+def _grid(prompt: str, cells: str, size: int | None = None) -> list[str]:
+    """The rows of a square grid written as ``row/row/...=`` over ``cells`` (``size`` x ``size`` if given)."""
     if not prompt.endswith("="):
         raise ValueError("a prompt ends with '='")
     rows = prompt[:-1].split("/")
-    if len(rows) != size or any(len(r) != size or set(r) - set(cells) for r in rows):
-        raise ValueError(f"expected {size} rows of {size} cells over {cells!r}")
+    n = len(rows) if size is None else size
+    if len(rows) != n or any(len(r) != n or set(r) - set(cells) for r in rows):
+        raise ValueError(f"expected a square grid of {n} rows over {cells!r}")
     return rows
 
 
@@ -436,7 +439,7 @@ class SudokuTask(PuzzleTask):
         return "/".join(cells[r * n : (r + 1) * n] for r in range(n)) + "="
 
     def parse(self, prompt: str) -> list[int]:
-        rows = _grid(prompt, self.size, "123456"[: self.size] + ".")
+        rows = _grid(prompt, "123456"[: self.size] + ".", self.size)
         return [0 if ch == "." else int(ch) for ch in "".join(rows)]
 
     def solve(self, puzzle: list[int]) -> str:
@@ -525,7 +528,7 @@ class MazeTask(PuzzleTask):
         return "/".join(puzzle) + "="
 
     def parse(self, prompt: str) -> list[str]:
-        rows = _grid(prompt, self.difficulty, "#.SG")
+        rows = _grid(prompt, "#.SG")
         if "".join(rows).count("S") != 1 or "".join(rows).count("G") != 1:
             raise ValueError("a maze has one S and one G")
         return rows
@@ -582,40 +585,28 @@ class LightsOutTask(PuzzleTask):
 
     def __init__(self, difficulty: int = 3) -> None:
         super().__init__(difficulty)
-        n = difficulty
-        self._press = []  # the lights each cell's press toggles, as a bit mask
-        for r in range(n):
-            for c in range(n):
-                mask = 0
-                for dr, dc in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
-                    if 0 <= r + dr < n and 0 <= c + dc < n:
-                        mask |= 1 << ((r + dr) * n + c + dc)
-                self._press.append(mask)
 
-    def draw(self, rng: random.Random) -> int:
-        while True:
-            presses = [i for i in range(self.difficulty**2) if rng.random() < 0.5]
-            lights = self._apply(0, presses)
-            if lights:
-                return lights
-
-    def _apply(self, lights: int, presses: Sequence[int]) -> int:
-        for i in presses:
-            lights ^= self._press[i]
-        return lights
-
-    def prompt(self, puzzle: int) -> str:
+    def draw(self, rng: random.Random) -> tuple[int, int]:
         n = self.difficulty
-        return "/".join("".join(str(puzzle >> (r * n + c) & 1) for c in range(n)) for r in range(n)) + "="
+        while True:
+            presses = [i for i in range(n * n) if rng.random() < 0.5]
+            lights = _lights_after(n, 0, presses)
+            if lights:
+                return n, lights
 
-    def parse(self, prompt: str) -> int:
-        cells = "".join(_grid(prompt, self.difficulty, "01"))
-        return sum(1 << i for i, ch in enumerate(cells) if ch == "1")
+    def prompt(self, puzzle: tuple[int, int]) -> str:
+        n, lights = puzzle
+        return "/".join("".join(str(lights >> (r * n + c) & 1) for c in range(n)) for r in range(n)) + "="
 
-    def solve(self, puzzle: int) -> str:
-        n2 = self.difficulty**2
+    def parse(self, prompt: str) -> tuple[int, int]:
+        rows = _grid(prompt, "01")
+        return len(rows), sum(1 << i for i, ch in enumerate("".join(rows)) if ch == "1")
+
+    def solve(self, puzzle: tuple[int, int]) -> str:
+        n, lights = puzzle
+        n2, press = n * n, _press_masks(n)
         # Gaussian elimination over GF(2) on the augmented rows [press columns | lights]
-        rows = [sum((self._press[j] >> i & 1) << j for j in range(n2)) | (puzzle >> i & 1) << n2 for i in range(n2)]
+        rows = [sum((press[j] >> i & 1) << j for j in range(n2)) | (lights >> i & 1) << n2 for i in range(n2)]
         pivots, r = [], 0
         for col in range(n2):
             pivot = next((k for k in range(r, n2) if rows[k] >> col & 1), None)
@@ -635,17 +626,17 @@ class LightsOutTask(PuzzleTask):
                 rest = sum(x[f] for f in free if rows[k] >> f & 1)
                 x[col] = (rows[k] >> n2 & 1) ^ (rest & 1)
             presses = sorted(c for c, v in x.items() if v)
-            if self._apply(puzzle, presses) == 0 and (best is None or len(presses) < len(best)):
+            if _lights_after(n, lights, presses) == 0 and (best is None or len(presses) < len(best)):
                 best = presses
         if best is None:
             raise ValueError("these lights cannot all be switched off")
         return "".join(_CELLS[i] for i in best)
 
-    def judge(self, puzzle: int, answer: str) -> float:
-        n2 = self.difficulty**2
-        if not answer or set(answer) - set(_CELLS[:n2]):
+    def judge(self, puzzle: tuple[int, int], answer: str) -> float:
+        n, lights = puzzle
+        if not answer or set(answer) - set(_CELLS[: n * n]):
             return 0.0
-        if self._apply(puzzle, [_CELLS.index(ch) for ch in answer]):
+        if _lights_after(n, lights, [_CELLS.index(ch) for ch in answer]):
             return 0.0
         return min(1.0, len(self.solve(puzzle)) / len(answer))
 
@@ -654,3 +645,25 @@ class LightsOutTask(PuzzleTask):
 
     def answer_chars(self) -> int:
         return self.difficulty**2
+
+
+@functools.cache
+def _press_masks(n: int) -> tuple[int, ...]:
+    """The lights each cell's press toggles on an ``n`` x ``n`` grid, as bit masks."""
+    masks = []
+    for r in range(n):
+        for c in range(n):
+            mask = 0
+            for dr, dc in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+                if 0 <= r + dr < n and 0 <= c + dc < n:
+                    mask |= 1 << ((r + dr) * n + c + dc)
+            masks.append(mask)
+    return tuple(masks)
+
+
+def _lights_after(n: int, lights: int, presses: Sequence[int]) -> int:
+    """The lights of an ``n`` x ``n`` grid after pressing ``presses`` (cell indices)."""
+    masks = _press_masks(n)
+    for i in presses:
+        lights ^= masks[i]
+    return lights

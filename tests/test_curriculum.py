@@ -1,0 +1,110 @@
+"""The curriculum: its band logic, its bad input, its place in a trainer's log, and exact resume."""
+
+import gymnasium as gym
+import pytest
+import torch
+
+import textgym  # noqa: F401  (registers the envs)
+from textgym.agents import ppo
+from textgym.agents.state import Checkpointer, TrainingInterrupted, same_weights
+from textgym.agents.state import run_history as metrics
+from textgym.envs.curriculum import Curriculum
+
+
+def _play(envs, seed, succeed):
+    """One episode in every sub-env: the expert's answer where ``succeed``, else eos at once."""
+    obs, _ = envs.reset(seed=seed)
+    done = torch.zeros(envs.num_envs, dtype=torch.bool)
+    while not done.all():
+        actions = torch.where(succeed, envs.expert(obs), envs.tokenizer.eos_id)
+        obs, _, terminated, truncated, _ = envs.step(actions)
+        done |= terminated | truncated
+
+
+def test_the_band_moves_the_difficulty_up_down_and_holds_it():
+    envs = gym.make_vec("textgym/Hanoi-v0", num_envs=10, device="cpu", autoreset_mode="disabled",
+                        task_kwargs={"difficulty": 3})
+    assert envs.difficulties == range(1, 4) and envs.difficulty == 3
+    envs.set_curriculum(Curriculum(low=0.3, high=0.7, episodes=10))
+    assert envs.difficulty == 1  # starts at the easiest
+    levels = []
+    for seed, rate in enumerate([1.0, 1.0, 1.0, 1.0, 0.5, 0.7, 0.2, 0.0, 0.0, 0.3]):
+        _play(envs, seed, torch.arange(10) < round(rate * 10))
+        levels.append(envs.difficulty)
+        envs.reset(seed=100 + seed)  # the decision comes with the next full reset
+        assert envs.difficulty == _expected(levels[-1], rate)
+        assert envs.setup.task.difficulty == envs.difficulty
+    assert levels == [1, 2, 3, 3, 3, 3, 3, 2, 1, 1]
+    assert envs.curriculum.moves == [(0, 1), (10, 2), (20, 3), (70, 2), (80, 1)]
+
+
+def _expected(level, rate):
+    return min(3, level + 1) if rate > 0.7 else max(1, level - 1) if rate < 0.3 else level
+
+
+def test_a_decision_waits_for_enough_episodes():
+    envs = gym.make_vec("textgym/Hanoi-v0", num_envs=4, device="cpu", autoreset_mode="disabled")
+    envs.set_curriculum(Curriculum(episodes=10))
+    for seed in range(2):  # 8 episodes: not yet
+        _play(envs, seed, torch.ones(4, dtype=torch.bool))
+    envs.reset(seed=9)
+    assert envs.difficulty == 1
+    _play(envs, 3, torch.ones(4, dtype=torch.bool))  # 12
+    envs.reset(seed=10)
+    assert envs.difficulty == 2
+
+
+def test_the_puzzles_at_a_lower_difficulty_are_those_of_that_difficulty():
+    low = gym.make_vec("textgym/Maze-v0", num_envs=4, device="cpu", render_mode="ansi", task_kwargs={"difficulty": 3})
+    high = gym.make_vec("textgym/Maze-v0", num_envs=4, device="cpu", render_mode="ansi", task_kwargs={"difficulty": 6})
+    high.difficulty = 3
+    low.reset(seed=1)
+    high.reset(seed=1)
+    assert low.render() == high.render()
+
+
+def test_bad_curricula_and_difficulties_are_refused():
+    for kwargs, match in [({"low": 0.8, "high": 0.2}, "band is empty"), ({"low": 0.5, "high": 0.5}, "band is empty"),
+                          ({"low": -0.1}, r"low must be a success rate in \[0, 1\]"),
+                          ({"high": 1.5}, r"high must be a success rate in \[0, 1\]"),
+                          ({"episodes": 0}, "episodes must be a positive integer")]:
+        with pytest.raises(ValueError, match=match):
+            Curriculum(**kwargs)
+    with pytest.raises(ValueError, match="keys among"):
+        Curriculum.from_setting({"band": [0.2, 0.8]})
+    envs = gym.make_vec("textgym/Reverse-v0", num_envs=2, device="cpu")
+    with pytest.raises(ValueError, match="has no difficulty knob"):
+        envs.set_curriculum(Curriculum())
+    hanoi = gym.make_vec("textgym/Hanoi-v0", num_envs=2, device="cpu")
+    with pytest.raises(ValueError, match=r"difficulty must be an integer in 1\.\.3, got 4"):
+        hanoi.difficulty = 4  # above the difficulty it was made with: its shapes do not fit
+    with pytest.raises(ValueError, match=r"curriculum start must be a difficulty in 1\.\.3"):
+        hanoi.set_curriculum(Curriculum(start=5))
+    with pytest.raises(ValueError, match="curriculum must be a JSON object or None"):
+        ppo.PPOConfig(curriculum=[0.2, 0.8])
+    with pytest.raises(ValueError, match="no difficulty knob"):
+        ppo.train(ppo.PPOConfig(env_id="textgym/Reverse-v0", curriculum={}, num_envs=4, total_steps=10), progress=False)
+
+
+def test_a_trainer_logs_the_difficulty_and_resumes_it_exactly(tmp_path, monkeypatch):
+    cfg = ppo.PPOConfig(env_id="textgym/Hanoi-v0", env_kwargs={"task_kwargs": {"difficulty": 3}},
+                        curriculum={"low": 0.0, "high": 0.01, "episodes": 8}, num_envs=8, total_steps=600,
+                        eval_episodes=8, device="cpu", n_layers=1, d_model=32)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    ppo.train(cfg, out=whole, progress=False, save_every=100)
+    levels = [row["difficulty"] for row in metrics(whole)]
+    assert levels[0] == 1.0 and set(levels) <= {1.0, 2.0, 3.0}
+    real = Checkpointer.end_of_iteration
+
+    def stop_at_3(self, run):
+        if run.iteration == 3:
+            self.stop = "SIGTERM"
+        real(self, run)
+
+    monkeypatch.setattr(Checkpointer, "end_of_iteration", stop_at_3)
+    with pytest.raises(TrainingInterrupted):
+        ppo.train(cfg, out=parts, progress=False, save_every=100)
+    monkeypatch.setattr(Checkpointer, "end_of_iteration", real)
+    ppo.train(cfg, out=parts, progress=False, save_every=100, resume=True)
+    assert metrics(parts) == metrics(whole)
+    assert same_weights(parts, whole)
