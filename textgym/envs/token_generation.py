@@ -64,7 +64,7 @@ class TokenSetup:
             alphabet = task.alphabet()
             if alphabet is None:
                 raise ValueError(f"task {task.name!r} has no fixed alphabet: pass a tokenizer")
-            tokenizer = CharTokenizer(alphabet)
+            tokenizer = CharTokenizer(alphabet, unk=getattr(task, "open_alphabet", False))
         tokenizer = as_tokenizer(tokenizer)
         reward = rewards.make(reward, **(reward_kwargs or {}))
         if max_prompt_len is None:
@@ -113,7 +113,7 @@ _DOC_ARGS = """
     ## Arguments
 
     * `task`: a name (`"copy"`, `"reverse"`, `"sort"`, `"addition"`, `"review"`, the puzzles `"countdown"`,
-      `"hanoi"`, `"sudoku"`, `"maze"`, `"lights_out"`), a path to a `.jsonl` file of
+      `"hanoi"`, `"sudoku"`, `"maze"`, `"lights_out"`; `"reasoning_gym"` with `task_kwargs={"dataset": NAME}`), a path to a `.jsonl` file of
       `{"prompt": ..., "references": [...]}` lines, a list of examples, or a `textgym.tasks.Task`
       (e.g. `ListTask.from_hf_dataset(...)`). Default `"copy"`.
     * `task_kwargs`: arguments of a named task (`alphabet`, `min_length`, `max_length`,

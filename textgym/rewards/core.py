@@ -275,7 +275,7 @@ class TaskScore(Reward):
         if type(task).score is Task.score:
             raise ValueError(f"reward 'task' scores with the task's own judge, and task {task.name!r} has none: "
                              "use it with a task that defines score() (the puzzles: countdown, hanoi, sudoku, maze, "
-                             "lights_out), or choose another reward")
+                             "lights_out; reasoning_gym), or choose another reward")
         self.task = task
 
     def score(self, batch: EpisodeBatch) -> list[float]:

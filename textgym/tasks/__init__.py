@@ -10,6 +10,7 @@ Built in:
 * reasoning puzzles with optimal solvers and a ``difficulty`` knob, judged by their rules
   (:mod:`textgym.tasks.puzzles`): :class:`CountdownTask`, :class:`HanoiTask`, :class:`SudokuTask`,
   :class:`MazeTask`, :class:`LightsOutTask`;
+* :class:`ReasoningGymTask`: any of Reasoning Gym's datasets, scored by its own scorer (an optional extra);
 * :class:`ReviewTask`: short reviews under a template grammar (``"tea:"`` → ``"tea is very good"``),
   the built-in RLHF teaching task;
 * :class:`ListTask`: examples from a Python list, a JSONL file (:meth:`ListTask.from_jsonl`) or a
@@ -38,6 +39,7 @@ from textgym.tasks.puzzles import (
     PuzzleTask,
     SudokuTask,
 )
+from textgym.tasks.reasoning_gym import ReasoningGymTask
 from textgym.tasks.strings import CopyTask, ReverseTask, SortTask, StringTask
 
 TASKS: dict[str, type[Task] | str] = {
@@ -50,6 +52,7 @@ TASKS: dict[str, type[Task] | str] = {
     "sudoku": SudokuTask,
     "maze": MazeTask,
     "lights_out": LightsOutTask,
+    "reasoning_gym": ReasoningGymTask,
     "review": "textgym.review:ReviewTask",  # by entry point: Review-v0's module imports the rewards, which import this
 }
 """The named tasks: a :class:`Task` class, or its ``"module:Name"`` entry point (imported on first use)."""
@@ -94,7 +97,7 @@ def make_task(spec: Any, **kwargs: Any) -> Task:
 
     Args:
         spec: ``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``, ``"review"``, ``"countdown"``,
-            ``"hanoi"``, ``"sudoku"``, ``"maze"``, ``"lights_out"``; a path to a JSONL file; a list
+            ``"hanoi"``, ``"sudoku"``, ``"maze"``, ``"lights_out"``, ``"reasoning_gym"``; a path to a JSONL file; a list
             of examples (see :class:`ListTask`); a :class:`Task` (returned as is); or ``"module:name"``
             of your own Task, Task class, list of examples, or function returning one (called with
             ``kwargs``; the current folder is searched too, see :mod:`textgym.names`).
@@ -124,4 +127,4 @@ def make_task(spec: Any, **kwargs: Any) -> Task:
 
 
 __all__ = ["AdditionTask", "CopyTask", "CountdownTask", "EncodedExamples", "Example", "HanoiTask", "LightsOutTask",
-           "ListTask", "MazeTask", "PuzzleTask", "ReverseTask", "SortTask", "StringTask", "SudokuTask", "SymbolTask", "TASKS", "Task", "encode_examples", "iter_jsonl", "make_task", "register_task"]
+           "ListTask", "MazeTask", "PuzzleTask", "ReasoningGymTask", "ReverseTask", "SortTask", "StringTask", "SudokuTask", "SymbolTask", "TASKS", "Task", "encode_examples", "iter_jsonl", "make_task", "register_task"]
