@@ -98,9 +98,9 @@ def bench_ppo(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
     return {"textgym_ppo_sps": ours_sps, "sb3_ppo_sps": model.num_timesteps / seconds}
 
 
-def bench_vector_env(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
+def bench_vector_env(cfg: BenchConfig, device: torch.device, env_id: str = "textgym/Reverse-v0") -> dict[str, float]:
     """Random-action steps per second: torch vector env against SyncVectorEnv of single envs."""
-    vec = gym.make_vec("textgym/Reverse-v0", num_envs=cfg.vec_envs, device=device)
+    vec = gym.make_vec(env_id, num_envs=cfg.vec_envs, device=device)
     vec.reset(seed=0)
     n = vec.single_action_space.n
     g = torch.Generator(device=device).manual_seed(0)
@@ -113,7 +113,7 @@ def bench_vector_env(cfg: BenchConfig, device: torch.device) -> dict[str, float]
 
     torch_sps = cfg.vec_steps * cfg.vec_envs / _timed(run_torch)
 
-    sync = gym.vector.SyncVectorEnv([lambda: gym.make("textgym/Reverse-v0") for _ in range(cfg.vec_envs)])
+    sync = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(cfg.vec_envs)])
     sync.reset(seed=0)
     np_actions = np.random.default_rng(0).integers(0, n, (cfg.sync_steps, cfg.vec_envs))
     sync_sps = cfg.sync_steps * cfg.vec_envs / _timed(lambda: [sync.step(np_actions[t]) for t in range(cfg.sync_steps)])
