@@ -34,7 +34,10 @@ from textgym.threads import set_threads
 
 TRAINERS = {"ppo": (ppo, ppo.PPOConfig), "reinforce": (reinforce, reinforce.ReinforceConfig),
             "grpo": (grpo, grpo.GRPOConfig), "sft": (sft, sft.SFTConfig)}
-ALGO_NAMES = {"ppo": "PPO", "reinforce": "REINFORCE (RLOO)", "grpo": "GRPO", "sft": "SFT", "sft+ppo": "SFT then PPO"}
+ALGO_NAMES = {"ppo": "PPO", "reinforce": "REINFORCE (RLOO)", "grpo": "GRPO", "sft": "SFT", "sft+ppo": "SFT then PPO",
+              "ppo-no-curriculum": "PPO without its curriculum"}
+NO_CURRICULUM = "ppo-no-curriculum"
+"""PPO's recipe with its curriculum turned off: the same budget from the hardest level on."""
 SFT_THEN_PPO = {"kl_coef": 0.05}
 """PPO's settings after SFT, over the env's PPO recipe: a KL leash to the SFT policy."""
 
@@ -48,7 +51,11 @@ CELLS = [
     ("GuessNumber-v0", "ppo"), ("Sort-v0", "ppo"), ("Sort-v0", "reinforce"), ("Sort-v0", "grpo"),
     ("GuessNumberText-v0", "ppo"),
     ("Review-v0", "sft"), ("Mastermind-v0", "sft"), ("BullsAndCows-v0", "sft"),
+    ("Hanoi-v0", "sft"), ("Sudoku-v0", "sft"), ("Maze-v0", "sft"), ("LightsOut-v0", "sft"), ("Countdown-v0", "sft"),
+    ("Sudoku-v0", "ppo"), ("Sudoku-v0", NO_CURRICULUM),
 ]
+PUZZLES = ("Countdown-v0", "Hanoi-v0", "Sudoku-v0", "Maze-v0", "LightsOut-v0")
+"""Their expert scores 1 on every puzzle (``tests/test_puzzles.py``): the reference line of their rows."""
 # The env's headline result and its own metric: (key, label) each.
 RESULTS = {
     "GuessNumber-v0": (("success_rate", "success"), ("mean_guesses", "mean guesses")),
@@ -56,23 +63,28 @@ RESULTS = {
     "Mastermind-v0": (("success_rate", "success"), ("mean_guesses", "mean guesses")),
     "BullsAndCows-v0": (("success_rate", "success"), ("mean_guesses", "mean guesses")),
     "Review-v0": (("grammatical", "grammatical"), ("mean_return", "rule's reward")),
+    **{env: (("success_rate", "optimal (expert: 1.000)"), ("solved", "solved")) for env in PUZZLES},
 }
 TOKEN_RESULT = (("exact_match", "exact match"), ("mean_return", "token accuracy"))
 TARGETS = {"GuessNumber-v0": (0.99, 5.9), "GuessNumberText-v0": (0.99, 6.0), "Mastermind-v0": (0.99, 4.6),
            "BullsAndCows-v0": (0.99, 5.6), "Review-v0": None}
 """The issue's targets: (the least mean result, the most mean guesses or None); None: report only."""
+CELL_TARGETS = {("Sudoku-v0", "ppo"): (0.95, None), ("Sudoku-v0", NO_CURRICULUM): None}
+"""Targets of single cells: RL with a curriculum on a new env, and the same without it (report only)."""
 EVAL_SEED = 2024
 
 
 def stages(env: str, algo: str, seed: int, quick: bool) -> list[tuple[object, object]]:
     """``(trainer module, config)`` for each stage of a cell, each starting from the last one's policy."""
     env_id = f"textgym/{env}"
-    algos = ["sft", "ppo"] if algo == "sft+ppo" else [algo]
+    algos = {"sft+ppo": ["sft", "ppo"], NO_CURRICULUM: ["ppo"]}.get(algo, [algo])
     out = []
     for stage in algos:
         recipe = find_recipe(env_id, stage, required=True)
         module, cls = TRAINERS[stage]
         fields = {**recipe.config, **(SFT_THEN_PPO if algo == "sft+ppo" and stage == "ppo" else {})}
+        if algo == NO_CURRICULUM:
+            fields.pop("curriculum")
         cfg = cls(env_id=env_id, env_kwargs=recipe.env_kwargs, seed=seed, **fields)
         if quick:
             cfg = replace(cfg, total_steps=400, num_envs=16, eval_episodes=8)
@@ -92,6 +104,12 @@ def run_cell(env: str, algo: str, seed: int, quick: bool, episodes: int) -> dict
     evaluation = evaluate_policy(policy, f"textgym/{env}", {}, episodes, next(policy.parameters()).device, seed=EVAL_SEED)
     return {"env": env, "algo": algo, "seed": seed, "env_steps": steps, "train_seconds": round(seconds, 1),
             "cpu_seconds": round(cpu_seconds, 1), "eval": evaluation, "curve": curve[:: max(1, len(curve) // 100)]}
+
+
+def algo_name(env: str, algo: str) -> str:
+    """The algorithm's name in the table; "with a curriculum" where its recipe has one."""
+    recipe = find_recipe(f"textgym/{env}", algo) if algo in TRAINERS else None
+    return ALGO_NAMES[algo] + (" with a curriculum" if recipe and recipe.config.get("curriculum") is not None else "")
 
 
 def cell_key(row: dict) -> str:
@@ -140,7 +158,7 @@ def summary(env: str, group: list[dict]) -> tuple[str, str]:
 
 def target_text(env: str, group: list[dict]) -> str:
     """The env's target, and whether the cell's mean over seeds meets it."""
-    target = TARGETS.get(env, (0.99, None))
+    target = CELL_TARGETS.get((env, group[0]["algo"]), TARGETS.get(env, (0.99, None)))
     if target is None:
         return "report"
     (key, _), (key2, _) = RESULTS.get(env, TOKEN_RESULT)
@@ -162,7 +180,7 @@ def table(rows: list[dict]) -> str:
         seconds = statistics.mean(r["train_seconds"] for r in group)
         cpu = statistics.mean(r["cpu_seconds"] for r in group)
         target = target_text(env, group)
-        lines.append(f"| {env} | {ALGO_NAMES[algo]} | {group[0]['env_steps']:,} | {seconds:,.0f} s | {cpu:,.0f} s | "
+        lines.append(f"| {env} | {algo_name(env, algo)} | {group[0]['env_steps']:,} | {seconds:,.0f} s | {cpu:,.0f} s | "
                      f"{len(group)} | {result} | {metric} | {target} |")
     return "\n".join(lines)
 
@@ -206,7 +224,7 @@ def plot(rows: list[dict], folder: Path) -> list[Path]:
             n = min(len(c) for c in curves)
             steps = [curves[0][i][0] for i in range(n)]
             ax.plot(steps, [statistics.mean(c[i][1] for c in curves) for i in range(n)],
-                    label=f"{ALGO_NAMES[algo]} ({len(curves)} seeds)")
+                    label=f"{algo_name(env, algo)} ({len(curves)} seeds)")
         ax.set(title=env, xlabel="env steps", ylabel="success while training", ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
         fig.tight_layout()
