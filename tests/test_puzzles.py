@@ -195,3 +195,9 @@ def test_sft_smoke(env_id):
     result = sft.train(sft.SFTConfig(env_id=env_id, total_steps=300, num_envs=16, n_layers=1, d_model=32,
                                      n_heads=2, eval_episodes=16), progress=False)
     assert result.history and 0.0 <= result.eval["success_rate"] <= 1.0 and "solved" in result.eval
+
+
+def test_help_of_a_puzzle_id_is_its_manual():
+    doc = type(gym.make("textgym/Sudoku-v0")).__doc__
+    assert "SudokuTask" in doc and "digits of the empty cells" in doc
+    assert 'task_kwargs={"difficulty": 1}' in doc and "TokenGenerationEnv" in doc
