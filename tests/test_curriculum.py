@@ -108,3 +108,24 @@ def test_a_trainer_logs_the_difficulty_and_resumes_it_exactly(tmp_path, monkeypa
     ppo.train(cfg, out=parts, progress=False, save_every=100, resume=True)
     assert metrics(parts) == metrics(whole)
     assert same_weights(parts, whole)
+
+
+def test_the_guessing_game_in_text_has_its_range_as_the_knob():
+    envs = gym.make_vec("textgym/GuessNumberText-v0", num_envs=64, device="cpu", autoreset_mode="disabled",
+                        render_mode="ansi")
+    assert envs.tops == [8, 16, 32, 64, 100] and envs.difficulties == range(1, 6) and envs.difficulty == 5
+    envs.difficulty = 2
+    obs, _ = envs.reset(seed=0)
+    assert envs.render().startswith("guess 1-16\n") and int(envs.secret.max()) <= 16
+    done, won = torch.zeros(64, dtype=torch.bool), torch.zeros(64, dtype=torch.bool)
+    while not done.all():
+        obs, _, terminated, truncated, info = envs.step(envs.expert(obs))
+        done |= terminated | truncated
+        won |= terminated & info["success"]
+    assert bool(won.all()) and envs.episode_metrics()["mean_guesses"] <= 5  # binary search on 1..16
+    # a guess above the level's range is invalid, as a guess above 100 is at the top level
+    envs.reset(seed=1)
+    for ch in "17":
+        obs, *_ = envs.step(torch.full((64,), envs.tokenizer.encode(ch)[0]))
+    envs.step(torch.full((64,), envs.tokenizer.eos_id))
+    assert envs.render().split("\n---\n")[0].endswith("17: invalid\n")

@@ -75,9 +75,10 @@ class GuessRules:
         self.guess_penalty, self.shaping = float(guess_penalty), bool(shaping)
         self.n = self.high - self.low + 1  # how many secrets there are
 
-    def secret(self, key):
-        """The secret of the episode with this key (see :mod:`textgym.seeding`): uniform on ``[low, high]``."""
-        return self.low + key % self.n
+    def secret(self, key, high=None):
+        """The secret of the episode with this key (see :mod:`textgym.seeding`): uniform on ``[low, high]``
+        (``high``: a lower top for this episode, an int or one per sub-env)."""
+        return self.low + key % (self.n if high is None else high - self.low + 1)
 
     def judge(self, lo, hi, guess, secret, made):
         """One guess judged: ``(lo, hi, correct, reward)`` after it.

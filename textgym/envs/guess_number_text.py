@@ -193,6 +193,10 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
     whole batch. ``info`` holds ``guesses``, ``invalid``, ``success``, and ``secret`` where
     ``info["_secret"]`` is true. Its expert plays binary search in digits; :meth:`episode_metrics`
     reports ``mean_guesses`` and ``invalid_guesses``.
+
+    Its difficulty knob (for a curriculum) is the range: level ``k`` draws the secret from
+    ``low..low + 2**(k + 2) - 1`` (``guess 1-8``, ``guess 1-16``, ...), the top level from
+    ``low..high``; ``tops`` lists each level's highest secret.
     """
 
     has_expert = True
@@ -230,22 +234,39 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
             self._digit_value[token] = d
         # The transcript buffer has `width` spare columns so feedback is written without clipping.
         self.transcript = torch.full((B, text.max_len + width), tok.pad_id, dtype=torch.int64, device=dev)
-        self._rules = torch.tensor(text.rules, dtype=torch.int64, device=dev)
+        # The difficulty knob: level k plays on low..tops[k - 1], the top level on low..high.
+        self.tops = [self.low - 1 + 2**k for k in range(3, 64) if 2**k < self.game.n] + [self.high]
+        self.difficulties = range(1, len(self.tops) + 1)
+        self._difficulty = len(self.tops)
+        rules = [tok.encode(rules_line(self.low, top)) for top in self.tops]
+        self._rules = torch.full((len(rules), len(rules[-1])), tok.pad_id, dtype=torch.int64, device=dev)
+        for k, ids in enumerate(rules):
+            self._rules[k, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        self._rules_len = [len(ids) for ids in rules]
         z = torch.zeros(B, dtype=torch.int64, device=dev)
         self.length, self.secret, self.value, self.digits, self.guesses, self.invalid = (z.clone() for _ in range(6))
         self.lo, self.hi = z + self.low, z + self.high  # the secrets still possible
+        self.top = z + self.high  # each game's highest secret (its level's)
         self._cols = torch.arange(self.transcript.shape[1], device=dev)
 
+    def _apply_difficulty(self, level: int) -> None:
+        """Games that start from now on are played on ``low..tops[level - 1]`` (their rules line says so),
+        with the top level's digit limit; with ``shaping``, the information is valued against the top
+        level's range, so a won game at a lower level is paid less."""
+
     def _start(self, mask, keys):
-        R = len(self._rules)
+        level = self.difficulty - 1
+        R, top = self._rules_len[level], self.tops[level]
         self.transcript = torch.where(mask[:, None], self.tokenizer.pad_id, self.transcript)
-        self.transcript[:, :R] = torch.where(mask[:, None], self._rules, self.transcript[:, :R])
+        width = self._rules.shape[1]
+        self.transcript[:, :width] = torch.where(mask[:, None], self._rules[level], self.transcript[:, :width])
         self.length = torch.where(mask, R, self.length)
-        self.secret = torch.where(mask, self.game.secret(keys), self.secret)
+        self.secret = torch.where(mask, self.game.secret(keys, top), self.secret)
         for name in ("value", "digits", "guesses", "invalid"):
             setattr(self, name, torch.where(mask, 0, getattr(self, name)))
         self.lo = torch.where(mask, self.low, self.lo)
-        self.hi = torch.where(mask, self.high, self.hi)
+        self.hi = torch.where(mask, top, self.hi)
+        self.top = torch.where(mask, top, self.top)
 
     def _write(self, tokens: torch.Tensor, count: torch.Tensor) -> None:
         """Append the first ``count`` of ``tokens`` (B, W) to each transcript."""
@@ -264,7 +285,7 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
         self.digits = self.digits + is_digit.long()
         ends = active & ~is_digit  # anything but an accepted digit ends the guess
         is_eos = actions == self.tokenizer.eos_id
-        valid = ends & is_eos & (self.digits > 0) & (self.value >= self.low) & (self.value <= self.high)
+        valid = ends & is_eos & (self.digits > 0) & (self.value >= self.low) & (self.value <= self.top)
         self.lo, self.hi, correct, reward = self.game.judge(self.lo, self.hi, self.value, self.secret, valid)
         reward = torch.where(ends, reward, 0.0)
         feedback = torch.where(ends, feedback_code(valid, correct, self.secret > self.value), SAYS_NOTHING)
