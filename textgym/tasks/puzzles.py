@@ -103,15 +103,13 @@ class PuzzleTask(Task):
     def alphabet(self) -> str:
         return self.symbols
 
+    # Every symbol is one ASCII character: one token of a character tokenizer, and no more than one
+    # of a byte-level BPE tokenizer, so the character counts bound the token counts.
     def max_prompt_tokens(self, tokenizer: Tokenizer) -> int:
-        return self._longest(self.prompt_chars())
+        return self.prompt_chars()
 
     def max_reference_tokens(self, tokenizer: Tokenizer) -> int:
-        return self._longest(self.answer_chars())
-
-    @staticmethod
-    def _longest(chars: int) -> int:
-        return chars  # every symbol is one ASCII character, one token of a character tokenizer
+        return self.answer_chars()
 
     def prompt_chars(self) -> int:
         """The most characters a prompt has at this difficulty."""
