@@ -6,8 +6,8 @@ import torch
 
 import textgym  # noqa: F401  (registers the envs)
 from textgym.agents import ppo
-from textgym.agents.state import Checkpointer, TrainingInterrupted, same_weights
 from textgym.agents.state import run_history as metrics
+from textgym.agents.state import same_weights
 from textgym.envs.curriculum import Curriculum
 
 
@@ -86,7 +86,7 @@ def test_bad_curricula_and_difficulties_are_refused():
         ppo.train(ppo.PPOConfig(env_id="textgym/Reverse-v0", curriculum={}, num_envs=4, total_steps=10), progress=False)
 
 
-def test_a_trainer_logs_the_difficulty_and_resumes_it_exactly(tmp_path, monkeypatch):
+def test_a_trainer_logs_the_difficulty_and_resumes_it_exactly(tmp_path, stop_at):
     cfg = ppo.PPOConfig(env_id="textgym/Hanoi-v0", env_kwargs={"task_kwargs": {"difficulty": 3}},
                         curriculum={"low": 0.0, "high": 0.01, "episodes": 8}, num_envs=8, total_steps=600,
                         eval_episodes=8, device="cpu", n_layers=1, d_model=32)
@@ -94,17 +94,7 @@ def test_a_trainer_logs_the_difficulty_and_resumes_it_exactly(tmp_path, monkeypa
     ppo.train(cfg, out=whole, progress=False, save_every=100)
     levels = [row["difficulty"] for row in metrics(whole)]
     assert levels[0] == 1.0 and set(levels) <= {1.0, 2.0, 3.0}
-    real = Checkpointer.end_of_iteration
-
-    def stop_at_3(self, run):
-        if run.iteration == 3:
-            self.stop = "SIGTERM"
-        real(self, run)
-
-    monkeypatch.setattr(Checkpointer, "end_of_iteration", stop_at_3)
-    with pytest.raises(TrainingInterrupted):
-        ppo.train(cfg, out=parts, progress=False, save_every=100)
-    monkeypatch.setattr(Checkpointer, "end_of_iteration", real)
+    stop_at(3, ppo.train, cfg, out=parts, progress=False, save_every=100)
     ppo.train(cfg, out=parts, progress=False, save_every=100, resume=True)
     assert metrics(parts) == metrics(whole)
     assert same_weights(parts, whole)

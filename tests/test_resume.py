@@ -1,6 +1,7 @@
 """Exact resume: a run stopped (by a signal, or killed) and resumed ends as the run never stopped."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from textgym.agents import grpo, ppo, reinforce, sft
-from textgym.agents.state import STATE_FILE, Checkpointer, TrainingInterrupted, same_weights
+from textgym.agents.state import STATE_FILE, same_weights
 from textgym.agents.state import run_history as metrics
 from textgym.cli import main
 
@@ -24,7 +25,7 @@ TRAINERS = {
 
 
 @pytest.mark.parametrize("name", list(TRAINERS))
-def test_a_stopped_and_resumed_run_ends_as_the_uninterrupted_one(name, tmp_path, monkeypatch):
+def test_a_stopped_and_resumed_run_ends_as_the_uninterrupted_one(name, tmp_path, stop_at):
     module, cls, extra = TRAINERS[name]
     env_id = "textgym/Mastermind-v0" if name == "reinforce" else "textgym/Reverse-v0"  # a text game's own RNGs too
     total = 1500 if name == "reinforce" else 300
@@ -32,17 +33,8 @@ def test_a_stopped_and_resumed_run_ends_as_the_uninterrupted_one(name, tmp_path,
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     module.train(cfg, out=whole, progress=False, save_every=100)
 
-    real = Checkpointer.end_of_iteration
-
-    def stop_at_3(self, run):  # as if SIGTERM arrived during iteration 3
-        if run.iteration == 3:
-            self.stop = "SIGTERM"
-        real(self, run)
-
-    monkeypatch.setattr(Checkpointer, "end_of_iteration", stop_at_3)
-    with pytest.raises(TrainingInterrupted, match="SIGTERM stopped training after iteration 3; .* --resume"):
-        module.train(cfg, out=parts, progress=False, save_every=100)
-    monkeypatch.setattr(Checkpointer, "end_of_iteration", real)
+    stopped = stop_at(3, module.train, cfg, out=parts, progress=False, save_every=100)
+    assert re.search("SIGTERM stopped training after iteration 3; .* --resume", str(stopped))
     assert len(metrics(parts)) == 3
     module.train(cfg, out=parts, progress=False, save_every=100, resume=True)
     assert len(metrics(whole)) > 4

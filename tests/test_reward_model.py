@@ -203,9 +203,9 @@ def test_scoring_in_chunks_gives_the_same_scores(trained):
     assert torch.allclose(LearnedReward(trained[0], chunk=3)(batch), whole, atol=1e-6)
 
 
-def test_a_run_with_a_normalized_learned_reward_resumes_bit_identically(trained, tmp_path, monkeypatch):
+def test_a_run_with_a_normalized_learned_reward_resumes_bit_identically(trained, tmp_path, stop_at):
     from textgym.agents import ppo
-    from textgym.agents.state import Checkpointer, TrainingInterrupted, run_history, same_weights
+    from textgym.agents.state import run_history, same_weights
     from textgym.tokenizers import save_tokenizer
 
     save_tokenizer(TOK, tmp_path / "tok")
@@ -215,17 +215,7 @@ def test_a_run_with_a_normalized_learned_reward_resumes_bit_identically(trained,
                         eval_episodes=8, device="cpu", n_layers=1, d_model=32)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     ppo.train(cfg, out=whole, progress=False, save_every=100)
-    real = Checkpointer.end_of_iteration
-
-    def stop_at_3(self, run):
-        if run.iteration == 3:
-            self.stop = "SIGTERM"
-        real(self, run)
-
-    monkeypatch.setattr(Checkpointer, "end_of_iteration", stop_at_3)
-    with pytest.raises(TrainingInterrupted):
-        ppo.train(cfg, out=parts, progress=False, save_every=100)
-    monkeypatch.setattr(Checkpointer, "end_of_iteration", real)
+    stop_at(3, ppo.train, cfg, out=parts, progress=False, save_every=100)
     state = torch.load(parts / "training_state.pt", weights_only=True)
     assert state["ranks"][0]["envs"]["reward"]["count"] == 3 * 8  # the normalisation's running statistics
     ppo.train(cfg, out=parts, progress=False, save_every=100, resume=True)
