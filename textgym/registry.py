@@ -49,21 +49,19 @@ ENVS: tuple[EnvInfo, ...] = (
             "token_accuracy", {"task": "sort", "reward": "token_accuracy"}),
     EnvInfo("textgym/Addition-v0", _TOKEN, _TOKEN_VEC, "add two numbers of 1-3 digits: '12+7=' -> '19'",
             "token_accuracy", {"task": "addition", "reward": "token_accuracy"}),
-    EnvInfo("textgym/Countdown-v0", _TOKEN, _TOKEN_VEC,
-            "reach the target from 3 numbers with + - * /: '3,5,7:22=' -> '3*5+7'; difficulty = how many numbers (2-6)",
-            "task (1 if the expression is right)", {"task": "countdown", "reward": "task"}),
-    EnvInfo("textgym/Hanoi-v0", _TOKEN, _TOKEN_VEC,
-            "move a tower of 3 discs: '3AC=' -> 'ACABCBACBABCAC'; difficulty = discs (1-7)",
-            "task (optimal moves / moves if legal)", {"task": "hanoi", "reward": "task"}),
-    EnvInfo("textgym/Sudoku-v0", _TOKEN, _TOKEN_VEC,
-            "fill a 4x4 Sudoku's empty cells: '12.4/34../2143/4.21=' -> '3123'; difficulty = empty cells (1-10, default 6)",
-            "task (1 if solved)", {"task": "sudoku", "reward": "task"}),
-    EnvInfo("textgym/Maze-v0", _TOKEN, _TOKEN_VEC,
-            "a shortest path from S to G on a 4x4 grid: 'S.#/.#./..G=' -> 'DDRR'; difficulty = grid side (3-8)",
-            "task (shortest / moves if it arrives)", {"task": "maze", "reward": "task"}),
-    EnvInfo("textgym/LightsOut-v0", _TOKEN, _TOKEN_VEC,
-            "switch off a 3x3 Lights Out board: '110/100/000=' -> 'a'; difficulty = grid side (2-5)",
-            "task (fewest presses / presses if solved)", {"task": "lights_out", "reward": "task"}),
+    *(EnvInfo(f"textgym/{name}-v0", _TOKEN, _TOKEN_VEC, description, f"task ({pays})", {"task": task, "reward": "task"})
+      for name, task, description, pays in (  # the puzzles: the task's own judge pays
+        ("Countdown", "countdown", "reach the target from 3 numbers with + - * /: '3,5,7:22=' -> '3*5+7'; "
+         "difficulty = how many numbers (2-6)", "1 if the expression is right"),
+        ("Hanoi", "hanoi", "move a tower of 3 discs: '3AC=' -> 'ACABCBACBABCAC'; difficulty = discs (1-7)",
+         "optimal moves / moves if legal"),
+        ("Sudoku", "sudoku", "fill a 4x4 Sudoku's empty cells: '12.4/34../2143/4.21=' -> '3123'; "
+         "difficulty = empty cells (1-10, default 6)", "1 if solved"),
+        ("Maze", "maze", "a shortest path from S to G on a 4x4 grid: 'S.#/.#./..G=' -> 'DDRR'; "
+         "difficulty = grid side (3-8)", "shortest / moves if it arrives"),
+        ("LightsOut", "lights_out", "switch off a 3x3 Lights Out board: '110/100/000=' -> 'a'; "
+         "difficulty = grid side (2-5)", "fewest presses / presses if solved"),
+    )),
     EnvInfo("textgym/Review-v0", _TOKEN, _TOKEN_VEC,
             "RLHF teaching task: review an item, 'tea:' -> 'tea is very good'; a hidden rule prefers positive words",
             "review_rule", {"task": "review", "reward": "review_rule", "max_new_tokens": 48}),
