@@ -16,7 +16,6 @@ from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.losses import kl_penalty
 from textgym.agents.rollout import Rollout, SequenceView, evaluate_logprobs, make_envs
 from textgym.distributed import Ranks, init_ranks, rank_device
-from textgym.envs.curriculum import Curriculum
 from textgym.policies import load_policy, make_policy
 
 
@@ -113,7 +112,7 @@ def setup(cfg: TrainConfig, policy: nn.Module | None) -> Setup:
     generator = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(sampling_seed)
     envs = make_envs(cfg.env_id, ranks.envs_per_rank(cfg.num_envs), device, **cfg.env_kwargs)
     if cfg.curriculum is not None:  # each rank moves the difficulty of its own envs
-        envs.set_curriculum(Curriculum.from_setting(cfg.curriculum))
+        envs.set_curriculum(cfg.curriculum)
     view = SequenceView(envs)
     if policy is None:
         policy = initial_policy(cfg, view, device)

@@ -386,13 +386,15 @@ class TorchVectorEnv(VectorEnv):
         """Make the episodes that start from now on of difficulty ``level`` (envs with a knob)."""
         raise NotImplementedError
 
-    def set_curriculum(self, curriculum: Curriculum | None) -> None:
-        """Let ``curriculum`` move :attr:`difficulty` at each full ``reset()`` (``None``: stop);
-        see :mod:`textgym.envs.curriculum`.
+    def set_curriculum(self, curriculum: Curriculum | dict | None) -> None:
+        """Let ``curriculum`` move :attr:`difficulty` at each full ``reset()`` (``None``: stop); a
+        dict is its arguments (a trainer's ``curriculum`` setting); see :mod:`textgym.envs.curriculum`.
 
         Raises:
-            ValueError: the env has no difficulty knob.
+            ValueError: the env has no difficulty knob, or the dict's arguments are wrong.
         """
+        if isinstance(curriculum, dict):
+            curriculum = Curriculum.from_setting(curriculum)
         if curriculum is not None:
             if self.difficulties is None:
                 raise ValueError(f"{type(self).__name__} has no difficulty knob, which a curriculum moves: use an env "
