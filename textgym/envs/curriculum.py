@@ -77,10 +77,10 @@ class Curriculum:
 
     def decide(self, level: int, levels: range) -> int:
         """The level for the episodes that start now: one up, one down or the same."""
-        counted = int(self._counted)
+        counted, succeeded = torch.stack((self._counted, self._succeeded)).tolist()  # one sync
         if counted < self.episodes:
             return level
-        rate = int(self._succeeded) / counted
+        rate = succeeded / counted
         self.finished += counted
         self._counted.zero_()
         self._succeeded.zero_()

@@ -250,7 +250,8 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
         self._cols = torch.arange(self.transcript.shape[1], device=dev)
 
     def _apply_difficulty(self, level: int) -> None:
-        """Games that start from now on are played on ``low..tops[level - 1]`` (their rules line says so),
+        """Nothing to do now: :meth:`_start` reads :attr:`difficulty`. Games that start from now on are
+        played on ``low..tops[level - 1]`` (their rules line says so),
         with the top level's digit limit; with ``shaping``, the information is valued against the top
         level's range, so a won game at a lower level is paid less."""
 

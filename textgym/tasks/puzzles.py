@@ -372,14 +372,13 @@ class SudokuTask(PuzzleTask):
         self.size = size
         self.difficulties = range(1, self._MOST_BLANKS[size] + 1)
         super().__init__(difficulty)
-
-    def _units(self) -> list[list[int]]:
-        n, (bh, bw) = self.size, self._BOX[self.size]
+        n, (bh, bw) = size, self._BOX[size]
         rows = [[r * n + c for c in range(n)] for r in range(n)]
         cols = [[r * n + c for r in range(n)] for c in range(n)]
         boxes = [[(br + r) * n + bc + c for r in range(bh) for c in range(bw)]
                  for br in range(0, n, bh) for bc in range(0, n, bw)]
-        return rows + cols + boxes
+        self._units = rows + cols + boxes  # the cells of each row, column and box
+        self._peers = [{j for unit in self._units if i in unit for j in unit} - {i} for i in range(n * n)]
 
     def draw(self, rng: random.Random) -> list[int]:
         n, (bh, bw) = self.size, self._BOX[self.size]
@@ -403,8 +402,7 @@ class SudokuTask(PuzzleTask):
         return sum(1 for _ in itertools.islice(self._solutions(list(grid)), most))
 
     def _solutions(self, grid: list[int]):
-        n = self.size
-        peers = self._peers()
+        n, peers = self.size, self._peers
         empty = [i for i, v in enumerate(grid) if not v]
         if not empty:
             yield list(grid)
@@ -421,15 +419,6 @@ class SudokuTask(PuzzleTask):
             grid[best] = v
             yield from self._solutions(grid)
         grid[best] = 0
-
-    def _peers(self) -> list[set[int]]:
-        if not hasattr(self, "_peer_sets"):
-            peers: list[set[int]] = [set() for _ in range(self.size**2)]
-            for unit in self._units():
-                for i in unit:
-                    peers[i].update(unit)
-            self._peer_sets = [p - {i} for i, p in enumerate(peers)]
-        return self._peer_sets
 
     def prompt(self, puzzle: list[int]) -> str:
         n = self.size
@@ -451,7 +440,7 @@ class SudokuTask(PuzzleTask):
         grid = list(puzzle)
         for i, ch in zip(empty, answer):
             grid[i] = int(ch)
-        return 1.0 if all(len({grid[i] for i in unit}) == self.size for unit in self._units()) else 0.0
+        return 1.0 if all(len({grid[i] for i in unit}) == self.size for unit in self._units) else 0.0
 
     def prompt_chars(self) -> int:
         return self.size * (self.size + 1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import string
-from collections.abc import Sequence
 from typing import Any
 
 from textgym.tasks.core import Example, Task
@@ -121,9 +120,6 @@ class ReasoningGymTask(Task):
 
     def max_reference_tokens(self, tokenizer: Tokenizer) -> int:
         return self._answer_chars + self._answer_chars // 4 + 1
-
-    def text_metrics(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, float]:
-        return {}
 
     def __repr__(self) -> str:
         return f"ReasoningGymTask(dataset={self.dataset!r}, difficulty={self.difficulty})"
