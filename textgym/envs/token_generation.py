@@ -22,7 +22,7 @@ from textgym.envs.core import (
 )
 from textgym.rewards import EpisodeBatch, Reward
 from textgym.rewards.metrics import exact_match_score, f1_score
-from textgym.tasks import EncodedExamples, Example, Task, make_task
+from textgym.tasks import ChatTask, EncodedExamples, Example, Task, make_task
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
 
 MAX_POSITIONS = 2**20
@@ -56,6 +56,7 @@ class TokenSetup:
         shaping: bool = False,
         task_kwargs: dict | None = None,
         reward_kwargs: dict | None = None,
+        chat: Any = None,
     ) -> TokenSetup:
         if not isinstance(shaping, (bool, np.bool_)):
             raise ValueError(f"shaping must be true or false, got {shaping!r}")
@@ -66,6 +67,18 @@ class TokenSetup:
                 raise ValueError(f"task {task.name!r} has no fixed alphabet: pass a tokenizer")
             tokenizer = CharTokenizer(alphabet, unk=getattr(task, "open_alphabet", False))
         tokenizer = as_tokenizer(tokenizer)
+        if chat is not None and chat is not False:
+            if chat is True:
+                chat = {}
+            if not isinstance(chat, dict):
+                raise ValueError(f"chat must be true, false, null or a dict of ChatTask's arguments (system, instruction, "
+                                 f"answer), got {chat!r}")
+            try:
+                task = ChatTask(task, tokenizer, **chat)
+            except TypeError as e:
+                raise ValueError(f"chat: {e}; its keys are system, instruction and answer") from None
+            if max_new_tokens is None:
+                raise ValueError("a chat env's completions are free text: pass max_new_tokens (e.g. 32)")
         reward = rewards.make(reward, **(reward_kwargs or {}))
         if max_prompt_len is None:
             max_prompt_len = task.max_prompt_tokens(tokenizer)
@@ -86,7 +99,7 @@ class TokenSetup:
         for part in parts:  # a learned reward must read the env's tokens, and all it can write
             if hasattr(part, "check_tokenizer"):
                 part.check_tokenizer(tokenizer, max_prompt_len + max_new_tokens)
-            if isinstance(part, rewards.TaskScore):  # the task's own judge scores this env's task
+            if isinstance(part, (rewards.TaskScore, rewards.FormatReward)):  # they judge this env's task
                 part.bind(task)
         return cls(task, tokenizer, reward, max_prompt_len, max_new_tokens, bool(shaping))
 
@@ -131,6 +144,12 @@ _DOC_ARGS = """
     * `shaping`: pay the reward as it accrues: each step gets `score(prefix) - score(previous
       prefix)` of the completion so far, so the rewards of an episode add up to the final score
       minus the score of an empty completion. The reward is then computed every step.
+    * `chat`: ask the task through the tokenizer's chat template and read the answer back from the
+      free text written (`textgym.tasks.ChatTask`): `True`, or a dict with `system` (a system
+      turn), `instruction` (the user's turn, with `{prompt}`) and `answer` (`"last_number"`,
+      `"tag"` for `<answer>...</answer>`, or `"text"`). Score it with `reward="task"` (the answer
+      against the references) and `"format"` (an answer could be read), e.g.
+      `reward=[["task", 1.0], ["format", 0.1]]`; needs `max_new_tokens`.
     * `render_mode`: `"ansi"` (the episode as text), `"human"` (printed) or `"rgb_array"` (the text as an image, for video wrappers).
 """
 
@@ -186,8 +205,10 @@ class TokenGenerationEnv(gym.Env):
         render_mode: str | None = None,
         task_kwargs: dict | None = None,
         reward_kwargs: dict | None = None,
+        chat: Any = None,
     ) -> None:
-        self.setup = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs, reward_kwargs)
+        self.setup = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs,
+                                      reward_kwargs, chat)
         self.render_mode = render_mode
         tok = self.setup.tokenizer
         self.action_space = gym.spaces.Discrete(tok.vocab_size)
@@ -318,9 +339,11 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         render_mode: str | None = None,
         task_kwargs: dict | None = None,
         reward_kwargs: dict | None = None,
+        chat: Any = None,
     ) -> None:
         super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
-        self.setup = s = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs, reward_kwargs)
+        self.setup = s = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs,
+                                          reward_kwargs, chat)
         if render_mode is not None and render_mode != "ansi":
             raise ValueError(f"render_mode of the vector env must be 'ansi' or None, got {render_mode!r}")
         self.render_mode = render_mode

@@ -1,7 +1,7 @@
 """Rewards: score a batch of finished episodes, return a float tensor ``(B,)``.
 
 Build one with :func:`make` from a name (``"exact_match"``, ``"f1"``, ``"bleu"``, ``"chrf"``,
-``"rouge_l"``, ``"token_accuracy"``, ``"task"``, ``"reward_model"``, ``"review_rule"``, ``"hf_classifier"``), a list of ``(reward, weight)`` pairs, a :class:`Reward`, or
+``"rouge_l"``, ``"token_accuracy"``, ``"task"``, ``"format"``, ``"reward_model"``, ``"review_rule"``, ``"hf_classifier"``), a list of ``(reward, weight)`` pairs, a :class:`Reward`, or
 your own function ``(prompts, completions, references) -> list[float]``. The text metrics in
 :mod:`textgym.rewards.metrics` score one prediction against its references.
 """
@@ -9,6 +9,7 @@ your own function ``(prompts, completions, references) -> list[float]``. The tex
 from textgym.rewards.core import (
     REWARDS,
     EpisodeBatch,
+    FormatReward,
     FunctionReward,
     Reward,
     TaskScore,
@@ -29,6 +30,7 @@ from textgym.rewards.metrics import (
 __all__ = [
     "REWARDS",
     "EpisodeBatch",
+    "FormatReward",
     "FunctionReward",
     "Reward",
     "TaskScore",

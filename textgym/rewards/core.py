@@ -284,6 +284,38 @@ class TaskScore(Reward):
         return [self.task.score(ex, c) for ex, c in zip(batch.examples, batch.completions)]
 
 
+class FormatReward(Reward):
+    """1.0 when an answer can be read from the completion in the chat env's answer format, else 0.0
+    (:meth:`textgym.tasks.ChatTask.format_ok`): a reward for answering in the format asked, to weigh
+    with the judge, ``reward=[["task", 1.0], ["format", 0.1]]``. A token env with ``chat=...`` binds
+    it to its task (``reward="format"``); outside an env, pass the task: ``FormatReward(chat_task)``.
+    """
+
+    name = "format"
+
+    def __init__(self, task: Any = None) -> None:
+        self.task = None
+        if task is not None:
+            self.bind(task)
+
+    def bind(self, task: Any) -> None:
+        """Read answers in ``task``'s format.
+
+        Raises:
+            ValueError: ``task`` reads no answers (it is not a chat task).
+        """
+        if not callable(getattr(task, "format_ok", None)):
+            raise ValueError(f"reward 'format' checks the answer format of a chat env, and task {task.name!r} has none: "
+                             "make the env with chat=True (or chat={'answer': 'last_number' | 'tag' | 'text'}), "
+                             "or choose another reward")
+        self.task = task
+
+    def score(self, batch: EpisodeBatch) -> list[float]:
+        if self.task is None:
+            raise ValueError("reward 'format' is not bound to a chat task: use it as a chat env's reward, or FormatReward(task)")
+        return [float(self.task.format_ok(c)) for c in batch.completions]
+
+
 class WeightedSum(Reward):
     """``Σ weight_i · reward_i``, each part validated on its own (errors name the part).
 
@@ -324,6 +356,7 @@ REWARDS: dict[str, Callable[..., Reward] | str] = {
     "rouge_l": lambda: TextReward(metrics.rouge_l_score, "rouge_l"),
     "token_accuracy": TokenAccuracy,
     "task": TaskScore,
+    "format": FormatReward,
     # by entry point, imported on first use: the reward model needs the transformer, the review rule
     # the review task, the classifier transformers (and each of them imports this module)
     "reward_model": "textgym.rewards.model:LearnedReward",
@@ -360,7 +393,8 @@ def make(spec: Any, **kwargs: Any) -> Reward:
         spec: one of
 
             * a name: ``"exact_match"`` (kwarg ``normalize``), ``"f1"``, ``"bleu"``, ``"chrf"``,
-              ``"rouge_l"``, ``"token_accuracy"``, ``"task"`` (the task's own judge, :class:`TaskScore`), ``"reward_model"`` (kwargs ``path``, ``normalize``,
+              ``"rouge_l"``, ``"token_accuracy"``, ``"task"`` (the task's own judge, :class:`TaskScore`), ``"format"`` (a chat
+              env's answer can be read, :class:`FormatReward`), ``"reward_model"`` (kwargs ``path``, ``normalize``,
               ``device``: a model trained with ``textgym train-rm``), ``"review_rule"`` (the hidden
               rule of the review task, :mod:`textgym.review`), ``"hf_classifier"`` (kwargs
               ``path``, ``label``, ``output``...: a Hugging Face sequence classifier, see

@@ -7,6 +7,10 @@ Built in:
 
 * procedural character tasks, generated from the key: :class:`CopyTask`, :class:`ReverseTask`,
   :class:`SortTask`, :class:`AdditionTask` (``"12+7="`` → ``"19"``);
+* :class:`ArithmeticTask`: a question about two numbers, in digits or words, with a held-out split
+  (``"What is 45 + 7?"`` → ``"52"``), for pretrained language models;
+* :class:`ChatTask`: any task asked through a chat model's template, its answer read back from the
+  free text the model writes (:mod:`textgym.tasks.chat`; a token env's ``chat=`` argument);
 * reasoning puzzles with optimal solvers and a ``difficulty`` knob, judged by their rules
   (:mod:`textgym.tasks.puzzles`): :class:`CountdownTask`, :class:`HanoiTask`, :class:`SudokuTask`,
   :class:`MazeTask`, :class:`LightsOutTask`;
@@ -28,7 +32,8 @@ import os
 from typing import Any
 
 from textgym.names import resolve, split_name
-from textgym.tasks.arithmetic import AdditionTask
+from textgym.tasks.arithmetic import AdditionTask, ArithmeticTask
+from textgym.tasks.chat import ANSWER_FORMATS, ChatTask, extract_answer
 from textgym.tasks.core import EncodedExamples, Example, SymbolTask, Task, encode_examples
 from textgym.tasks.data import ListTask, iter_jsonl
 from textgym.tasks.puzzles import (
@@ -47,6 +52,7 @@ TASKS: dict[str, type[Task] | str] = {
     "reverse": ReverseTask,
     "sort": SortTask,
     "addition": AdditionTask,
+    "arithmetic": ArithmeticTask,
     "countdown": CountdownTask,
     "hanoi": HanoiTask,
     "sudoku": SudokuTask,
@@ -96,7 +102,7 @@ def make_task(spec: Any, **kwargs: Any) -> Task:
     """Build a task from a name, a ``.jsonl`` path, a list of examples, or a :class:`Task`.
 
     Args:
-        spec: ``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``, ``"review"``, ``"countdown"``,
+        spec: ``"copy"``, ``"reverse"``, ``"sort"``, ``"addition"``, ``"arithmetic"``, ``"review"``, ``"countdown"``,
             ``"hanoi"``, ``"sudoku"``, ``"maze"``, ``"lights_out"``, ``"reasoning_gym"``; a path to a JSONL file; a list
             of examples (see :class:`ListTask`); a :class:`Task` (returned as is); or ``"module:name"``
             of your own Task, Task class, list of examples, or function returning one (called with
@@ -126,5 +132,5 @@ def make_task(spec: Any, **kwargs: Any) -> Task:
     raise TypeError(f"cannot make a task from {type(spec).__name__}: expected a name, a .jsonl path, a list or a Task")
 
 
-__all__ = ["AdditionTask", "CopyTask", "CountdownTask", "EncodedExamples", "Example", "HanoiTask", "LightsOutTask",
-           "ListTask", "MazeTask", "PuzzleTask", "ReasoningGymTask", "ReverseTask", "SortTask", "StringTask", "SudokuTask", "SymbolTask", "TASKS", "Task", "encode_examples", "iter_jsonl", "make_task", "register_task"]
+__all__ = ["ANSWER_FORMATS", "AdditionTask", "ArithmeticTask", "ChatTask", "CopyTask", "CountdownTask", "EncodedExamples", "Example", "HanoiTask", "LightsOutTask",
+           "ListTask", "MazeTask", "PuzzleTask", "ReasoningGymTask", "ReverseTask", "SortTask", "StringTask", "SudokuTask", "SymbolTask", "TASKS", "Task", "encode_examples", "extract_answer", "iter_jsonl", "make_task", "register_task"]

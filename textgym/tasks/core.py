@@ -90,7 +90,7 @@ class Task:
         Raises:
             ValueError: a prompt longer than ``prompt_capacity`` tokens.
         """
-        examples = [self.example(int(k)) for k in keys.tolist()]
+        examples = self.examples_for(keys.tolist())
         return encode_examples(
             examples, tokenizer, prompt_capacity, reference_capacity, self.max_references, keys.device, self.name
         )
