@@ -124,6 +124,9 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu", **o
         ValueError: a corrupt or invalid checkpoint, or options that do not apply to it.
     """
     path = Path(path)
+    if path.suffix.lower() == ".gguf" and path.is_file():
+        raise ValueError(f"{path} is a GGUF file: turn it into a model directory once with textgym import-gguf {path} "
+                         "--out DIR (textgym.policies.gguf.import_gguf), then load or --init DIR")
     kind = _kind(path) if path.is_dir() else None
     if kind is None:
         raise FileNotFoundError(
