@@ -442,7 +442,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy evaluation of a saved policy."""
     # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents.common import resolve_device
-    from textgym.agents.evaluate import combine_metrics, play_chunks, run_env
+    from textgym.agents.evaluate import combine_metrics, play_chunks, run_env, sampled_metrics
     from textgym.policies import load_policy
 
     run = Path(args.run)
@@ -466,12 +466,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else:
             parts = [chunk_metrics for chunk_metrics, _ in chunks]
         metrics = {"env": env_id, **combine_metrics(parts)}
+        if args.samples is not None:
+            metrics.update(sampled_metrics(policy, env_id, env_kwargs, args.episodes, args.samples, device, args.seed))
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
     if args.json:
         print(json.dumps(metrics))
     else:
         print(_metrics_table(metrics))
+    return 0
+
+
+def cmd_import_gguf(args: argparse.Namespace) -> int:
+    """Write a GGUF file's model and tokenizer as a model directory ``--init`` trains from."""
+    from textgym.policies.gguf import import_gguf
+
+    out = import_gguf(args.file, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"wrote {out}: train from it with textgym train ... --init {out}")
     return 0
 
 
@@ -652,7 +663,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     p.add_argument("--save", metavar="FILE.jsonl", help="write every episode (prompt, completion or transcript, "
                                                         "actions, return, success) for textgym train sft --data")
+    p.add_argument("--samples", type=int, metavar="N", help="also sample N episodes (temperature 1) of each of the "
+                   "--episodes examples: pass@1, pass@2, ... pass@N (the unbiased estimator) and best-of-N return")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("import-gguf", help="turn a GGUF model file into a model directory for --init")
+    p.add_argument("file", help="the .gguf file (e.g. SmolLM2-135M-Instruct.Q4_1.gguf)")
+    p.add_argument("--out", required=True, help="the model directory to write")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="the weights' type in the directory (default float32)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_import_gguf)
 
     p = sub.add_parser("play", help="watch a saved policy play a few episodes, as text")
     p.add_argument("run", help="run directory (from textgym train)")

@@ -47,8 +47,9 @@ def episode_metrics(envs, rollout: Rollout) -> dict[str, float]:
 
 @torch.no_grad()
 def _play(policy: nn.Module, env_id: str, env_kwargs: dict | None, episodes: int, device: str | torch.device,
-          seed: int, sample: bool) -> tuple[Any, Rollout]:
-    """One episode per sub-env of a fresh vector env: the envs (which hold the episodes' ends) and the rollout."""
+          seed: int, sample: bool, group_size: int = 1) -> tuple[Any, Rollout]:
+    """One episode per sub-env of a fresh vector env: the envs (which hold the episodes' ends) and the
+    rollout. With ``group_size`` k, sub-envs come in groups of k that play the same examples."""
     device = torch.device(device)
     envs = make_envs(env_id, episodes, device, **(env_kwargs or {}))
     view = SequenceView(envs)
@@ -56,7 +57,9 @@ def _play(policy: nn.Module, env_id: str, env_kwargs: dict | None, episodes: int
     was_training = policy.training
     policy.eval()
     generator = torch.Generator(device=device).manual_seed(seed) if sample else None
-    rollout = collect(envs, view, policy.to(device), seed=seed, greedy=not sample, generator=generator)
+    options = {"group_size": group_size} if group_size > 1 else None
+    rollout = collect(envs, view, policy.to(device), seed=seed, reset_options=options, greedy=not sample,
+                      generator=generator)
     policy.train(was_training)
     return envs, rollout
 
@@ -119,6 +122,55 @@ def evaluate_policy(policy: nn.Module, env_id: str, env_kwargs: dict | None = No
     """Play ``episodes`` episodes (greedy unless ``sample``) and return :func:`episode_metrics`;
     arguments as :func:`play_policy`, which also gives each episode's row."""
     return combine_metrics([m for m, _ in play_chunks(policy, env_id, env_kwargs, episodes, device, seed, sample)])
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The chance that at least one of ``k`` samples drawn without replacement from ``n``, of which
+    ``c`` are right, is right: ``1 - C(n-c, k) / C(n, k)``, the unbiased pass@k estimator of Chen et
+    al. (2021), "Evaluating Large Language Models Trained on Code", computed as a stable product.
+
+    Example:
+        >>> pass_at_k(8, 2, 1)
+        0.25
+        >>> round(pass_at_k(4, 1, 2), 4)
+        0.5
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    miss = 1.0
+    for i in range(n - c + 1, n + 1):
+        miss *= 1.0 - k / i
+    return 1.0 - miss
+
+
+def sampled_metrics(policy: nn.Module, env_id: str, env_kwargs: dict | None = None, problems: int = 256,
+                    samples: int = 8, device: str | torch.device = "cpu", seed: int = 12345) -> dict[str, float]:
+    """pass@k and best-of-n: ``samples`` episodes sampled (temperature 1) on each of ``problems``
+    examples, the same examples greedy :func:`evaluate_policy` plays with the same ``seed``.
+
+    Returns ``pass@k`` for k = 1, 2, 4, ... up to ``samples`` (and ``samples`` itself), each the
+    mean over problems of :func:`pass_at_k` with ``c`` the episodes that succeeded, and
+    ``best_of_n_return``: the mean over problems of the best return among the ``samples``.
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    if isinstance(problems, bool) or not isinstance(problems, int) or problems < 1:
+        raise ValueError(f"problems must be a positive integer, got {problems!r}")
+    ks = sorted({2**i for i in range(samples.bit_length()) if 2**i <= samples} | {samples})
+    per_chunk = max(1, EVAL_CHUNK // samples)  # problems played at once
+    totals = dict.fromkeys(ks, 0.0)
+    best = 0.0
+    for lo in range(0, problems, per_chunk):
+        count = min(per_chunk, problems - lo)
+        # group i of chunk lo plays stream seed + lo + i: the example greedy sub-env lo + i plays
+        _, rollout = _play(policy, env_id, env_kwargs, count * samples, device, seed + lo, True, samples)
+        wins = rollout.success.view(count, samples).sum(1).tolist()
+        best += float(rollout.returns.view(count, samples).max(1).values.sum())
+        for k in ks:
+            totals[k] += sum(pass_at_k(samples, int(c), k) for c in wins)
+    return {**{f"pass@{k}": totals[k] / problems for k in ks}, f"best_of_{samples}_return": best / problems}
 
 
 def trajectories(envs, rollout: Rollout, env_id: str, env_kwargs: dict, seed: int) -> list[dict[str, Any]]:
