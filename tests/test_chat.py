@@ -298,3 +298,12 @@ class _FakeChatTokenizer:
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
         text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
         return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+
+def test_compare_reports_pass_at_k_of_each_policy(model_dir):
+    from textgym.agents.compare import compare_policies, format_comparison
+
+    kwargs = {"task": "arithmetic", "tokenizer": str(model_dir), "chat": True, "reward": "task", "max_new_tokens": 4}
+    rows = compare_policies([model_dir], "textgym/TokenGeneration-v0", kwargs, episodes=3, samples=2)
+    assert 0.0 <= rows[0]["pass@1"] <= rows[0]["pass@2"] <= 1.0 and "best_of_2_return" in rows[0]
+    assert "pass@2" in format_comparison(rows)

@@ -593,7 +593,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
     try:
         rows = compare_policies(args.runs, args.env, env_kwargs, args.episodes, args.seed, args.reference,
-                                args.reward_model, resolve_device(args.device), args.sample, args.show)
+                                args.reward_model, resolve_device(args.device), args.sample, args.show, args.samples)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
     print(format_comparison(rows))
@@ -732,6 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward-model", help="a reward model directory (from textgym train-rm) to score with")
     p.add_argument("--sample", action="store_true", help="sample at temperature 1 (seeded) instead of greedy decoding")
     p.add_argument("--show", type=int, default=0, metavar="N", help="also print the first N completions of each policy")
+    p.add_argument("--samples", type=int, metavar="N", help="also pass@1 ... pass@N and the best-of-N return, from N "
+                   "samples of each example")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="write comparison.csv, comparison.json and comparison.png here")
     p.set_defaults(func=cmd_compare)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgym.agents.evaluate import EVAL_CHUNK, combine_metrics, episode_metrics
+from textgym.agents.evaluate import EVAL_CHUNK, combine_metrics, episode_metrics, sampled_metrics
 from textgym.agents.rollout import Rollout, SequenceView, collect, make_envs
 from textgym.files import replacing, write_json, write_text
 from textgym.policies import load_policy
@@ -61,13 +61,16 @@ def compare_policies(
     device: str | torch.device = "cpu",
     sample: bool = False,
     show: int = 0,
+    samples: int | None = None,
 ) -> list[dict]:
     """One row of metrics per run directory (see the module docstring).
 
     ``sample=True`` evaluates what a policy generates rather than its single most likely text: the
     right view after RL against a reward model, whose KL penalty is on the sampling distribution.
     ``show=N`` adds, for token envs, the first N episodes as ``row["samples"]``: a list of
-    ``{"prompt", "completion"}``, the same prompts for every policy.
+    ``{"prompt", "completion"}``, the same prompts for every policy. ``samples=N`` adds pass@1 ...
+    pass@N and the best-of-N return, N samples of each of the ``episodes`` examples (see
+    :func:`textgym.agents.evaluate.sampled_metrics`).
 
     Raises:
         FileNotFoundError, ValueError: a missing or corrupt checkpoint, or one that does not fit the env.
@@ -90,6 +93,8 @@ def compare_policies(
         row = {"run": str(run), **combine_metrics([{k: v for k, v in p.items() if k != "samples"} for p in parts])}
         if "bleu" in row:
             row.update({f"distinct_{g.n}": g.distinct() for g in grams})
+        if samples is not None:
+            row.update(sampled_metrics(policy, env_id, env_kwargs, episodes, samples, device, seed))
         if "samples" in parts[0]:
             row["samples"] = parts[0]["samples"]
         rows.append(row)
