@@ -143,6 +143,16 @@ def test_example_09_your_own_language_model_smoke(tmp_path, capsys):
     assert (tmp_path / "tiny-gpt2" / "tokenizer.json").is_file()
 
 
+def test_example_11_pretrained_chat_model_smoke(tmp_path, capsys):
+    import pytest
+
+    pytest.importorskip("gguf")
+    results = _load_example("11_pretrained_chat_model").main(None, steps=100, problems=4, out=str(tmp_path / "run"))
+    assert set(results["before"]) == set(results["after"]) == {"pass@1 (greedy)", "pass@8"}
+    assert (tmp_path / "run" / "hf_model" / "config.json").is_file()
+    assert "base model on 4 held-out questions" in capsys.readouterr().out
+
+
 def test_hf_policy_benchmark_quick():
     import json
     import subprocess
