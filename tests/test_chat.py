@@ -307,3 +307,38 @@ def test_compare_reports_pass_at_k_of_each_policy(model_dir):
     rows = compare_policies([model_dir], "textgym/TokenGeneration-v0", kwargs, episodes=3, samples=2)
     assert 0.0 <= rows[0]["pass@1"] <= rows[0]["pass@2"] <= 1.0 and "best_of_2_return" in rows[0]
     assert "pass@2" in format_comparison(rows)
+
+
+def test_multi_turn_chat_transcript_is_the_templates_rendering_with_the_agents_own_ids(model_dir):
+    from transformers import AutoTokenizer
+
+    from textgym.envs.code_games import Mastermind
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    env = gym.make("textgym/Mastermind-v0", tokenizer=str(model_dir), chat={"system": "Play well."})
+    obs, _ = env.reset(seed=0)
+    game = Mastermind()  # the same game, played in text alongside
+    opening, _ = game.reset(seed=0)
+    reply = game.step("1122")[0]
+    system = {"role": "system", "content": "Play well."}
+    n = int(obs["attention_mask"].sum())
+    start = obs["input_ids"][:n].tolist()
+    first = [system, {"role": "user", "content": opening}]
+    assert tok.decode(start, skip_special_tokens=False) == tok.apply_chat_template(first, tokenize=False,
+                                                                                    add_generation_prompt=True)
+    message = [tok.convert_tokens_to_ids(c) for c in "1122"] + [tok.eos_token_id]  # one id per digit, then eos
+    for t in message:
+        obs, *_ = env.step(t)
+    ids = obs["input_ids"][: int(obs["attention_mask"].sum())].tolist()
+    assert ids[: n + len(message)] == start + message  # the agent's ids, as it wrote them
+    whole = first + [{"role": "assistant", "content": "1122"}, {"role": "user", "content": reply}]
+    assert tok.decode(ids, skip_special_tokens=False) == tok.apply_chat_template(whole, tokenize=False,
+                                                                                  add_generation_prompt=True)
+    vec = gym.make_vec("textgym/Mastermind-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                       tokenizer=str(model_dir), chat={"system": "Play well."})
+    vobs, _ = vec.reset(seed=0)
+    assert vobs["input_ids"][0][:n].tolist() == start
+    with pytest.raises(ValueError, match="its one key is system"):
+        gym.make("textgym/Mastermind-v0", tokenizer=str(model_dir), chat={"instruction": "{prompt}"})
+    with pytest.raises(ValueError, match="chat template"):
+        gym.make("textgym/Mastermind-v0", chat=True)

@@ -41,6 +41,7 @@ from textgym.envs.core import (
 )
 from textgym.errors import TextEnvError
 from textgym.names import import_user_module, split_name
+from textgym.tasks.chat import ChatTurns
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
 
 
@@ -193,13 +194,14 @@ class TurnSetup:
     has_expert: bool
     alphabet: frozenset[str] | None
     call_timeout: float | None = CALL_TIMEOUT
+    chat: ChatTurns | None = None
     _encoded: dict = field(default_factory=dict)  # text -> ids: games repeat their replies
     _decoded: dict = field(default_factory=dict)  # ids -> text: and agents their messages
 
     @classmethod
     def build(cls, env: gym.Env, name: str, tokenizer: Any = None, max_turn_tokens: int | None = None,
               max_turns: int | None = None, max_reply_tokens: int | None = None,
-              call_timeout: float | None = CALL_TIMEOUT) -> TurnSetup:
+              call_timeout: float | None = CALL_TIMEOUT, chat: Any = None) -> TurnSetup:
         obs_space, act_space = env.observation_space, env.action_space
         alphabet = None
         if tokenizer is None:
@@ -216,6 +218,14 @@ class TurnSetup:
                                  "a max_turns attribute")
         if max_reply_tokens is None:
             max_reply_tokens = obs_space.max_length
+        turns = None
+        if chat is not None and chat is not False:
+            if not (chat is True or isinstance(chat, dict)):
+                raise ValueError(f"chat must be true, false, null or a dict with the key system, got {chat!r}")
+            try:
+                turns = ChatTurns(tokenizer, **({} if chat is True else chat))
+            except TypeError as e:
+                raise ValueError(f"chat: {e}; its one key is system") from None
         for what, value in (("max_turn_tokens", max_turn_tokens), ("max_turns", max_turns),
                             ("max_reply_tokens", max_reply_tokens)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -224,8 +234,10 @@ class TurnSetup:
                                          or not 0 < call_timeout < math.inf):
             raise ValueError(f"call_timeout must be a positive number of seconds or None (no limit), got {call_timeout!r}")
         has_expert = callable(getattr(env.unwrapped, "expert", None))
+        if turns is not None:  # the template's own tokens around each reply come on top of it
+            max_reply_tokens = int(max_reply_tokens) + len(tokenizer.encode(turns.overhead())) + 2
         return cls(name, tokenizer, int(max_turn_tokens), int(max_turns), int(max_reply_tokens), has_expert, alphabet,
-                   None if call_timeout is None else float(call_timeout))
+                   None if call_timeout is None else float(call_timeout), turns)
 
     def calls(self):
         """A region in which calls into the text env are timed (see :class:`_Watchdog`): open one
@@ -307,7 +319,8 @@ class TurnSetup:
         out = self.call("reset()", lambda: env.reset(seed=seed, options=options))
         if not (isinstance(out, tuple) and len(out) == 2):
             raise ValueError(f"text_env {self.name}: reset must return (opening, info), got {_preview(out)}")
-        return self.encode(out[0], "opening"), out[1]
+        opening = self.chat.opening(out[0]) if self.chat is not None and isinstance(out[0], str) else out[0]
+        return self.encode(opening, "opening"), out[1]
 
     def step(self, env: gym.Env, message: str) -> tuple[list[int], float, bool, bool, dict]:
         """The text env's answer to ``message``, checked, with the reply as token ids."""
@@ -325,6 +338,8 @@ class TurnSetup:
                                  "True or False")
         if info is not None and not isinstance(info, dict):
             raise ValueError(f"text_env {self.name}: step({message!r}) returned info={_preview(info)}; expected a dict")
+        if self.chat is not None and isinstance(reply, str):
+            reply = self.chat.reply(reply)
         ids = self.encode(reply, f"reply to {message!r}")
         return ids, float(reward), bool(terminated), bool(truncated), dict(info or {})
 
@@ -368,6 +383,11 @@ _DOC = """
     * `call_timeout`: the most seconds one call of the text env's `reset`, `step` or `expert` may
       take (default 60; `None`: no limit). A call that overruns fails with a `TextEnvError` naming
       the env and the call, so a stuck game stops the run with a message instead of hanging it.
+    * `chat`: play the game as a chat through the tokenizer's chat template (a pretrained chat
+      model's): `True`, or `{"system": TEXT}` for a system turn. The opening and each reply are
+      user turns, each followed by the assistant's header; the agent's messages are its own ids,
+      ended by the tokenizer's eos, never decoded and tokenized again. The template's tokens
+      around a reply come on top of `max_reply_tokens`.
 
     A reply with a character outside the alphabet, a reply that does not fit, a non-string, a bad
     reward or an exception in the text env is an error naming the text env and what it returned.
@@ -416,10 +436,10 @@ class MultiTurnEnv(gym.Env):
 
     def __init__(self, text_env: Any = "mastermind", text_env_kwargs: dict | None = None, tokenizer: Any = None,
                  max_turn_tokens: int | None = None, max_turns: int | None = None, max_reply_tokens: int | None = None,
-                 render_mode: str | None = None, call_timeout: float | None = CALL_TIMEOUT) -> None:
+                 render_mode: str | None = None, call_timeout: float | None = CALL_TIMEOUT, chat: Any = None) -> None:
         self.text_env, name = make_text_env(text_env, text_env_kwargs)
         self.setup = TurnSetup.build(self.text_env, name, tokenizer, max_turn_tokens, max_turns, max_reply_tokens,
-                                     call_timeout)
+                                     call_timeout, chat)
         self.render_mode = render_mode
         vocab = self.setup.tokenizer.vocab_size
         self.action_space = gym.spaces.Discrete(vocab)
@@ -500,13 +520,13 @@ class MultiTurnVectorEnv(TorchVectorEnv):
                  tokenizer: Any = None, max_turn_tokens: int | None = None, max_turns: int | None = None,
                  max_reply_tokens: int | None = None, device: str | torch.device | None = None, max_episode_steps: int | None = None,
                  autoreset_mode: str = "next_step", render_mode: str | None = None,
-                 call_timeout: float | None = CALL_TIMEOUT) -> None:
+                 call_timeout: float | None = CALL_TIMEOUT, chat: Any = None) -> None:
         super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
         first, name = make_text_env(text_env, text_env_kwargs)
         self.text_envs = [first] + [make_text_env(text_env, text_env_kwargs)[0] for _ in range(num_envs - 1)]
         self.text_env = first
         self.setup = s = TurnSetup.build(first, name, tokenizer, max_turn_tokens, max_turns, max_reply_tokens,
-                                         call_timeout)
+                                         call_timeout, chat)
         self.has_expert = s.has_expert
         if render_mode is not None and render_mode != "ansi":
             raise ValueError(f"render_mode of the vector env must be 'ansi' or None, got {render_mode!r}")

@@ -76,6 +76,71 @@ def same_answer(answer: str, reference: str) -> bool:
     return math.isclose(a, r, rel_tol=0.0, abs_tol=1e-9)
 
 
+def template_tokenizer(tokenizer: Any) -> Any:
+    """The ``transformers`` tokenizer in ``tokenizer`` (a textgym ``HFTokenizer`` wraps one), checked
+    to have a chat template.
+
+    Raises:
+        ValueError: it has none.
+    """
+    hf = getattr(tokenizer, "tokenizer", tokenizer)
+    if not getattr(hf, "chat_template", None) or not hasattr(hf, "apply_chat_template"):
+        raise ValueError(f"chat=... renders the text with the tokenizer's chat template, and {type(hf).__name__} "
+                         "has none: use a model directory whose tokenizer has one (an instruction-tuned model, or one "
+                         "imported with textgym import-gguf), set tokenizer.chat_template, or leave chat unset")
+    return hf
+
+
+class ChatTurns:
+    """Where a multi-turn env's texts go in a chat template: the opening in the first user turn,
+    each reply in the next user turn, each followed by the assistant's header, so that the
+    transcript of a game is the template's rendering of the conversation, the agent's messages
+    being the ids it wrote.
+
+    The agent ends its message with the tokenizer's eos (ChatML's ``<|im_end|>`` for SmolLM2 and
+    Qwen); what the template writes after an assistant message, that eos left out, opens each reply.
+
+    Args:
+        tokenizer: a ``transformers`` tokenizer with a chat template (or a textgym ``HFTokenizer``).
+        system: the system turn's text, or ``None`` for none (the template may add its own).
+    """
+
+    def __init__(self, tokenizer: Any, system: str | None = None) -> None:
+        if system is not None and not isinstance(system, str):
+            raise ValueError(f"chat system must be a string or None, got {system!r}")
+        hf = template_tokenizer(tokenizer)
+        head = [] if system is None else [{"role": "system", "content": system}]
+        a, b, c = "\x00opening\x00", "\x00message\x00", "\x00reply\x00"  # stand-ins, found again in the renderings
+
+        def render(messages):
+            return hf.apply_chat_template(head + messages, tokenize=False, add_generation_prompt=True)
+
+        self._opening = render([{"role": "user", "content": a}]).split(a)
+        full = render([{"role": "user", "content": a}, {"role": "assistant", "content": b},
+                       {"role": "user", "content": c}])
+        after = full.split(b)[-1]
+        eos = getattr(hf, "eos_token", None)
+        if eos and after.startswith(eos):
+            after = after[len(eos):]  # the agent writes its eos itself
+        self._reply = after.split(c)
+        if len(self._opening) != 2 or len(self._reply) != 2:
+            raise ValueError("the tokenizer's chat template changes the text of the turns it renders, so a game's "
+                             "turns cannot be placed in it: leave chat unset")
+        self.system = system
+
+    def opening(self, text: str) -> str:
+        """The text that starts the transcript: the template's first user turn holding ``text``."""
+        return self._opening[0] + text + self._opening[1]
+
+    def reply(self, text: str) -> str:
+        """The text that follows the agent's message (and its eos): the next user turn holding ``text``."""
+        return self._reply[0] + text + self._reply[1]
+
+    def overhead(self) -> str:
+        """The template's own text around a turn (the longer of the two)."""
+        return max("".join(self._opening), "".join(self._reply), key=len)
+
+
 class ChatTask(Task):
     """``task`` asked through a chat template, its answer read back in ``answer`` format.
 
@@ -93,11 +158,7 @@ class ChatTask(Task):
 
     def __init__(self, task: Task, tokenizer: Any, system: str | None = None, instruction: str = "{prompt}",
                  answer: str = "last_number") -> None:
-        hf = getattr(tokenizer, "tokenizer", tokenizer)  # a textgym HFTokenizer wraps the transformers one
-        if not getattr(hf, "chat_template", None) or not hasattr(hf, "apply_chat_template"):
-            raise ValueError(f"chat=... renders prompts with the tokenizer's chat template, and {type(hf).__name__} "
-                             "has none: use a model directory whose tokenizer has one (an instruction-tuned model, or "
-                             "one imported with textgym import-gguf), set tokenizer.chat_template, or leave chat unset")
+        hf = template_tokenizer(tokenizer)
         if answer not in ANSWER_FORMATS:
             raise ValueError(f"chat answer must be one of {list(ANSWER_FORMATS)}, got {answer!r}")
         if not isinstance(instruction, str) or "{prompt}" not in instruction:
