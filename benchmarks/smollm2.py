@@ -201,7 +201,8 @@ def cmd_trl(args) -> None:
         max_completion_length=env_kwargs["max_new_tokens"], learning_rate=cfg.learning_rate,
         temperature=cfg.temperature, beta=0.0, loss_type="grpo", epsilon=cfg.clip_coef, max_grad_norm=cfg.max_grad_norm,
         lr_scheduler_type="constant", warmup_steps=0, max_steps=batches * cfg.num_minibatches * cfg.update_epochs,
-        logging_steps=10, save_strategy="no", report_to="none", use_cpu=True, seed=0, bf16=False)
+        logging_steps=10, save_strategy="no", report_to="none", use_cpu=True, seed=0, bf16=False,
+        gradient_checkpointing=False)  # textgym keeps the activations too
     trainer = GRPOTrainer(model=model_dir, reward_funcs=correct, args=trl_args, train_dataset=data,
                           peft_config=LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, task_type="CAUSAL_LM"))
     start = time.time()

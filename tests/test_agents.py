@@ -24,6 +24,44 @@ def random_policy(view, **kwargs):
     return policy.eval()
 
 
+def _hf_policy(view, eos, separate_value):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from textgym.policies import HFPolicy
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=view.vocab_size, n_positions=view.max_len, n_embd=32, n_layer=2, n_head=4,
+                     eos_token_id=eos, bos_token_id=eos, pad_token_id=0)
+    return HFPolicy(GPT2LMHeadModel(cfg), value_model="separate" if separate_value else "shared").eval()
+
+
+@pytest.mark.parametrize("separate_value", [False, True])
+@pytest.mark.parametrize("kind", ["textgym", "hf"])
+@pytest.mark.parametrize("env_id, distinct", [("textgym/Reverse-v0", 3), ("textgym/GuessNumberText-v0", 1)])
+def test_repeated_prompts_are_read_once_and_the_rollout_is_the_same(env_id, distinct, kind, separate_value, monkeypatch):
+    """Groups that share a prompt (GRPO's) prefill it once and copy its cache (select_cache); the
+    rollout equals the one that reads every prompt, for textgym's policy and a Hugging Face one."""
+    pytest.importorskip("transformers")
+    envs = make_envs(env_id, 12, torch.device("cpu"))  # GuessNumberText: one prompt for all, multi-token replies
+    view = SequenceView(envs)
+    policy = random_policy(view, separate_value=separate_value) if kind == "textgym" else \
+        _hf_policy(view, envs.tokenizer.eos_id, separate_value)
+    batches = []
+    real = type(policy).new_cache
+    monkeypatch.setattr(type(policy), "new_cache", lambda self, b, slack=1: (batches.append(b), real(self, b, slack))[1])
+    shared = collect(envs, view, policy, seed=5, reset_options={"group_size": 4},
+                     generator=torch.Generator().manual_seed(1))
+    assert batches == [distinct]  # 12 sequences in groups of 4
+    monkeypatch.delattr(type(policy), "select_cache")
+    plain = collect(envs, view, policy, seed=5, reset_options={"group_size": 4},
+                    generator=torch.Generator().manual_seed(1))
+    assert batches == [distinct, 12]
+    assert torch.equal(shared.actions, plain.actions) and torch.equal(shared.mask, plain.mask)
+    assert torch.allclose(shared.logprobs, plain.logprobs, atol=1e-5)
+    assert torch.allclose(shared.values, plain.values, atol=1e-5)
+    assert shared.mask.sum() > 12
+
+
 @pytest.mark.parametrize("separate_value", [False, True])
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_cached_steps_equal_the_full_forward_pass(env_id, separate_value):

@@ -203,13 +203,23 @@ def collect(
     obs, _ = envs.reset(seed=seed, options=reset_options)
     inputs, lengths = view.sequence(obs)
     if policy is not None:
-        cache = policy.new_cache(B, slack=W)
         step = step or policy.step
         # Prefill the prompts up to the longest one (one sync per rollout); after step t no
         # position is past `filled + t * W`, so attention never reads the empty rest of the cache.
         filled = int(lengths.max())
-        pos = torch.arange(filled, device=dev).expand(B, filled)
-        logits, value = step(inputs[:, :filled], pos, cache, upto=filled)
+        prompts = inputs[:, :filled]
+        pick = None
+        if B > 1 and hasattr(policy, "select_cache"):  # repeated prompts (GRPO's groups): each read once
+            distinct, pick = torch.unique(prompts, dim=0, return_inverse=True)
+            if len(distinct) < B:
+                prompts = distinct
+            else:
+                pick = None
+        cache = policy.new_cache(len(prompts), slack=W)
+        pos = torch.arange(filled, device=dev).expand(len(prompts), filled)
+        logits, value = step(prompts, pos, cache, upto=filled)
+        if pick is not None:
+            cache, logits, value = policy.select_cache(cache, pick), logits[pick], value[pick]
         logits, value = logits[rows, lengths - 1], value[rows, lengths - 1]
     offsets = torch.arange(W, device=dev)
     for t in range(T):

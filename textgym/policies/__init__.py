@@ -18,6 +18,10 @@ class; they use any ``torch.nn.Module`` that has:
 * ``save(directory)``, read back by :func:`load_policy`.
 * Optionally ``value_parameters()``: the value function's own parameters, which PPO's critic
   warm-up (``critic_warmup``) trains alone.
+* Optionally ``select_cache(cache, index) -> cache``: the cache of the sequences ``index (B,)``
+  picks from ``cache``'s (rows may repeat). A rollout whose prompts repeat (GRPO's groups,
+  pass@k's samples) then reads each distinct prompt once and copies its cache to every sequence
+  that starts with it.
 
 Two classes implement it: :class:`Policy`, textgym's own small transformer, and :class:`HFPolicy`,
 any ``transformers`` causal LM with a value head (optionally LoRA through ``peft``).

@@ -225,6 +225,14 @@ class HFPolicy(nn.Module):
         hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs, cache.value_kv, mask, pos)
         return self._heads(h, hv)
 
+    def select_cache(self, cache: HFCache, index: torch.Tensor) -> HFCache:
+        """The cache of the sequences ``index`` picks from ``cache`` (see the protocol)."""
+        for kv in (cache.kv, cache.value_kv):
+            if kv is not None:
+                kv.reorder_cache(index)  # each layer's keys and values, rows picked in place
+        cache.slot_pos, cache.valid = cache.slot_pos[index], cache.valid[index]
+        return cache
+
     def value_parameters(self) -> list[nn.Parameter]:
         """The value function's own parameters: the value head, and the value trunk when it has one
         (a critic warm-up trains these alone)."""

@@ -124,6 +124,14 @@ class Policy(nn.Module):
         make = lambda: self.trunk.new_cache(batch, self.cfg.max_len + slack, p.device, p.dtype)  # noqa: E731
         return make(), (make() if self.value_trunk is not None else None)
 
+    def select_cache(self, cache: tuple[KVCache, KVCache | None], index: torch.Tensor) -> tuple[KVCache, KVCache | None]:
+        """The caches of the sequences ``index`` picks from ``cache`` (see the protocol)."""
+        for kv in cache:
+            if kv is not None:
+                kv.k = [k[index] for k in kv.k]
+                kv.v = [v[index] for v in kv.v]
+        return cache
+
     def step(self, inputs: torch.Tensor, pos: torch.Tensor, cache: tuple[KVCache, KVCache | None],
              upto: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Append a chunk of positions to the cache; logits and values at those positions.
