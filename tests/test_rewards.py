@@ -153,7 +153,7 @@ def test_bad_reward_outputs_are_named(returned, match):
 
 
 def test_unknown_reward_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown reward 'blue': expected one of \['bleu', 'chrf', 'exact_match', 'f1', 'hf_classifier', 'review_rule', 'reward_model', 'rouge_l', 'task', 'token_accuracy'\]"):
+    with pytest.raises(ValueError, match=r"unknown reward 'blue': expected one of \['bleu', 'chrf', 'exact_match', 'f1', 'format', 'hf_classifier', 'review_rule', 'reward_model', 'rouge_l', 'task', 'token_accuracy'\]"):
         rewards.make("blue")
 
 

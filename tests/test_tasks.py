@@ -142,5 +142,5 @@ def test_bad_task_arguments(kwargs, match):
 
 
 def test_make_task_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown task 'nope': expected one of \['addition', 'copy', 'countdown', 'hanoi', 'lights_out', 'maze', 'reasoning_gym', 'reverse', 'review', 'sort', 'sudoku'\]"):
+    with pytest.raises(ValueError, match=r"unknown task 'nope': expected one of \['addition', 'arithmetic', 'copy', 'countdown', 'hanoi', 'lights_out', 'maze', 'reasoning_gym', 'reverse', 'review', 'sort', 'sudoku'\]"):
         make_task("nope")

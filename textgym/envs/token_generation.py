@@ -99,7 +99,7 @@ class TokenSetup:
         for part in parts:  # a learned reward must read the env's tokens, and all it can write
             if hasattr(part, "check_tokenizer"):
                 part.check_tokenizer(tokenizer, max_prompt_len + max_new_tokens)
-            if isinstance(part, (rewards.TaskScore, rewards.FormatReward)):  # they judge this env's task
+            if isinstance(part, rewards.TaskScore):  # the task's own judge (or its format) scores this env's task
                 part.bind(task)
         return cls(task, tokenizer, reward, max_prompt_len, max_new_tokens, bool(shaping))
 

@@ -278,13 +278,23 @@ class TaskScore(Reward):
                              "lights_out; reasoning_gym), or choose another reward")
         self.task = task
 
-    def score(self, batch: EpisodeBatch) -> list[float]:
+    def bound(self) -> Any:
+        """The task it judges with.
+
+        Raises:
+            ValueError: it is bound to none yet.
+        """
         if self.task is None:
-            raise ValueError("reward 'task' is not bound to a task: use it as a token env's reward, or TaskScore(task)")
-        return [self.task.score(ex, c) for ex, c in zip(batch.examples, batch.completions)]
+            raise ValueError(f"reward {self.name!r} is not bound to a task: use it as a token env's reward, or "
+                             f"{type(self).__name__}(task)")
+        return self.task
+
+    def score(self, batch: EpisodeBatch) -> list[float]:
+        task = self.bound()
+        return [task.score(ex, c) for ex, c in zip(batch.examples, batch.completions)]
 
 
-class FormatReward(Reward):
+class FormatReward(TaskScore):
     """1.0 when an answer can be read from the completion in the chat env's answer format, else 0.0
     (:meth:`textgym.tasks.ChatTask.format_ok`): a reward for answering in the format asked, to weigh
     with the judge, ``reward=[["task", 1.0], ["format", 0.1]]``. A token env with ``chat=...`` binds
@@ -292,11 +302,6 @@ class FormatReward(Reward):
     """
 
     name = "format"
-
-    def __init__(self, task: Any = None) -> None:
-        self.task = None
-        if task is not None:
-            self.bind(task)
 
     def bind(self, task: Any) -> None:
         """Read answers in ``task``'s format.
@@ -311,9 +316,8 @@ class FormatReward(Reward):
         self.task = task
 
     def score(self, batch: EpisodeBatch) -> list[float]:
-        if self.task is None:
-            raise ValueError("reward 'format' is not bound to a chat task: use it as a chat env's reward, or FormatReward(task)")
-        return [float(self.task.format_ok(c)) for c in batch.completions]
+        task = self.bound()
+        return [float(task.format_ok(c)) for c in batch.completions]
 
 
 class WeightedSum(Reward):
