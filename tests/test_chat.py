@@ -200,17 +200,22 @@ def test_a_prompt_longer_than_the_models_context_is_refused(tmp_path):
         evaluate_policy(policy, "textgym/TokenGeneration-v0", kwargs, episodes=2)
 
 
-def test_grpo_with_lora_trains_a_chat_model_and_keeps_the_base_weights(model_dir, tmp_path):
+@pytest.mark.parametrize("algo", ["grpo", "ppo"])
+def test_rl_with_lora_trains_a_chat_model_and_keeps_the_base_weights(algo, model_dir, tmp_path):
     pytest.importorskip("peft")
-    from textgym.agents import grpo
+    from textgym.agents import grpo, ppo
 
     kwargs = {"task": "arithmetic", "task_kwargs": {"split": "train"}, "tokenizer": str(model_dir), "chat": True,
               "reward": [["task", 1.0], ["format", 0.1]], "max_new_tokens": 4}
-    policy = load_policy(model_dir, lora_r=4)
+    policy = load_policy(model_dir, lora_r=4)  # PPO: and a value head on the last hidden states
     base = {k: v.clone() for k, v in policy.lm.named_parameters() if "lora" not in k}
-    cfg = grpo.GRPOConfig(env_id="textgym/TokenGeneration-v0", env_kwargs=kwargs, num_envs=8, group_size=4,
-                          total_steps=64, eval_episodes=4, learning_rate=1e-2, device="cpu", seed=0)
-    result = grpo.train(cfg, policy=policy, out=tmp_path / "run", progress=False)
+    common = {"env_id": "textgym/TokenGeneration-v0", "env_kwargs": kwargs, "num_envs": 8, "total_steps": 64,
+              "eval_episodes": 4, "learning_rate": 1e-2, "device": "cpu", "seed": 0}
+    if algo == "grpo":
+        result = grpo.train(grpo.GRPOConfig(group_size=4, **common), policy=policy, out=tmp_path / "run", progress=False)
+    else:
+        result = ppo.train(ppo.PPOConfig(num_minibatches=2, **common), policy=policy, out=tmp_path / "run",
+                           progress=False)
     assert result.history and "format_ok" in result.history[0]
     changed = [k for k, v in result.policy.lm.named_parameters() if "lora" in k and v.abs().sum() > 0]
     assert changed
