@@ -12,6 +12,7 @@ position the action was read from, so an update scores a whole episode with one 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -217,10 +218,18 @@ def collect(
                 pick = None
         cache = policy.new_cache(len(prompts), slack=W)
         pos = torch.arange(filled, device=dev).expand(len(prompts), filled)
-        logits, value = step(prompts, pos, cache, upto=filled)
+        ends = lengths - 1
+        if pick is not None:  # the last position of each distinct prompt
+            ends = torch.zeros(len(prompts), dtype=ends.dtype, device=dev).scatter_(0, pick, ends)
+        if "last" in inspect.signature(policy.step).parameters:  # the heads only where the policy acts next
+            logits, value = step(prompts, pos, cache, upto=filled, last=ends)
+            logits, value = logits[:, 0], value[:, 0]
+        else:
+            logits, value = step(prompts, pos, cache, upto=filled)
+            at = torch.arange(len(prompts), device=dev)
+            logits, value = logits[at, ends], value[at, ends]
         if pick is not None:
             cache, logits, value = policy.select_cache(cache, pick), logits[pick], value[pick]
-        logits, value = logits[rows, lengths - 1], value[rows, lengths - 1]
     offsets = torch.arange(W, device=dev)
     for t in range(T):
         # 1. act from the last position of each sequence

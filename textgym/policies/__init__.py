@@ -13,6 +13,9 @@ class; they use any ``torch.nn.Module`` that has:
   values (B, W))``: append a chunk of ``W`` positions to a KV cache, each sequence at its own
   positions ``pos (B, W)``; a position past a sequence's real end may hold anything, and is
   written again, with the real token, before any later position attends to it (for the rollouts).
+  Optionally ``step(..., last=(B,))``: the logits and values at one chunk index per sequence only,
+  ``(B, 1, ...)``: a rollout's prefill asks for each prompt's last position, and a large
+  vocabulary is then projected once per prompt rather than once per prompt token.
 * ``frozen_reference()``: a frozen policy that scores sequences as this one does now, the KL
   reference of a run (a copy, or for LoRA the same model with its adapters off).
 * ``save(directory)``, read back by :func:`load_policy`.

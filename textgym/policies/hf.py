@@ -47,6 +47,7 @@ from torch import nn
 
 from textgym.checkpoints import load_checked
 from textgym.policies import is_hf_model_dir, tokenizer_dir
+from textgym.policies.native import _at
 from textgym.tokenizers import load_hf_tokenizer
 
 VALUE_MODELS = ("shared", "separate")
@@ -213,9 +214,11 @@ class HFPolicy(nn.Module):
         return HFCache(DynamicCache(), DynamicCache() if self.value_trunk is not None else None, empty,
                        empty.bool())
 
-    def step(self, inputs: torch.Tensor, pos: torch.Tensor, cache: HFCache, upto: int | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append ``inputs (B, W)`` at positions ``pos (B, W)``; logits and values there (see the protocol)."""
+    def step(self, inputs: torch.Tensor, pos: torch.Tensor, cache: HFCache, upto: int | None = None,
+             last: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append ``inputs (B, W)`` at positions ``pos (B, W)``; logits and values there, or with
+        ``last (B,)`` at that chunk index of each sequence only, ``(B, 1, ...)`` (see the protocol):
+        a prefill then projects one position per prompt onto the vocabulary, not all of them."""
         if cache.slot_pos.shape[1]:  # slots written past a sequence's end are now known: mask them out
             cache.valid &= cache.slot_pos < pos[:, :1]
         cache.slot_pos = torch.cat([cache.slot_pos, pos], 1)
@@ -223,6 +226,8 @@ class HFPolicy(nn.Module):
         mask, pos = cache.valid.long(), pos.clamp(max=self.max_len - 1)
         h = self._hidden(self.lm.base_model, inputs, cache.kv, mask, pos)
         hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs, cache.value_kv, mask, pos)
+        if last is not None:
+            h, hv = _at(h, last), _at(hv, last)
         return self._heads(h, hv)
 
     def select_cache(self, cache: HFCache, index: torch.Tensor) -> HFCache:

@@ -133,7 +133,7 @@ class Policy(nn.Module):
         return cache
 
     def step(self, inputs: torch.Tensor, pos: torch.Tensor, cache: tuple[KVCache, KVCache | None],
-             upto: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             upto: int | None = None, last: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Append a chunk of positions to the cache; logits and values at those positions.
 
         Args:
@@ -145,6 +145,8 @@ class Policy(nn.Module):
             upto: attend only to the first ``upto`` slots (a bound on every real position + 1,
                 known to the caller without a device sync), so a step costs attention over the
                 sequence so far rather than over the whole context.
+            last: ``(B,)`` one chunk index per sequence: the logits and values there only, as
+                ``(B, 1, ...)`` (a prefill needs those of each prompt's last position).
 
         Returns:
             ``(logits (B, W, n_actions), values (B, W))``.
@@ -155,6 +157,8 @@ class Policy(nn.Module):
         mask = cache_mask(pos, upto)  # (B, 1, W, upto), made once per step for every layer
         h = self.trunk(inputs, pos, mask, kv, upto)
         hv = h if self.value_trunk is None else self.value_trunk(inputs, pos, mask, kv_value, upto)
+        if last is not None:
+            h, hv = _at(h, last), _at(hv, last)
         return self._heads(h, hv)
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -189,3 +193,8 @@ class Policy(nn.Module):
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{config} is not a valid policy config: {e}") from None
         return load_checked(lambda: cls(cfg), weights, device)
+
+
+def _at(h: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``h (B, W, C)`` at one chunk index per sequence: ``(B, 1, C)``."""
+    return h.gather(1, index.view(-1, 1, 1).expand(-1, 1, h.shape[-1]))
