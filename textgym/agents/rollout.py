@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -278,16 +279,31 @@ def evaluate_logprobs(policy: nn.Module, rollout: Rollout, temperature: float = 
     Returns:
         ``(logprobs, entropy, values)``, each ``(B, T)``.
     """
-    logits, values = policy(rollout.inputs)  # (B, L, A), (B, L)
-    logits, values = logits.float(), values.float()  # no-ops, except under bf16 autocast
     idx = rollout.positions
-    logits = logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1]))  # (B, T, A)
+    if _takes_at(policy):  # the heads only at the positions actions were read from
+        logits, values = policy(rollout.inputs, at=idx)  # (B, T, A), (B, T)
+    else:
+        logits, values = policy(rollout.inputs)  # (B, L, A), (B, L)
+        logits = logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1]))  # (B, T, A)
+        values = values.gather(1, idx)
+    logits, values = logits.float(), values.float()  # no-ops, except under bf16 autocast
     if temperature != 1.0:
         logits = logits / temperature
     logp_all = F.log_softmax(logits, dim=-1)
     logprobs = logp_all.gather(2, rollout.actions[..., None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logprobs, entropy, values.gather(1, idx)
+    return logprobs, entropy, values
+
+
+def _takes_at(policy: Any) -> bool:
+    """Whether ``policy(inputs, at=positions)`` gives the logits and values at those positions only
+    (an optional part of the policy protocol); ``policy`` may be ``torch.compile``'d."""
+    policy = getattr(policy, "_orig_mod", policy)  # a compiled module's own
+    call = policy.forward if isinstance(policy, nn.Module) else policy
+    try:
+        return "at" in inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def check_temperature(temperature: float) -> None:

@@ -8,7 +8,9 @@ class; they use any ``torch.nn.Module`` that has:
   (ids, or feature vectors of ``n_features``) and the env's longest observation fits in ``max_len``.
   Optionally ``eos_ids``: the ids that end a message for the model; the env's must be one of them.
 * ``forward(inputs) -> (logits (B, L, n_actions), values (B, L))``: every position of right-padded
-  whole sequences, ids ``(B, L)`` or features ``(B, L, F)`` (for the updates).
+  whole sequences, ids ``(B, L)`` or features ``(B, L, F)`` (for the updates). Optionally
+  ``forward(inputs, at=(B, T))``: at those positions only, ``(B, T, ...)``, which the updates ask
+  for (the positions actions were read from: a prompt's are not projected onto the vocabulary).
 * ``new_cache(batch, slack)`` and ``step(inputs, pos, cache, upto=None) -> (logits (B, W, n_actions),
   values (B, W))``: append a chunk of ``W`` positions to a KV cache, each sequence at its own
   positions ``pos (B, W)``; a position past a sequence's real end may hold anything, and is

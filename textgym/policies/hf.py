@@ -47,7 +47,7 @@ from torch import nn
 
 from textgym.checkpoints import load_checked
 from textgym.policies import is_hf_model_dir, tokenizer_dir
-from textgym.policies.native import _at
+from textgym.policies.native import at_positions
 from textgym.tokenizers import load_hf_tokenizer
 
 VALUE_MODELS = ("shared", "separate")
@@ -198,11 +198,15 @@ class HFPolicy(nn.Module):
         logits = self.lm.get_output_embeddings()(h)[..., : self.n_actions].float()
         return logits, self.value_head(hv.float()).squeeze(-1)
 
-    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, L, n_actions)`` and values ``(B, L)`` at every position of right-padded ids ``(B, L)``."""
+    def forward(self, inputs: torch.Tensor, at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, L, n_actions)`` and values ``(B, L)`` at every position of right-padded ids
+        ``(B, L)``, or with ``at (B, T)`` at those positions only (an update then projects only the
+        positions actions were read from onto the vocabulary)."""
         mask = torch.ones_like(inputs)  # causal attention: a real position never sees the padding after it
         h = self._hidden(self.lm.base_model, inputs, attention_mask=mask)
         hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs, attention_mask=mask)
+        if at is not None:
+            h, hv = at_positions(h, at), at_positions(hv, at)
         return self._heads(h, hv)
 
     def new_cache(self, batch: int, slack: int = 1) -> HFCache:
@@ -227,7 +231,7 @@ class HFPolicy(nn.Module):
         h = self._hidden(self.lm.base_model, inputs, cache.kv, mask, pos)
         hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs, cache.value_kv, mask, pos)
         if last is not None:
-            h, hv = _at(h, last), _at(hv, last)
+            h, hv = at_positions(h, last[:, None]), at_positions(hv, last[:, None])
         return self._heads(h, hv)
 
     def select_cache(self, cache: HFCache, index: torch.Tensor) -> HFCache:
@@ -327,9 +331,9 @@ class _AdaptersOff:
             self.policy.train(training)
 
     @torch.no_grad()
-    def __call__(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, inputs: torch.Tensor, at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         with self._off():
-            return self.policy(inputs)
+            return self.policy(inputs, at=at)
 
     def eval(self) -> _AdaptersOff:
         return self

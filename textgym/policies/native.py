@@ -105,8 +105,9 @@ class Policy(nn.Module):
     def _heads(self, h: torch.Tensor, hv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.policy_head(h), self.value_head(hv).squeeze(-1)
 
-    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, L, n_actions)`` and values ``(B, L)`` at every position of ``inputs``.
+    def forward(self, inputs: torch.Tensor, at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, L, n_actions)`` and values ``(B, L)`` at every position of ``inputs``, or with
+        ``at (B, T)`` at those positions only, ``(B, T, ...)``.
 
         ``inputs`` are ids ``(B, L)`` or features ``(B, L, F)``, right-padded: causal attention
         never lets a real position see the padding after it.
@@ -116,6 +117,8 @@ class Policy(nn.Module):
         mask = causal_mask(L, inputs.device)
         h = self.trunk(inputs, pos, mask)
         hv = h if self.value_trunk is None else self.value_trunk(inputs, pos, mask)
+        if at is not None:
+            h, hv = at_positions(h, at), at_positions(hv, at)
         return self._heads(h, hv)
 
     def new_cache(self, batch: int, slack: int = 1) -> tuple[KVCache, KVCache | None]:
@@ -158,7 +161,7 @@ class Policy(nn.Module):
         h = self.trunk(inputs, pos, mask, kv, upto)
         hv = h if self.value_trunk is None else self.value_trunk(inputs, pos, mask, kv_value, upto)
         if last is not None:
-            h, hv = _at(h, last), _at(hv, last)
+            h, hv = at_positions(h, last[:, None]), at_positions(hv, last[:, None])
         return self._heads(h, hv)
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -195,6 +198,6 @@ class Policy(nn.Module):
         return load_checked(lambda: cls(cfg), weights, device)
 
 
-def _at(h: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``h (B, W, C)`` at one chunk index per sequence: ``(B, 1, C)``."""
-    return h.gather(1, index.view(-1, 1, 1).expand(-1, 1, h.shape[-1]))
+def at_positions(h: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``h (B, L, C)`` at the positions ``index (B, T)`` of each sequence: ``(B, T, C)``."""
+    return h.gather(1, index[..., None].expand(-1, -1, h.shape[-1]))
