@@ -20,7 +20,7 @@ is right, by the unbiased estimator).
 
 3. **Train and compare:**
 
-       python examples/11_pretrained_chat_model.py                  # about 12 minutes on a 2-core CPU
+       python examples/11_pretrained_chat_model.py                  # about 10 minutes on a 2-core CPU
        python examples/11_pretrained_chat_model.py --quick          # a tiny random model, to check that it runs
 
 The same from the command line:
@@ -29,7 +29,9 @@ The same from the command line:
         --env-kwargs '{"task": "arithmetic", "task_kwargs": {"split": "train"}, "reward": "task", "max_new_tokens": 16,
                        "chat": {"instruction": "{prompt} Answer with the number only."}}' \\
         --num-envs 32 --total-steps 10000 --set lora_r=16 --set learning_rate=2e-4 --set temperature=0.7 --out runs/11
-    textgym eval runs/11 --env-kwargs '{... the same, with "split": "test"}' --episodes 180 --samples 8
+    textgym eval runs/11 --env-kwargs '{"task": "arithmetic", "task_kwargs": {"split": "test"}, "reward": "task",
+                                        "max_new_tokens": 16, "chat": {"instruction": "{prompt} Answer with the number only."}}' \\
+        --episodes 180 --samples 8
 """
 
 import argparse

@@ -378,7 +378,7 @@ def test_prompt_longer_than_max_prompt_len_is_an_error():
 
 
 def test_unknown_task_and_reward_names_list_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown task 'revers'.*\['addition', 'copy', 'countdown', 'hanoi', 'lights_out', 'maze', 'reasoning_gym', 'reverse', 'review', 'sort', 'sudoku'\]"):
+    with pytest.raises(ValueError, match=r"unknown task 'revers'.*\['addition', 'arithmetic', 'copy', 'countdown', 'hanoi', 'lights_out', 'maze', 'reasoning_gym', 'reverse', 'review', 'sort', 'sudoku'\]"):
         gym.make("textgym/TokenGeneration-v0", task="revers")
     with pytest.raises(ValueError, match=r"unknown reward 'blue'.*'bleu'"):
         gym.make("textgym/TokenGeneration-v0", reward="blue")

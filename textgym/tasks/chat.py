@@ -123,7 +123,7 @@ class ChatTurns:
         if eos and after.startswith(eos):
             after = after[len(eos):]  # the agent writes its eos itself
         self._reply = after.split(c)
-        if len(self._opening) != 2 or len(self._reply) != 2:
+        if len(self._opening) != 2 or len(self._reply) != 2 or full.count(b) != 1:
             raise ValueError("the tokenizer's chat template changes the text of the turns it renders, so a game's "
                              "turns cannot be placed in it: leave chat unset")
         self.system = system
