@@ -222,7 +222,7 @@ def collect(
         ends = lengths - 1
         if pick is not None:  # the last position of each distinct prompt
             ends = torch.zeros(len(prompts), dtype=ends.dtype, device=dev).scatter_(0, pick, ends)
-        if "last" in inspect.signature(policy.step).parameters:  # the heads only where the policy acts next
+        if _accepts(policy.step, "last"):  # the heads only where the policy acts next
             logits, value = step(prompts, pos, cache, upto=filled, last=ends)
             logits, value = logits[:, 0], value[:, 0]
         else:
@@ -280,7 +280,8 @@ def evaluate_logprobs(policy: nn.Module, rollout: Rollout, temperature: float = 
         ``(logprobs, entropy, values)``, each ``(B, T)``.
     """
     idx = rollout.positions
-    if _takes_at(policy):  # the heads only at the positions actions were read from
+    module = getattr(policy, "_orig_mod", policy)  # a torch.compile'd module's own
+    if _accepts(module.forward if isinstance(module, nn.Module) else module, "at"):  # the heads where actions were read
         logits, values = policy(rollout.inputs, at=idx)  # (B, T, A), (B, T)
     else:
         logits, values = policy(rollout.inputs)  # (B, L, A), (B, L)
@@ -295,13 +296,10 @@ def evaluate_logprobs(policy: nn.Module, rollout: Rollout, temperature: float = 
     return logprobs, entropy, values
 
 
-def _takes_at(policy: Any) -> bool:
-    """Whether ``policy(inputs, at=positions)`` gives the logits and values at those positions only
-    (an optional part of the policy protocol); ``policy`` may be ``torch.compile``'d."""
-    policy = getattr(policy, "_orig_mod", policy)  # a compiled module's own
-    call = policy.forward if isinstance(policy, nn.Module) else policy
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes the argument ``name`` (an optional part of the policy protocol)."""
     try:
-        return "at" in inspect.signature(call).parameters
+        return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
 

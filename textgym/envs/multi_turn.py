@@ -41,7 +41,7 @@ from textgym.envs.core import (
 )
 from textgym.errors import TextEnvError
 from textgym.names import import_user_module, split_name
-from textgym.tasks.chat import ChatTurns
+from textgym.tasks.chat import ChatTurns, chat_options
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
 
 
@@ -218,14 +218,8 @@ class TurnSetup:
                                  "a max_turns attribute")
         if max_reply_tokens is None:
             max_reply_tokens = obs_space.max_length
-        turns = None
-        if chat is not None and chat is not False:
-            if not (chat is True or isinstance(chat, dict)):
-                raise ValueError(f"chat must be true, false, null or a dict with the key system, got {chat!r}")
-            try:
-                turns = ChatTurns(tokenizer, **({} if chat is True else chat))
-            except TypeError as e:
-                raise ValueError(f"chat: {e}; its one key is system") from None
+        chat = chat_options(chat, ("system",))
+        turns = None if chat is None else ChatTurns(tokenizer, **chat)
         for what, value in (("max_turn_tokens", max_turn_tokens), ("max_turns", max_turns),
                             ("max_reply_tokens", max_reply_tokens)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

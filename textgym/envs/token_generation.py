@@ -23,6 +23,7 @@ from textgym.envs.core import (
 from textgym.rewards import EpisodeBatch, Reward
 from textgym.rewards.metrics import exact_match_score, f1_score
 from textgym.tasks import ChatTask, EncodedExamples, Example, Task, make_task
+from textgym.tasks.chat import chat_options
 from textgym.tokenizers import CharTokenizer, Tokenizer, as_tokenizer
 
 MAX_POSITIONS = 2**20
@@ -67,16 +68,9 @@ class TokenSetup:
                 raise ValueError(f"task {task.name!r} has no fixed alphabet: pass a tokenizer")
             tokenizer = CharTokenizer(alphabet, unk=getattr(task, "open_alphabet", False))
         tokenizer = as_tokenizer(tokenizer)
-        if chat is not None and chat is not False:
-            if chat is True:
-                chat = {}
-            if not isinstance(chat, dict):
-                raise ValueError(f"chat must be true, false, null or a dict of ChatTask's arguments (system, instruction, "
-                                 f"answer), got {chat!r}")
-            try:
-                task = ChatTask(task, tokenizer, **chat)
-            except TypeError as e:
-                raise ValueError(f"chat: {e}; its keys are system, instruction and answer") from None
+        chat = chat_options(chat, ("system", "instruction", "answer"))
+        if chat is not None:
+            task = ChatTask(task, tokenizer, **chat)
             if max_new_tokens is None:
                 raise ValueError("a chat env's completions are free text: pass max_new_tokens (e.g. 32)")
         reward = rewards.make(reward, **(reward_kwargs or {}))

@@ -76,6 +76,26 @@ def same_answer(answer: str, reference: str) -> bool:
     return math.isclose(a, r, rel_tol=0.0, abs_tol=1e-9)
 
 
+def chat_options(chat: Any, keys: tuple[str, ...]) -> dict | None:
+    """An env's ``chat`` argument as keyword arguments: ``None`` or ``False`` (no chat) give
+    ``None``, ``True`` the defaults ``{}``, a dict itself once its keys are among ``keys``.
+
+    Raises:
+        ValueError: anything else, or a key outside ``keys`` (the message lists them).
+    """
+    if chat is None or chat is False:
+        return None
+    if chat is True:
+        return {}
+    allowed = f"its one key is {keys[0]}" if len(keys) == 1 else f"its keys are {', '.join(keys[:-1])} and {keys[-1]}"
+    if not isinstance(chat, dict):
+        raise ValueError(f"chat must be true, false, null or a dict ({allowed}), got {chat!r}")
+    unknown = sorted(set(chat) - set(keys))
+    if unknown:
+        raise ValueError(f"chat: unknown keys {unknown}; {allowed}")
+    return chat
+
+
 def template_tokenizer(tokenizer: Any) -> Any:
     """The ``transformers`` tokenizer in ``tokenizer`` (a textgym ``HFTokenizer`` wraps one), checked
     to have a chat template.
