@@ -75,6 +75,48 @@ def test_cached_steps_equal_one_full_forward_pass(arch):
     torch.testing.assert_close(values[m], rollout.values[m], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("arch, value_model", [("gpt2", "shared"), ("llama", "shared"), ("llama", "separate")])
+def test_a_shared_prompt_computed_once_gives_the_same_outputs_and_gradients(arch, value_model):
+    """forward(..., prefix=P): rows that repeat their first P ids (GRPO's groups) read them once."""
+    torch.manual_seed(0)
+    policy = HFPolicy(tiny_lm(arch, 20, 1, 0), value_model=value_model)
+    torch.nn.init.normal_(policy.value_head.weight)
+    prompts = torch.randint(2, 20, (2, 5))
+    inputs = torch.cat([prompts[torch.tensor([0, 1, 0, 0, 1])], torch.randint(2, 20, (5, 4))], 1)  # (5, 9)
+    at = torch.tensor([[4, 5, 6, 7]]).expand(5, -1)
+
+    def outputs(prefix):
+        policy.zero_grad()
+        logits, values = policy(inputs, at=at, prefix=prefix)
+        (logits.log_softmax(-1)[..., 3].sum() + values.sum()).backward()
+        return logits.detach(), values.detach(), {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+
+    full, shared = outputs(None), outputs(5)
+    torch.testing.assert_close(shared[0], full[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared[1], full[1], atol=1e-5, rtol=1e-5)
+    assert full[2].keys() == shared[2].keys() and len(full[2]) > 10
+    for name, grad in full[2].items():
+        torch.testing.assert_close(shared[2][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    distinct, pick, _ = policy._shared_prefix(inputs, 5)
+    assert len(distinct) == 2 and pick.tolist() in ([0, 1, 0, 0, 1], [1, 0, 1, 1, 0])
+    assert policy._shared_prefix(inputs, 6) is None  # no two rows share 6 ids: the plain pass
+    assert policy._shared_prefix(inputs, 9) is None  # nothing after the prompt
+
+
+def test_grpo_scores_a_group_minibatch_as_the_plain_forward_does():
+    """evaluate_logprobs passes the shortest prompt as the shared prefix; a GRPO rollout's groups share it."""
+    envs, view, policy = env_policy("llama")
+    policy.eval()
+    rollout = collect(envs, view, policy, seed=0, reset_options={"group_size": 4}, generator=torch.Generator().manual_seed(0))
+    assert policy._shared_prefix(rollout.inputs, int(rollout.positions[:, 0].min()) + 1) is not None
+    logprobs, entropy, values = evaluate_logprobs(policy, rollout)
+    plain = evaluate_logprobs(lambda inputs, at: policy(inputs, at=at), rollout)
+    m = rollout.mask
+    for got, want in zip((logprobs, entropy, values), plain):
+        torch.testing.assert_close(got[m], want[m], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logprobs[m], rollout.logprobs[m], atol=1e-4, rtol=1e-4)
+
+
 def test_cached_chunks_equal_the_full_pass_in_a_multi_turn_game():
     """A text game's replies add many positions per step, written past some sequences' ends."""
     envs, view, policy = env_policy("gpt2", "textgym/Mastermind-v0")

@@ -197,3 +197,42 @@ def test_anneal_lr_decays_the_step_size_linearly_over_the_budget(monkeypatch, mo
     expected = [1e-3 * (1 - s / 200) for s in steps for _ in range(per_iteration)]
     assert lrs == pytest.approx(expected)
     assert lrs[0] == 1e-3 and lrs[-1] < 1e-3
+
+
+def test_group_minibatches_keep_groups_whole_and_one_episode_groups_are_the_plain_split():
+    from textgym.agents.common import minibatches
+
+    torch.manual_seed(3)
+    parts = list(minibatches(32, 4, torch.device("cpu"), group_size=8))
+    assert [len(p) for p in parts] == [8] * 4
+    assert sorted(torch.cat(parts).tolist()) == list(range(32))
+    assert all(len(set((p // 8).tolist())) == 1 for p in parts)  # each minibatch is one whole group
+    assert len({int(p[0]) // 8 for p in parts}) == 4
+    two_groups = list(minibatches(32, 2, torch.device("cpu"), group_size=8))
+    for p in two_groups:  # two whole groups each
+        groups = (p // 8).tolist()
+        assert len(p) == 16 and len(set(groups)) == 2 and all(groups.count(g) == 8 for g in groups)
+    torch.manual_seed(3)
+    plain = list(minibatches(32, 4, torch.device("cpu")))
+    torch.manual_seed(3)
+    assert torch.equal(torch.cat(plain), torch.randperm(32))  # group_size=1: the random split of episodes, as before
+
+
+def test_grpo_group_minibatches_need_whole_groups_per_minibatch(monkeypatch):
+    with pytest.raises(ValueError, match=r"group_minibatches=True keeps groups whole, so num_minibatches must divide "
+                                         r"the number of groups \(num_envs / group_size = 4\), got num_minibatches=8"):
+        grpo.GRPOConfig(num_envs=32, group_size=8, num_minibatches=8, group_minibatches=True)
+    with pytest.raises(ValueError, match="group_minibatches"):
+        grpo.GRPOConfig(group_minibatches="yes")
+    seen = []
+    real = evaluate_logprobs
+
+    def spy(policy, rollout, temperature=1.0):
+        seen.append(rollout.inputs.shape[0])
+        return real(policy, rollout, temperature)
+
+    monkeypatch.setattr(grpo, "evaluate_logprobs", spy)
+    cfg = grpo.GRPOConfig(env_id="textgym/Reverse-v0", total_steps=1, group_size=4, num_minibatches=2,
+                          group_minibatches=True, update_epochs=1, **TINY)
+    grpo.train(cfg, progress=False)
+    assert seen == [8, 8]  # two minibatches of two whole groups of 4

@@ -145,13 +145,18 @@ def anneal(optimizer: torch.optim.Optimizer, cfg: TrainConfig, env_steps: int) -
             group["lr"] = cfg.learning_rate * max(0.0, 1.0 - env_steps / cfg.total_steps)
 
 
-def minibatches(num_envs: int, num_minibatches: int, device: torch.device) -> Iterator[torch.Tensor | slice]:
+def minibatches(num_envs: int, num_minibatches: int, device: torch.device,
+                group_size: int = 1) -> Iterator[torch.Tensor | slice]:
     """The episodes of each minibatch of one pass over a batch: a fresh random split into
-    ``num_minibatches`` parts of ``num_envs // num_minibatches`` (the whole batch when there is one)."""
+    ``num_minibatches`` parts of ``num_envs // num_minibatches`` (the whole batch when there is one).
+    With ``group_size`` > 1 the split keeps groups whole: the episodes ``g * group_size`` to
+    ``(g + 1) * group_size - 1`` of group ``g`` always land in the same minibatch."""
     if num_minibatches == 1:
         yield slice(None)
         return
-    perm = torch.randperm(num_envs, device=device)
+    perm = torch.randperm(num_envs // group_size, device=device)
+    if group_size > 1:
+        perm = (perm[:, None] * group_size + torch.arange(group_size, device=device)).flatten()
     size = max(1, num_envs // num_minibatches)
     for lo in range(0, num_envs, size):
         yield perm[lo : lo + size]

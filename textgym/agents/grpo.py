@@ -77,6 +77,11 @@ class GRPOConfig(TrainConfig, KLConfig):
     """Passes over each batch."""
     num_minibatches: int = 4
     """Minibatches per pass (of whole episodes)."""
+    group_minibatches: bool = False
+    """Keep each group in one minibatch (``num_minibatches`` must divide the number of groups).
+    A policy that computes a repeated prompt once (Hugging Face policies: ``forward(...,
+    prefix=)``) then reads each group's prompt once per minibatch, not once per sample: with a
+    chat template's long prompt and short answers, most of the update's compute."""
     clip_coef: float = 0.2
     """The ratio clip of the surrogate."""
     scale_rewards: bool = True
@@ -98,6 +103,7 @@ class GRPOConfig(TrainConfig, KLConfig):
 
     RULES: ClassVar[dict[str, Check]] = {
         "group_size": Check(int, 2), "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT,
+        "group_minibatches": Check(bool),
         "clip_coef": POSITIVE, "scale_rewards": Check(bool), "loss_type": Check(str, choices=("grpo", "dr_grpo")),
         "advantage": Check(str, choices=("auto", "per_token", "episode")),
         "zero_variance": Check(str, choices=("skip", "keep")), "ent_coef": NON_NEGATIVE, "temperature": POSITIVE,
@@ -110,6 +116,10 @@ class GRPOConfig(TrainConfig, KLConfig):
                              "(every prompt is sampled group_size times)")
         if not self.num_minibatches <= self.num_envs:
             raise ValueError(f"num_minibatches must be between 1 and num_envs={self.num_envs}, got {self.num_minibatches}")
+        groups = self.num_envs // self.group_size
+        if self.group_minibatches and groups % self.num_minibatches:
+            raise ValueError(f"group_minibatches=True keeps groups whole, so num_minibatches must divide the number of groups "
+                             f"(num_envs / group_size = {groups}), got num_minibatches={self.num_minibatches}")
 
 
 def advantage_form(cfg: GRPOConfig, envs) -> bool:
@@ -166,11 +176,13 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
             pg_mask = mask & informative[:, None] if cfg.zero_variance == "skip" else mask
             ref_logprobs = reference_logprobs(reference, rollout, cfg.temperature) if reference is not None else None
 
-            # 4. Update: epochs of minibatches of whole episodes, the clipped surrogate plus the KL.
+            # 4. Update: epochs of minibatches of whole episodes (of whole groups, with
+            #    group_minibatches), the clipped surrogate plus the KL.
             policy.train()
             stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "kl", "entropy", "approx_kl", "clipfrac")}
             for _epoch in range(cfg.update_epochs):
-                for idx in minibatches(envs.num_envs, cfg.num_minibatches, device):
+                for idx in minibatches(envs.num_envs, cfg.num_minibatches, device,
+                                       cfg.group_size if cfg.group_minibatches else 1):
                     mb, mb_mask = rollout.index(idx), mask[idx]
                     logprobs, entropy, _ = evaluate_logprobs(score, mb, cfg.temperature)
                     pg_loss, clipfrac, approx_kl = grpo_policy_loss(logprobs, mb.logprobs, advantages[idx], pg_mask[idx],

@@ -281,7 +281,10 @@ def evaluate_logprobs(policy: nn.Module, rollout: Rollout, temperature: float = 
     """
     idx = rollout.positions
     module = getattr(policy, "_orig_mod", policy)  # a torch.compile'd module's own
-    if _accepts(module.forward if isinstance(module, nn.Module) else module, "at"):  # the heads where actions were read
+    forward = module.forward if isinstance(module, nn.Module) else module
+    if _accepts(forward, "prefix"):  # prompts that repeat (GRPO's groups) computed once: up to the shortest one
+        logits, values = policy(rollout.inputs, at=idx, prefix=int(idx[:, 0].min()) + 1)
+    elif _accepts(forward, "at"):  # the heads where actions were read
         logits, values = policy(rollout.inputs, at=idx)  # (B, T, A), (B, T)
     else:
         logits, values = policy(rollout.inputs)  # (B, L, A), (B, L)

@@ -198,16 +198,50 @@ class HFPolicy(nn.Module):
         logits = self.lm.get_output_embeddings()(h)[..., : self.n_actions].float()
         return logits, self.value_head(hv.float()).squeeze(-1)
 
-    def forward(self, inputs: torch.Tensor, at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, inputs: torch.Tensor, at: torch.Tensor | None = None,
+                prefix: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(B, L, n_actions)`` and values ``(B, L)`` at every position of right-padded ids
         ``(B, L)``, or with ``at (B, T)`` at those positions only (an update then projects only the
-        positions actions were read from onto the vocabulary)."""
+        positions actions were read from onto the vocabulary).
+
+        ``prefix``: the first ``prefix`` positions of every row are a prompt that other rows may
+        repeat (GRPO's groups). Each distinct prompt then goes through the model once, and the
+        rows go on from its keys and values: the same outputs and gradients for less compute."""
         mask = torch.ones_like(inputs)  # causal attention: a real position never sees the padding after it
-        h = self._hidden(self.lm.base_model, inputs, attention_mask=mask)
-        hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs, attention_mask=mask)
+        shared = self._shared_prefix(inputs, prefix)
+        if shared is not None:
+            h = self._hidden_from_prefix(self.lm.base_model, inputs, *shared)
+            hv = h if self.value_trunk is None else self._hidden_from_prefix(self.value_trunk, inputs, *shared)
+        else:
+            h = self._hidden(self.lm.base_model, inputs, attention_mask=mask)
+            hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs, attention_mask=mask)
         if at is not None:
             h, hv = at_positions(h, at), at_positions(hv, at)
         return self._heads(h, hv)
+
+    @staticmethod
+    def _shared_prefix(inputs: torch.Tensor, prefix: int | None) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """``(distinct prompts (D, prefix), row -> prompt (B,), prefix)`` when some rows share their
+        first ``prefix`` ids, else None."""
+        if prefix is None or not 0 < prefix < inputs.shape[1] or len(inputs) < 2:
+            return None
+        distinct, pick = torch.unique(inputs[:, :prefix], dim=0, return_inverse=True)
+        return (distinct, pick, prefix) if len(distinct) < len(inputs) else None
+
+    def _hidden_from_prefix(self, trunk: nn.Module, inputs: torch.Tensor, distinct: torch.Tensor, pick: torch.Tensor,
+                            prefix: int) -> torch.Tensor:
+        """The last hidden states ``(B, L, H)`` of ``inputs``, each distinct prompt computed once:
+        its keys and values are copied to the rows that start with it (differentiably), and the
+        rest of every row attends to them from its own positions."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        h_prompt = self._hidden(trunk, distinct, cache, torch.ones_like(distinct))  # (D, P, H)
+        cache.reorder_cache(pick)  # (B, ...): each row's prompt
+        rest = inputs[:, prefix:]
+        pos = torch.arange(prefix, inputs.shape[1], device=inputs.device).expand(len(inputs), -1)
+        h_rest = self._hidden(trunk, rest, cache, torch.ones_like(inputs), pos)  # (B, L - P, H)
+        return torch.cat([h_prompt[pick], h_rest], 1)
 
     def new_cache(self, batch: int, slack: int = 1) -> HFCache:
         """An empty cache for ``batch`` sequences (``slack`` is unused: the cache grows)."""
@@ -331,9 +365,10 @@ class _AdaptersOff:
             self.policy.train(training)
 
     @torch.no_grad()
-    def __call__(self, inputs: torch.Tensor, at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, inputs: torch.Tensor, at: torch.Tensor | None = None,
+                 prefix: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         with self._off():
-            return self.policy(inputs, at=at)
+            return self.policy(inputs, at=at, prefix=prefix)
 
     def eval(self) -> _AdaptersOff:
         return self
