@@ -11,6 +11,9 @@ class; they use any ``torch.nn.Module`` that has:
   whole sequences, ids ``(B, L)`` or features ``(B, L, F)`` (for the updates). Optionally
   ``forward(inputs, at=(B, T))``: at those positions only, ``(B, T, ...)``, which the updates ask
   for (the positions actions were read from: a prompt's are not projected onto the vocabulary).
+  Optionally ``forward(inputs, at=, prefix=P)``: the first ``P`` positions of the rows are prompts
+  that several rows may repeat (GRPO's groups); a policy may compute each distinct one once, with
+  the same outputs and gradients.
 * ``new_cache(batch, slack)`` and ``step(inputs, pos, cache, upto=None) -> (logits (B, W, n_actions),
   values (B, W))``: append a chunk of ``W`` positions to a KV cache, each sequence at its own
   positions ``pos (B, W)``; a position past a sequence's real end may hold anything, and is
