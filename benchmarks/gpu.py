@@ -1,0 +1,203 @@
+"""textgym on one device, in one script: the vector env, the rollout against ``generate``, a PPO
+iteration's split, bf16 and ``torch.compile``, and two-process NCCL when there are two GPUs.
+
+    python benchmarks/gpu.py                     # on the GPU when there is one (under 5 minutes), else the CPU sizes
+    python benchmarks/gpu.py --device cpu        # the CPU sizes, each figure's counterpart to a GPU run
+    python benchmarks/gpu.py --quick             # tiny sizes, to check that it runs (CI runs this)
+    python benchmarks/gpu.py --json results.jsonl
+
+Each line it prints is one measurement as JSON (``--json FILE`` appends them to FILE too):
+
+1. ``vector_env``: random-action steps/s of Reverse-v0's torch vector env at 1k, 16k and 64k envs
+   (CPU: 1k and 4k).
+2. ``rollout``: tokens/s of textgym's rollout (with the env, KV cache, sampling) for the default
+   policy and for a GPT-2-small-sized ``HFPolicy`` (12 layers, width 768), and of
+   ``model.generate`` for the same GPT-2 on the same prompts, batch and length (eos forbidden, so
+   every sequence writes every token). GPU batch 256, CPU 32 (and a 4-layer, 256-wide GPT-2).
+3. ``ppo``: a PPO run's env steps/s on Reverse-v0 and the share of its time in the rollouts, with
+   bf16 autocast and ``torch.compile`` each off and on (compile on the CPU needs a C++ compiler;
+   a failure is reported, not raised).
+4. ``nccl``: on a machine with two or more GPUs, ``torchrun --nproc-per-node 2`` of the same PPO run
+   against one process; skipped otherwise.
+
+Run it alone: on a shared CPU torch's threads slow down badly beside another busy process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+
+import textgym  # noqa: F401  (registers the envs)
+from textgym.agents import ppo
+from textgym.agents.common import resolve_device
+from textgym.agents.rollout import SequenceView, collect, make_envs
+from textgym.policies import HFPolicy, make_policy
+
+SIZES = {  # per device kind: (vector env sizes, rollout batch, GPT-2 layers/width/heads, tokens, PPO steps, envs)
+    "cuda": {"vec": (1024, 16384, 65536), "batch": 256, "gpt2": (12, 768, 12), "tokens": 32, "ppo_steps": 400_000,
+             "ppo_envs": 1024},
+    "cpu": {"vec": (1024, 4096), "batch": 32, "gpt2": (4, 256, 4), "tokens": 16, "ppo_steps": 60_000, "ppo_envs": 256},
+    "quick": {"vec": (64,), "batch": 4, "gpt2": (1, 32, 2), "tokens": 4, "ppo_steps": 600, "ppo_envs": 16},
+}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def vector_env(device: torch.device, sizes: tuple[int, ...], steps: int) -> list[dict]:
+    rows = []
+    for n in sizes:
+        vec = gym.make_vec("textgym/Reverse-v0", num_envs=n, device=device)
+        vec.reset(seed=0)
+        actions = torch.randint(0, vec.single_action_space.n, (steps, n), device=device,
+                                generator=torch.Generator(device=device).manual_seed(0))
+        vec.step(actions[0])  # warm-up
+        sync(device)
+        start = time.perf_counter()
+        for t in range(steps):
+            vec.step(actions[t])
+        sync(device)
+        rows.append({"benchmark": "vector_env", "env": "textgym/Reverse-v0", "num_envs": n,
+                     "steps_per_s": round(steps * n / (time.perf_counter() - start))})
+    return rows
+
+
+def gpt2(view: SequenceView, eos: int, layers: int, width: int, heads: int, positions: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=view.vocab_size, n_positions=positions, n_embd=width, n_layer=layers, n_head=heads,
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, eos_token_id=eos, bos_token_id=eos, pad_token_id=0)
+    return GPT2LMHeadModel(cfg)
+
+
+def rollout(device: torch.device, batch: int, tokens: int, shape: tuple[int, int, int], repeats: int) -> list[dict]:
+    """Tokens/s of the rollout (default policy; GPT-2) and of ``generate`` (GPT-2), eos forbidden."""
+    kwargs = {"task_kwargs": {"min_length": tokens - 1, "max_length": tokens - 1}}  # the answer and eos: `tokens`
+    envs = make_envs("textgym/Reverse-v0", batch, device, **kwargs)
+    view, tok = SequenceView(envs), envs.tokenizer
+    eos = torch.tensor([tok.eos_id], device=device)
+    no_eos = lambda logits: logits.index_fill(1, eos, float("-inf"))  # noqa: E731
+    torch.manual_seed(0)
+    lm = gpt2(view, tok.eos_id, *shape, positions=max(64, view.max_len)).to(device).eval()
+    policies = {"textgym Policy (default size)": make_policy(**view.policy_spec()).to(device).eval(),
+                f"GPT-2 {shape[0]}x{shape[1]} (HFPolicy)": HFPolicy(lm).to(device).eval()}
+
+    def timed(fn) -> float:
+        fn()  # warm-up
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        sync(device)
+        return (time.perf_counter() - start) / repeats
+
+    rows = []
+    for name, policy in policies.items():
+        written = int(collect(envs, view, policy, seed=0, logits_fn=no_eos).mask.sum())
+        seconds = timed(lambda p=policy: collect(envs, view, p, seed=0, logits_fn=no_eos))
+        rows.append({"benchmark": "rollout", "what": f"{name}, textgym rollout", "batch": batch, "tokens": written,
+                     "tokens_per_s": round(written / seconds)})
+    obs, _ = envs.reset(seed=0)
+    prompt = obs["input_ids"][:, : int(obs["attention_mask"].sum(1).max())]  # equal-length prompts: no padding
+
+    def generate() -> torch.Tensor:
+        with torch.no_grad():
+            return lm.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, max_new_tokens=tokens,
+                               min_new_tokens=tokens, pad_token_id=0, suppress_tokens=[tok.eos_id], top_k=0)
+
+    written = int((generate().shape[1] - prompt.shape[1]) * batch)
+    seconds = timed(generate)
+    rows.append({"benchmark": "rollout", "what": f"GPT-2 {shape[0]}x{shape[1]}, model.generate", "batch": batch,
+                 "tokens": written, "tokens_per_s": round(written / seconds)})
+    base = rows[-1]["tokens_per_s"]
+    rows[1]["vs_generate"] = round(rows[1]["tokens_per_s"] / base, 2)
+    return rows
+
+
+def ppo_split(device: torch.device, steps: int, num_envs: int, bf16: bool, compile: bool) -> dict:
+    """A PPO run's env steps/s and the share of its time in the rollouts (``collect`` timed in place)."""
+    spent = [0.0]
+    real = ppo.collect
+
+    def timed_collect(*args, **kwargs):
+        sync(device)
+        start = time.perf_counter()
+        out = real(*args, **kwargs)
+        sync(device)
+        spent[0] += time.perf_counter() - start
+        return out
+
+    cfg = ppo.PPOConfig(env_id="textgym/Reverse-v0", num_envs=num_envs, total_steps=steps, device=str(device),
+                        eval_episodes=1, bf16=bf16, compile=compile)
+    row = {"benchmark": "ppo", "env": cfg.env_id, "num_envs": num_envs, "bf16": bf16, "compile": compile}
+    ppo.collect = timed_collect
+    try:
+        history = ppo.train(cfg, progress=False).history
+    except Exception as e:  # e.g. compile on a CPU without a C++ compiler
+        return {**row, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+    finally:
+        ppo.collect = real
+    last = history[-1]
+    return {**row, "env_steps": last["env_steps"], "steps_per_s": round(last["env_steps"] / last["time"]),
+            "rollout_share": round(spent[0] / last["time"], 3)}
+
+
+def nccl(steps: int, num_envs: int) -> dict:
+    """Two processes (torchrun, NCCL) against one, the same PPO run per process."""
+    if torch.cuda.device_count() < 2:
+        return {"benchmark": "nccl", "skipped": f"{torch.cuda.device_count()} GPU(s): two are needed"}
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for procs in (1, 2):
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "-m", "textgym",
+                   "train", "ppo", "--env", "textgym/Reverse-v0", "--num-envs", str(num_envs), "--total-steps",
+                   str(steps * procs), "--device", "cuda", "--out", str(Path(tmp) / f"p{procs}"), "--quiet"]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            rows[procs] = steps * procs / (time.perf_counter() - start)
+    return {"benchmark": "nccl", "steps_per_s_1_process": round(rows[1]), "steps_per_s_2_processes": round(rows[2]),
+            "speedup": round(rows[2] / rows[1], 2)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto (the GPU when there is one)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
+    p.add_argument("--json", help="append every measurement to this JSONL file")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    size = SIZES["quick" if args.quick else "cuda" if device.type == "cuda" else "cpu"]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+
+    def emit(*rows: dict) -> None:  # as soon as measured: a run cut short keeps what it has
+        for row in rows:
+            print(json.dumps(row), flush=True)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+    emit({"benchmark": "device", "device": name, "torch": torch.__version__, "quick": args.quick})
+    emit(*vector_env(device, size["vec"], 5 if args.quick else 100))
+    emit(*rollout(device, size["batch"], size["tokens"], size["gpt2"], 1 if args.quick else 3))
+    for bf16, compile in ((False, False), (True, False), (False, True)):
+        if compile and args.quick:
+            emit({"benchmark": "ppo", "compile": True, "skipped": "--quick (compiling takes minutes)"})
+            continue
+        emit(ppo_split(device, size["ppo_steps"], size["ppo_envs"], bf16, compile))
+    if device.type == "cuda":
+        emit(nccl(size["ppo_steps"], size["ppo_envs"]))
+
+if __name__ == "__main__":
+    main()
