@@ -218,12 +218,18 @@ def test_group_minibatches_keep_groups_whole_and_one_episode_groups_are_the_plai
     assert torch.equal(torch.cat(plain), torch.randperm(32))  # group_size=1: the random split of episodes, as before
 
 
-def test_grpo_group_minibatches_need_whole_groups_per_minibatch(monkeypatch):
+def test_group_minibatches_need_whole_groups_per_minibatch(monkeypatch):
     with pytest.raises(ValueError, match=r"group_minibatches=True keeps groups whole, so num_minibatches must divide "
                                          r"the number of groups \(num_envs / group_size = 4\), got num_minibatches=8"):
         grpo.GRPOConfig(num_envs=32, group_size=8, num_minibatches=8, group_minibatches=True)
     with pytest.raises(ValueError, match="group_minibatches"):
         grpo.GRPOConfig(group_minibatches="yes")
+    with pytest.raises(ValueError, match=r"num_minibatches must divide the number of groups \(num_envs / rloo_k = 4\), "
+                                         r"got num_minibatches=8"):
+        reinforce.ReinforceConfig(num_envs=16, rloo_k=4, num_minibatches=8, group_minibatches=True)
+    with pytest.raises(ValueError, match="group_minibatches=True keeps RLOO's groups whole: it needs baseline='rloo', "
+                                         "got 'value'"):
+        reinforce.ReinforceConfig(baseline="value", group_minibatches=True)
     seen = []
     real = evaluate_logprobs
 
@@ -236,3 +242,9 @@ def test_grpo_group_minibatches_need_whole_groups_per_minibatch(monkeypatch):
                           group_minibatches=True, update_epochs=1, **TINY)
     grpo.train(cfg, progress=False)
     assert seen == [8, 8]  # two minibatches of two whole groups of 4
+    seen.clear()
+    monkeypatch.setattr(reinforce, "evaluate_logprobs", spy)
+    cfg = reinforce.ReinforceConfig(env_id="textgym/Reverse-v0", total_steps=1, rloo_k=4, num_minibatches=4,
+                                    group_minibatches=True, update_epochs=1, **TINY)
+    reinforce.train(cfg, progress=False)
+    assert seen == [4, 4, 4, 4]

@@ -104,6 +104,14 @@ class TrainConfig:
             raise ValueError(f"num_minibatches={num_minibatches} must divide num_envs={self.num_envs} "
                              "(every minibatch holds the same number of whole episodes)")
 
+    def check_group_minibatches(self, num_minibatches: int, group_size: int, name: str) -> None:
+        """A ValueError unless ``num_minibatches`` divides the number of groups of ``group_size``
+        (the field ``name``), for minibatches that keep each group whole."""
+        groups = self.num_envs // group_size
+        if groups % num_minibatches:
+            raise ValueError(f"group_minibatches=True keeps groups whole, so num_minibatches must divide the number of "
+                             f"groups (num_envs / {name} = {groups}), got num_minibatches={num_minibatches}")
+
     def policy_options(self) -> dict[str, Any]:
         """The options of :func:`textgym.policies.load_policy` for the model in ``init``."""
         return {"value_model": self.value_model, "lora_r": self.lora_r, "lora_alpha": self.lora_alpha,

@@ -116,10 +116,8 @@ class GRPOConfig(TrainConfig, KLConfig):
                              "(every prompt is sampled group_size times)")
         if not self.num_minibatches <= self.num_envs:
             raise ValueError(f"num_minibatches must be between 1 and num_envs={self.num_envs}, got {self.num_minibatches}")
-        groups = self.num_envs // self.group_size
-        if self.group_minibatches and groups % self.num_minibatches:
-            raise ValueError(f"group_minibatches=True keeps groups whole, so num_minibatches must divide the number of groups "
-                             f"(num_envs / group_size = {groups}), got num_minibatches={self.num_minibatches}")
+        if self.group_minibatches:
+            self.check_group_minibatches(self.num_minibatches, self.group_size, "group_size")
 
 
 def advantage_form(cfg: GRPOConfig, envs) -> bool:

@@ -80,6 +80,10 @@ class ReinforceConfig(TrainConfig, KLConfig):
     num_minibatches: int = 4
     """Optimizer steps per pass, each on a minibatch of whole episodes; must divide ``num_envs``.
     The baselines are computed on the whole batch first, so a minibatch may split a group."""
+    group_minibatches: bool = False
+    """With ``"rloo"``: keep each group of ``rloo_k`` in one minibatch (``num_minibatches`` must
+    divide the number of groups), so a policy that computes a repeated prompt once (Hugging Face
+    policies) reads each group's prompt once per minibatch, as GRPO's option of the same name."""
     clip_coef: float = 0.2
     """The ratio clip of the surrogate after the first step on a batch."""
     norm_adv: bool = True
@@ -89,6 +93,7 @@ class ReinforceConfig(TrainConfig, KLConfig):
         "gamma": FRACTION, "rloo_k": Check(int, 2), "baseline_decay": Check(float, 0, 1, high_open=True),
         "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE, "temperature": POSITIVE,
         "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT, "clip_coef": POSITIVE, "norm_adv": Check(bool),
+        "group_minibatches": Check(bool),
     }
 
     def __post_init__(self) -> None:
@@ -98,6 +103,10 @@ class ReinforceConfig(TrainConfig, KLConfig):
         if self.baseline == "rloo" and (self.rloo_k < 2 or self.num_envs % self.rloo_k):
             raise ValueError(f"rloo needs rloo_k >= 2 dividing num_envs={self.num_envs}, got rloo_k={self.rloo_k}")
         self.check_minibatches(self.num_minibatches)
+        if self.group_minibatches:
+            if self.baseline != "rloo":
+                raise ValueError(f"group_minibatches=True keeps RLOO's groups whole: it needs baseline='rloo', got {self.baseline!r}")
+            self.check_group_minibatches(self.num_minibatches, self.rloo_k, "rloo_k")
 
 
 def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path | None = None, progress: bool = True,
@@ -146,7 +155,8 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             policy.train()
             stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
             for _epoch in range(cfg.update_epochs):
-                for idx in minibatches(envs.num_envs, cfg.num_minibatches, device):
+                for idx in minibatches(envs.num_envs, cfg.num_minibatches, device,
+                                       cfg.rloo_k if cfg.group_minibatches else 1):
                     mb, mb_mask = rollout.index(idx), mask[idx]
                     logprobs, entropy, values = evaluate_logprobs(score, mb, cfg.temperature)
                     pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
