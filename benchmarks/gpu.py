@@ -36,12 +36,14 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
+from hf_policy import (  # this folder's: python benchmarks/gpu.py puts it on the path
+    sync,
+    throughput,
+)
 
 import textgym  # noqa: F401  (registers the envs)
 from textgym.agents import ppo
 from textgym.agents.common import resolve_device
-from textgym.agents.rollout import SequenceView, collect, make_envs
-from textgym.policies import HFPolicy, make_policy
 
 SIZES = {  # per device kind: (vector env sizes, rollout batch, GPT-2 layers/width/heads, tokens, PPO steps, envs)
     "cuda": {"vec": (1024, 16384, 65536), "batch": 256, "gpt2": (12, 768, 12), "tokens": 32, "ppo_steps": 400_000,
@@ -49,11 +51,6 @@ SIZES = {  # per device kind: (vector env sizes, rollout batch, GPT-2 layers/wid
     "cpu": {"vec": (1024, 4096), "batch": 32, "gpt2": (4, 256, 4), "tokens": 16, "ppo_steps": 60_000, "ppo_envs": 256},
     "quick": {"vec": (64,), "batch": 4, "gpt2": (1, 32, 2), "tokens": 4, "ppo_steps": 600, "ppo_envs": 16},
 }
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def vector_env(device: torch.device, sizes: tuple[int, ...], steps: int) -> list[dict]:
@@ -74,56 +71,12 @@ def vector_env(device: torch.device, sizes: tuple[int, ...], steps: int) -> list
     return rows
 
 
-def gpt2(view: SequenceView, eos: int, layers: int, width: int, heads: int, positions: int):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    cfg = GPT2Config(vocab_size=view.vocab_size, n_positions=positions, n_embd=width, n_layer=layers, n_head=heads,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, eos_token_id=eos, bos_token_id=eos, pad_token_id=0)
-    return GPT2LMHeadModel(cfg)
-
-
-def rollout(device: torch.device, batch: int, tokens: int, shape: tuple[int, int, int], repeats: int) -> list[dict]:
-    """Tokens/s of the rollout (default policy; GPT-2) and of ``generate`` (GPT-2), eos forbidden."""
-    kwargs = {"task_kwargs": {"min_length": tokens - 1, "max_length": tokens - 1}}  # the answer and eos: `tokens`
-    envs = make_envs("textgym/Reverse-v0", batch, device, **kwargs)
-    view, tok = SequenceView(envs), envs.tokenizer
-    eos = torch.tensor([tok.eos_id], device=device)
-    no_eos = lambda logits: logits.index_fill(1, eos, float("-inf"))  # noqa: E731
-    torch.manual_seed(0)
-    lm = gpt2(view, tok.eos_id, *shape, positions=max(64, view.max_len)).to(device).eval()
-    policies = {"textgym Policy (default size)": make_policy(**view.policy_spec()).to(device).eval(),
-                f"GPT-2 {shape[0]}x{shape[1]} (HFPolicy)": HFPolicy(lm).to(device).eval()}
-
-    def timed(fn) -> float:
-        fn()  # warm-up
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        sync(device)
-        return (time.perf_counter() - start) / repeats
-
-    rows = []
-    for name, policy in policies.items():
-        written = int(collect(envs, view, policy, seed=0, logits_fn=no_eos).mask.sum())
-        seconds = timed(lambda p=policy: collect(envs, view, p, seed=0, logits_fn=no_eos))
-        rows.append({"benchmark": "rollout", "what": f"{name}, textgym rollout", "batch": batch, "tokens": written,
-                     "tokens_per_s": round(written / seconds)})
-    obs, _ = envs.reset(seed=0)
-    prompt = obs["input_ids"][:, : int(obs["attention_mask"].sum(1).max())]  # equal-length prompts: no padding
-
-    def generate() -> torch.Tensor:
-        with torch.no_grad():
-            return lm.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, max_new_tokens=tokens,
-                               min_new_tokens=tokens, pad_token_id=0, suppress_tokens=[tok.eos_id], top_k=0)
-
-    written = int((generate().shape[1] - prompt.shape[1]) * batch)
-    seconds = timed(generate)
-    rows.append({"benchmark": "rollout", "what": f"GPT-2 {shape[0]}x{shape[1]}, model.generate", "batch": batch,
-                 "tokens": written, "tokens_per_s": round(written / seconds)})
-    base = rows[-1]["tokens_per_s"]
-    rows[1]["vs_generate"] = round(rows[1]["tokens_per_s"] / base, 2)
-    return rows
+def rollout(device: torch.device, batch: int, tokens: int, gpt2: tuple[int, int, int], repeats: int) -> list[dict]:
+    """Tokens/s of the rollout (default policy; GPT-2) and of ``generate`` (GPT-2), eos forbidden:
+    ``benchmarks/hf_policy.py``'s measurement at this device's sizes."""
+    shape = "x".join(map(str, gpt2))
+    return [{"benchmark": "rollout", "batch": batch, "gpt2": shape, **row}
+            for row in throughput(False, device, batch, tokens, gpt2, repeats)]
 
 
 def ppo_split(device: torch.device, steps: int, num_envs: int, bf16: bool, compile: bool) -> dict:

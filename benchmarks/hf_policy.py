@@ -65,26 +65,38 @@ def learning(quick: bool, seeds: list[int]) -> list[dict]:
     return rows
 
 
-def throughput(quick: bool) -> list[dict]:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that a timer measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def throughput(quick: bool, device: str | torch.device = "cpu", batch: int | None = None, length: int | None = None,
+               gpt2: tuple[int, int, int] = (2, 64, 4), repeats: int | None = None) -> list[dict]:
     """Tokens per second: sampling ``length`` tokens for ``batch`` prompts (eos forbidden, so every
-    sequence writes them all), by textgym's rollout with each policy and by ``generate`` alone."""
-    batch, length = (32, 8) if quick else (256, 16)
+    sequence writes them all), by textgym's rollout with each policy and by ``generate`` alone, on
+    ``device``; ``gpt2`` is the GPT-2's (layers, width, heads), textgym's default policy size unless given."""
+    device = torch.device(device)
+    batch, length = batch or (32 if quick else 256), length or (8 if quick else 16)
     kwargs = {"task_kwargs": {"min_length": length - 1, "max_length": length - 1}}  # + eos: `length` tokens
-    envs = make_envs("textgym/Reverse-v0", batch, torch.device("cpu"), **kwargs)
+    envs = make_envs("textgym/Reverse-v0", batch, device, **kwargs)
     view, tok = SequenceView(envs), envs.tokenizer
-    no_eos = lambda logits: logits.index_fill(1, torch.tensor([tok.eos_id]), float("-inf"))  # noqa: E731
+    eos = torch.tensor([tok.eos_id], device=device)
+    no_eos = lambda logits: logits.index_fill(1, eos, float("-inf"))  # noqa: E731
     torch.manual_seed(0)
-    native = make_policy(**view.policy_spec()).eval()
-    lm = gpt2_for(view, tok.eos_id, tok.pad_id).eval()
+    native = make_policy(**view.policy_spec()).to(device).eval()
+    lm = gpt2_for(view, tok.eos_id, tok.pad_id, *gpt2).to(device).eval()
     hf = HFPolicy(lm).eval()
-    repeats = 2 if quick else 5
+    repeats = repeats or (2 if quick else 5)
     rows = []
 
     def timed(fn) -> float:
         fn()  # warm-up
+        sync(device)
         start = time.perf_counter()
         for _ in range(repeats):
             fn()
+        sync(device)
         return (time.perf_counter() - start) / repeats
 
     for name, policy in (("textgym Policy, rollout with env", native), ("HF GPT-2, rollout with env", hf)):

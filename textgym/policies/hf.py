@@ -207,12 +207,12 @@ class HFPolicy(nn.Module):
         ``prefix``: the first ``prefix`` positions of every row are a prompt that other rows may
         repeat (GRPO's groups). Each distinct prompt then goes through the model once, and the
         rows go on from its keys and values: the same outputs and gradients for less compute."""
-        mask = torch.ones_like(inputs)  # causal attention: a real position never sees the padding after it
         shared = self._shared_prefix(inputs, prefix)
         if shared is not None:
             h = self._hidden_from_prefix(self.lm.base_model, inputs, *shared)
             hv = h if self.value_trunk is None else self._hidden_from_prefix(self.value_trunk, inputs, *shared)
         else:
+            mask = torch.ones_like(inputs)  # causal attention: a real position never sees the padding after it
             h = self._hidden(self.lm.base_model, inputs, attention_mask=mask)
             hv = h if self.value_trunk is None else self._hidden(self.value_trunk, inputs, attention_mask=mask)
         if at is not None:
