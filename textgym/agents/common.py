@@ -1,6 +1,6 @@
 """What the trainers' loops share: the device and seeding, the setup of envs and policy, the KL
-reference, compilation and precision, the step-size schedule, minibatches, the gradient step and
-the NaN check."""
+reference, compilation and precision, the step-size schedule, an iteration's rollout, minibatches,
+the gradient step, the update's statistics and the NaN check."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch import nn
 
 from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.losses import kl_penalty
-from textgym.agents.rollout import Rollout, SequenceView, evaluate_logprobs, make_envs
+from textgym.agents.rollout import Rollout, SequenceView, collect, evaluate_logprobs, make_envs
 from textgym.distributed import Ranks, init_ranks, rank_device
 from textgym.policies import load_policy, make_policy
 
@@ -145,6 +145,23 @@ def anneal(optimizer: torch.optim.Optimizer, cfg: TrainConfig, env_steps: int) -
             group["lr"] = cfg.learning_rate * max(0.0, 1.0 - env_steps / cfg.total_steps)
 
 
+def collect_batch(envs: Any, view: SequenceView, policy: nn.Module, generator: torch.Generator, ranks: Ranks,
+                  cfg: TrainConfig, run: Any, step: Any, reset_options: dict | None = None) -> Rollout:
+    """Iteration ``run.iteration``'s batch for an RL update: one episode per sub-env, sampled at
+    ``cfg.temperature`` with the KV cache (``step``, from :func:`compiled`), trimmed to the positions
+    actions were read from (all the update scores). The first iteration seeds the envs (with
+    ``reset_options``, e.g. the group size). Its env steps, over every rank, are added to
+    ``run.env_steps``."""
+    first = run.iteration == 1
+    policy.eval()
+    rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if first else None,
+                      reset_options=reset_options if first else None, temperature=cfg.temperature,
+                      generator=generator, step=step)
+    rollout = rollout.trimmed()
+    run.env_steps += ranks.sum(int(rollout.mask.sum()))
+    return rollout
+
+
 def minibatches(num_envs: int, num_minibatches: int, device: torch.device,
                 group_size: int = 1) -> Iterator[torch.Tensor | slice]:
     """The episodes of each minibatch of one pass over a batch: a fresh random split into
@@ -186,3 +203,28 @@ def check_finite(iteration: int, **values: torch.Tensor) -> None:
         raise TrainingError(f"iteration {iteration}: {', '.join(bad)} became NaN or infinite; training stopped")
 
 
+
+
+class UpdateStats:
+    """The statistics of one update's minibatches (losses, entropy, KL, ...), kept on the device and
+    read once: by :meth:`check_finite` and, to log, by :meth:`means`."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[torch.Tensor]] = {}
+
+    def add(self, **values: torch.Tensor) -> None:
+        """Record one minibatch's values (detached; no device sync)."""
+        for name, value in values.items():
+            self.values.setdefault(name, []).append(value.detach())
+
+    def last(self, name: str) -> torch.Tensor:
+        """The latest minibatch's ``name``."""
+        return self.values[name][-1]
+
+    def check_finite(self, iteration: int, *names: str) -> None:
+        """:func:`check_finite` of every minibatch's ``names`` (one device sync)."""
+        check_finite(iteration, **{name: torch.stack(self.values[name]) for name in names})
+
+    def means(self) -> dict[str, float]:
+        """Each statistic's mean over the minibatches."""
+        return {name: float(torch.stack(v).mean()) for name, v in self.values.items()}

@@ -39,8 +39,9 @@ import torch
 from torch import nn
 
 from textgym.agents.common import (
+    UpdateStats,
     anneal,
-    check_finite,
+    collect_batch,
     compiled,
     frozen_reference,
     gradient_step,
@@ -61,7 +62,7 @@ from textgym.agents.losses import (
     returns_to_go,
     sequence_loss,
 )
-from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.rollout import evaluate_logprobs
 from textgym.agents.run import env_metrics, iteration_metrics, save_and_evaluate, start_run
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
@@ -154,13 +155,8 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
             run.iteration += 1
             anneal(optimizer, cfg, run.env_steps)  # with cfg.anneal_lr: a step size that decays to 0
             # 2. Rollout: k samples of each prompt, with the KV cache.
-            policy.eval()
-            rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
-                              reset_options={"group_size": cfg.group_size} if run.iteration == 1 else None,
-                              temperature=cfg.temperature, generator=generator, step=step)
-            rollout = rollout.trimmed()  # the update scores only the positions actions were read from
+            rollout = collect_batch(envs, view, policy, generator, ranks, cfg, run, step, reset_options={"group_size": cfg.group_size})
             mask = rollout.mask
-            run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
             # 3. Advantages: each step's return-to-go against its group's at the same step (or the
             #    episode's return against its group's, for every step). Groups whose samples all
@@ -177,7 +173,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
             # 4. Update: epochs of minibatches of whole episodes (of whole groups, with
             #    group_minibatches), the clipped surrogate plus the KL.
             policy.train()
-            stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "kl", "entropy", "approx_kl", "clipfrac")}
+            stats = UpdateStats()
             for _epoch in range(cfg.update_epochs):
                 for idx in minibatches(envs.num_envs, cfg.num_minibatches, device,
                                        cfg.group_size if cfg.group_minibatches else 1):
@@ -191,10 +187,9 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
                     ent = masked_mean(entropy, mb_mask)
                     loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
                     gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
-                    for k, v in zip(stats, (pg_loss, kl, ent, approx_kl, clipfrac)):
-                        stats[k].append(v.detach())  # kept on the device; read once, to log
+                    stats.add(pg_loss=pg_loss, kl=kl, entropy=ent, approx_kl=approx_kl, clipfrac=clipfrac)
 
-            check_finite(run.iteration, **{k: torch.stack(stats[k]) for k in ("pg_loss", "kl", "entropy")})  # one sync
+            stats.check_finite(run.iteration, "pg_loss", "kl", "entropy")  # one sync
 
             # 5. Log and checkpoint.
             logger.log(ranks.mean({

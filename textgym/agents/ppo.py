@@ -29,8 +29,9 @@ import torch
 from torch import nn
 
 from textgym.agents.common import (
+    UpdateStats,
     anneal,
-    check_finite,
+    collect_batch,
     compiled,
     critic_parameters,
     frozen_reference,
@@ -51,7 +52,7 @@ from textgym.agents.losses import (
     ppo_policy_loss,
     value_loss,
 )
-from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.rollout import evaluate_logprobs
 from textgym.agents.run import env_metrics, iteration_metrics, save_and_evaluate, start_run
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
@@ -146,12 +147,8 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
             run.iteration += 1
             anneal(optimizer, cfg, run.env_steps)  # with cfg.anneal_lr: a step size that decays to 0
             # 2. Rollout: sample one episode per env with the KV cache.
-            policy.eval()
-            rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
-                              temperature=cfg.temperature, generator=generator, step=step)
-            rollout = rollout.trimmed()  # the update scores only the positions actions were read from
+            rollout = collect_batch(envs, view, policy, generator, ranks, cfg, run, step)
             mask = rollout.mask
-            run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
             # 3. Rewards: the env's, minus the KL penalty to the reference at every step.
             kl = kl_to_reference(reference, rollout, cfg)
@@ -166,7 +163,7 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
             #    critic warm-up only the value function learns: the other weights get no gradient.
             warmup = run.iteration <= cfg.critic_warmup
             policy.train()
-            stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
+            stats = UpdateStats()
             for _epoch in range(cfg.update_epochs):
                 for idx in minibatches(envs.num_envs, cfg.num_minibatches, device):
                     mb, mb_mask = rollout.index(idx), mask[idx]
@@ -176,14 +173,13 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
                     ent = masked_mean(entropy, mb_mask)
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent if not warmup else v_loss
                     gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm, only=critic if warmup else None)
-                    for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
-                        stats[k].append(v.detach())  # kept on the device; read once, to log
-                if cfg.target_kl is not None and ranks.mean_of(stats["approx_kl"][-1]) > cfg.target_kl:
+                    stats.add(pg_loss=pg_loss, v_loss=v_loss, entropy=ent, approx_kl=approx_kl, clipfrac=clipfrac)
+                if cfg.target_kl is not None and ranks.mean_of(stats.last("approx_kl")) > cfg.target_kl:
                     break
 
             # One check of every minibatch's losses (one device sync); a NaN stops the run before
             # anything is saved, so the last checkpoint on disk stays good.
-            check_finite(run.iteration, **{k: torch.stack(stats[k]) for k in ("pg_loss", "v_loss", "entropy")})
+            stats.check_finite(run.iteration, "pg_loss", "v_loss", "entropy")
 
             # 6. Adapt the KL coefficient, log, checkpoint.
             ref_kl = ranks.mean_of((kl * mask).sum(1).mean())  # the same on every rank

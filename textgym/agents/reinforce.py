@@ -31,8 +31,9 @@ import torch
 from torch import nn
 
 from textgym.agents.common import (
+    UpdateStats,
     anneal,
-    check_finite,
+    collect_batch,
     compiled,
     frozen_reference,
     gradient_step,
@@ -50,7 +51,7 @@ from textgym.agents.losses import (
     returns_to_go,
     rloo_baseline,
 )
-from textgym.agents.rollout import collect, evaluate_logprobs
+from textgym.agents.rollout import evaluate_logprobs
 from textgym.agents.run import env_metrics, iteration_metrics, save_and_evaluate, start_run
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
 
@@ -127,13 +128,8 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             run.iteration += 1
             anneal(optimizer, cfg, run.env_steps)  # with cfg.anneal_lr: a step size that decays to 0
             # 2. Rollout: one episode per env, sampled with the KV cache.
-            policy.eval()
-            rollout = collect(envs, view, policy, seed=ranks.env_seed(cfg.seed, cfg.num_envs) if run.iteration == 1 else None,
-                              reset_options=reset_options if run.iteration == 1 else None,
-                              temperature=cfg.temperature, generator=generator, step=step)
-            rollout = rollout.trimmed()  # the update scores only the positions actions were read from
+            rollout = collect_batch(envs, view, policy, generator, ranks, cfg, run, step, reset_options)
             mask = rollout.mask
-            run.env_steps += ranks.sum(int(mask.sum()))  # over every rank
 
             # 3. Returns-to-go of the rewards less the KL penalty, and the baseline.
             kl = kl_to_reference(reference, rollout, cfg)
@@ -153,7 +149,7 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             # 4. Update: epochs of minibatches of whole episodes, -Σ log π(a|s) * advantage as
             #    PPO's clipped surrogate (the same gradient on the first step, when the ratio is 1).
             policy.train()
-            stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac")}
+            stats = UpdateStats()
             for _epoch in range(cfg.update_epochs):
                 for idx in minibatches(envs.num_envs, cfg.num_minibatches, device,
                                        cfg.rloo_k if cfg.group_minibatches else 1):
@@ -165,9 +161,8 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
                               else torch.zeros((), device=device))
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
                     gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
-                    for k, v in zip(stats, (pg_loss, v_loss, ent, approx_kl, clipfrac)):
-                        stats[k].append(v.detach())  # kept on the device; read once, to log
-            check_finite(run.iteration, **{k: torch.stack(stats[k]) for k in ("pg_loss", "v_loss", "entropy")})  # one sync
+                    stats.add(pg_loss=pg_loss, v_loss=v_loss, entropy=ent, approx_kl=approx_kl, clipfrac=clipfrac)
+            stats.check_finite(run.iteration, "pg_loss", "v_loss", "entropy")  # one sync
 
             # 5. Log and checkpoint.
             logger.log(ranks.mean({

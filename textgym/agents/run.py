@@ -196,13 +196,14 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     plt.close(fig)
 
 
-def iteration_metrics(run: Progress, start: float, rollout: Any, stats: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+def iteration_metrics(run: Progress, start: float, rollout: Any, stats: Any) -> dict[str, float]:
     """What every RL trainer logs of an iteration: where the run stands (``time`` since ``start``),
-    how the rollout's episodes went, and the mean over the minibatches of each statistic in ``stats``."""
+    how the rollout's episodes went, and the mean over the minibatches of each statistic in ``stats``
+    (an :class:`~textgym.agents.common.UpdateStats`)."""
     return {"iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
             "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
             "episode_length": float(rollout.lengths.float().mean()),
-            **{k: float(torch.stack(v).mean()) for k, v in stats.items()}}
+            **stats.means()}
 
 
 def env_metrics(envs: Any) -> dict[str, float]:
