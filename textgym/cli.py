@@ -26,6 +26,7 @@ from textgym.files import (
     acquire_run,
     clear_run,
     holds_run,
+    parse_json,
     release_run,
     usable_run_dir,
     write_jsonl,
@@ -112,11 +113,9 @@ class CLIError(Exception):
 
 def _json_arg(text: str, what: str) -> dict:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CLIError(f"{what} must be a JSON object, got {text!r} ({e.msg})") from None
-    except RecursionError:
-        raise CLIError(f"{what}: JSON nested too deeply to read") from None
+        value = parse_json(text, what)
+    except ValueError as e:
+        raise CLIError(f"{e}; expected a JSON object such as '{{\"key\": 1}}', got {text!r}") from None
     if not isinstance(value, dict):
         raise CLIError(f"{what} must be a JSON object, got {text!r}")
     return value

@@ -90,6 +90,21 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2))
 
 
+def parse_json(text: str, where: str) -> Any:
+    """``text`` read as JSON.
+
+    Raises:
+        ValueError: ``text`` is not valid JSON, or nests too deeply to read; the message starts
+            with ``where`` (a file and line, a command-line option).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply to read") from None
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """The JSON objects of a file of one per line. A last line cut short (a crash mid-write) is
     left out; a damaged line before it is an error, so that no row is silently dropped.

@@ -63,6 +63,10 @@ class Policy(nn.Module):
     def __init__(self, cfg: PolicyConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # The sizes the trainer -> policy protocol reads: token ids read (0 when it reads feature
+        # vectors), actions, longest sequence, features per position (0: it reads token ids).
+        self.vocab_size, self.n_actions, self.max_len = cfg.vocab_size, cfg.n_actions, cfg.max_len
+        self.n_features = cfg.n_features
         self.trunk = Transformer(cfg)
         self.value_trunk = Transformer(cfg) if cfg.separate_value else None
         self.policy_head = nn.Linear(cfg.d_model, cfg.n_actions, bias=False)
@@ -73,26 +77,6 @@ class Policy(nn.Module):
         nn.init.zeros_(self.value_head.weight)
 
     # -- what the trainers read (the trainer -> policy protocol) --------------------------------
-    @property
-    def vocab_size(self) -> int:
-        """Token ids the policy reads (0 when it reads feature vectors)."""
-        return self.cfg.vocab_size
-
-    @property
-    def n_actions(self) -> int:
-        """Size of the action distribution."""
-        return self.cfg.n_actions
-
-    @property
-    def max_len(self) -> int:
-        """Longest sequence the policy reads."""
-        return self.cfg.max_len
-
-    @property
-    def n_features(self) -> int:
-        """Size of each position's feature vector (0: it reads token ids)."""
-        return self.cfg.n_features
-
     def value_parameters(self) -> list[nn.Parameter]:
         """The value function's own parameters: the value head, and the value trunk when it has one
         (a critic warm-up trains these alone)."""

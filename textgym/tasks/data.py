@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 
+from textgym.files import parse_json
 from textgym.tasks.core import (
     EncodedExamples,
     Example,
@@ -35,13 +35,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, str, Any]]:
                                  "save the file as UTF-8") from None
             if not line.strip():
                 continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
-            except RecursionError:
-                raise ValueError(f"{where}: JSON nested too deeply to read") from None
-            yield lineno, where, item
+            yield lineno, where, parse_json(line, where)
 
 
 def _as_example(item: Any, where: str) -> Example:
