@@ -218,3 +218,15 @@ def test_the_cli_and_the_registration_import_no_torch():
             "assert 'textgym/Reverse-v0' in gym.registry; print(sorted(m for m in ('torch', 'textgym.envs') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_bench_times_the_commands_fixed_costs_in_fresh_processes():
+    """The bench's last rows: `textgym --help`, and a one-iteration PPO run's wall time split into its
+    loop (from its metrics) and everything outside it."""
+    from dataclasses import replace
+
+    from textgym.bench import BenchConfig, bench_cli
+
+    r = bench_cli(replace(BenchConfig.quick(), device="cpu"))
+    assert 0 < r["cli_help_seconds"] < r["cli_train_seconds"]
+    assert 0 < r["cli_outside_loop_seconds"] < r["cli_train_seconds"]

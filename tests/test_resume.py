@@ -167,6 +167,29 @@ def test_a_busy_neighbour_is_seen():
         spin.kill()
 
 
+def test_the_cpu_load_counts_what_passes_while_the_command_starts_less_its_own_time(monkeypatch):
+    """CpuLoad measures from its creation: with the start already longer than the window it does not
+    wait, and this process's own CPU time is not counted as other processes' load."""
+    from textgym import threads
+
+    clock, ticks, own = [100.0], [(1000, 10_000)], [0.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(threads.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    monkeypatch.setattr(threads, "_cpu_ticks", lambda: ticks[0])
+    monkeypatch.setattr(threads.os, "times", lambda: os.times_result((own[0], 0.0, 0.0, 0.0, 0.0)))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    load = threads.CpuLoad()
+    clock[0], ticks[0], own[0] = 101.0, (1150, 10_200), 0.5  # 1 s of start: 1.5 cores busy, 0.5 of them ours
+    assert load.busy_elsewhere(0.25) == pytest.approx(1.0)
+    assert clock[0] == 101.0  # the start was longer than the window: no waiting
+    short = threads.CpuLoad()
+    clock[0] += 0.1
+    short.busy_elsewhere(0.25)
+    assert clock[0] == pytest.approx(101.25)  # waits out the rest of the window
+    ticks[0] = None
+    assert threads.CpuLoad().busy_elsewhere() is None  # no /proc/stat: unknown
+
+
 def test_torchrun_restarts_a_killed_worker_and_auto_resume_continues_it(tmp_path):
     """torchrun --max-restarts=1 runs the same command again after a worker dies; --auto-resume
     makes that second start continue the run, which ends as the run that never died."""

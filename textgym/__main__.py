@@ -2,7 +2,7 @@
 
 import sys
 
-from textgym.cli import main
+from textgym.cli import command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

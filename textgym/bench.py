@@ -8,14 +8,22 @@
 3. Rollout time (median of ``repeats``) for long against short generations with the KV cache
    (linear growth is the ratio of the lengths), next to generation without a cache (a full
    forward pass per token), with the memory of the cache and the process's peak.
+4. The command's fixed costs, each a fresh process: ``textgym --help``, and the time a
+   ``textgym train ppo`` run spends outside its training loop (imports, the start check, the
+   closing evaluation, the learning curve and the exit): its wall time less its loop's.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -193,12 +201,26 @@ def bench_generation(cfg: BenchConfig, device: torch.device) -> dict[str, float]
     return out
 
 
+def bench_cli(cfg: BenchConfig) -> dict[str, float]:
+    """Seconds of ``textgym --help``, and a PPO run's seconds outside its loop: the wall time of
+    ``textgym train ppo`` for one iteration less the loop time its last metrics line records."""
+    command = [sys.executable, "-m", "textgym"]
+    help_seconds = _timed(lambda: subprocess.run([*command, "--help"], check=True, capture_output=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        train = [*command, "train", "ppo", "--env", "textgym/Reverse-v0", "--total-steps", "1",
+                 "--num-envs", str(cfg.num_envs), "--device", cfg.device, "--out", str(out), "--quiet"]
+        wall = _timed(lambda: subprocess.run(train, check=True, capture_output=True))
+        loop = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["time"]
+    return {"cli_help_seconds": help_seconds, "cli_train_seconds": wall, "cli_outside_loop_seconds": wall - loop}
+
+
 def run(cfg: BenchConfig) -> dict[str, float]:
-    """Run the three benchmarks; returns every figure and ratio."""
+    """Run the four benchmarks; returns every figure and ratio."""
     device = resolve_device(cfg.device)
     torch.manual_seed(0)
     results = {**bench_ppo(cfg, device), **bench_vector_env(cfg, device), **bench_multi_turn(cfg, device),
-               **bench_generation(cfg, device)}
+               **bench_generation(cfg, device), **bench_cli(cfg)}
     results["ppo_ratio"] = results["textgym_ppo_sps"] / results["sb3_ppo_sps"]
     results["vec_ratio"] = results["torch_vec_sps"] / results["sync_vec_sps"]
     results["turns_ratio"] = results["turns_vec_sps"] / results["turns_sync_sps"]
@@ -220,6 +242,9 @@ def report(cfg: BenchConfig, r: dict[str, float]) -> str:
          f"{r['long_over_short']:.1f}x", f"<= 10x (linear {cfg.long / cfg.short:.0f}x)"),
         (f"generation s, {cfg.long} vs {cfg.short} tokens (no cache)", f"{r['long_no_cache_seconds']:.3f}",
          f"{cfg.short} tokens: {r['short_no_cache_seconds']:.3f}", f"{r['no_cache_long_over_short']:.1f}x", "for contrast"),
+        ("textgym --help, s", f"{r['cli_help_seconds']:.2f}", "", "", "<= 1 s"),
+        ("textgym train ppo: s outside the training loop", f"{r['cli_outside_loop_seconds']:.2f}",
+         f"whole run, 1 iteration: {r['cli_train_seconds']:.2f}", "", "<= 2 s"),
     ]
     table = text_table(("measurement", "textgym", "baseline", "ratio", "target"), rows)
     mem = f"KV cache {r['long_kv_cache_mib']:.2f} MiB for {cfg.long} tokens x {cfg.gen_batch} episodes; peak RSS {r['peak_rss_mib']:.0f} MiB"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import sys
@@ -42,7 +43,7 @@ from textgym.names import (
 from textgym.recipes import all_recipes, find_recipe
 from textgym.registry import ENV_INSTANCE_FIELDS, ENV_PROTOCOL, TRAINERS, TrainerInfo
 from textgym.tables import text_table
-from textgym.threads import set_threads, usable_cpus
+from textgym.threads import CpuLoad, set_threads, usable_cpus
 
 
 def _space(space: gym.Space) -> str:
@@ -308,6 +309,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     untouched, ``--force`` removes the old run's files before the new run writes any, and a start
     that fails leaves nothing behind.
     """
+    load = CpuLoad()  # measured while torch loads, for the thread count
     # imported here, not above: it loads torch (see the module docstring)
     from textgym.agents.common import TrainingError, resolve_device
     from textgym.agents.run import write_run_config
@@ -343,7 +345,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"{out} holds another run; choose another --out, pass --force to overwrite it, "
                        "or --resume it")
     saved_threads = _saved_threads(out) if resume and args.threads is None else None
-    threads = set_threads(args.threads if args.threads is not None else saved_threads)
+    requested = args.threads if args.threads is not None else saved_threads
+    threads = set_threads(requested, others=load.busy_elsewhere() if requested is None else None)
     if not args.quiet and main_rank:
         how = ("as the run was saved with" if saved_threads else "set with --threads" if args.threads
                else "chosen from the CPUs free for it")
@@ -780,5 +783,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def command() -> int:
+    """The ``textgym`` console script and ``python -m textgym``: :func:`main` on the command line.
+
+    What exists when it returns is frozen out of the garbage collector (``gc.freeze``): the
+    interpreter's last collection would walk every object torch and its compiler stack made, about
+    half a second at exit, for memory the process hands back anyway (files, logs and checkpoints
+    are closed by then)."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

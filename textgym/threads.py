@@ -40,18 +40,35 @@ def _cpu_ticks() -> tuple[int, int] | None:
     return sum(fields) - idle, sum(fields)
 
 
+class CpuLoad:
+    """Measures how many cores other processes keep busy, from its creation to :meth:`busy_elsewhere`.
+
+    A command creates one before its slow start (importing torch takes most of a second) and reads
+    it after, so the measurement costs no waiting of its own; this process's CPU time is
+    subtracted."""
+
+    def __init__(self) -> None:
+        self._start, self._ticks, self._own = time.monotonic(), _cpu_ticks(), os.times()
+
+    def busy_elsewhere(self, min_window: float = 0.25) -> float | None:
+        """The cores other processes kept busy since creation, after waiting until at least
+        ``min_window`` seconds have passed (None: unknown, where there is no ``/proc/stat``)."""
+        if self._ticks is None:
+            return None
+        time.sleep(max(0.0, min_window - (time.monotonic() - self._start)))
+        ticks, own = _cpu_ticks(), os.times()
+        if ticks is None:
+            return None
+        window = time.monotonic() - self._start
+        total = (ticks[1] - self._ticks[1]) or 1
+        busy_cores = (ticks[0] - self._ticks[0]) / total * (os.cpu_count() or 1)
+        own_cores = (own.user + own.system - self._own.user - self._own.system) / window
+        return max(0.0, busy_cores - own_cores)
+
+
 def busy_elsewhere(window: float = 0.25) -> float | None:
-    """How many cores other processes kept busy over the next ``window`` seconds (None: unknown)."""
-    first, own_first = _cpu_ticks(), os.times()
-    if first is None:
-        return None
-    time.sleep(window)
-    second, own_second = _cpu_ticks(), os.times()
-    total = (second[1] - first[1]) or 1
-    ncpu = os.cpu_count() or 1
-    busy_cores = (second[0] - first[0]) / total * ncpu
-    own = (own_second.user + own_second.system - own_first.user - own_first.system) / window
-    return max(0.0, busy_cores - own)
+    """How many cores other processes keep busy over the next ``window`` seconds (None: unknown)."""
+    return CpuLoad().busy_elsewhere(window)
 
 
 def choose_threads(requested: int | None = None, others: float | None = None) -> int:
