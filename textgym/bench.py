@@ -219,8 +219,9 @@ def run(cfg: BenchConfig) -> dict[str, float]:
     """Run the four benchmarks; returns every figure and ratio."""
     device = resolve_device(cfg.device)
     torch.manual_seed(0)
+    cli = bench_cli(cfg)  # first: fresh processes on a machine this one has not yet filled
     results = {**bench_ppo(cfg, device), **bench_vector_env(cfg, device), **bench_multi_turn(cfg, device),
-               **bench_generation(cfg, device), **bench_cli(cfg)}
+               **bench_generation(cfg, device), **cli}
     results["ppo_ratio"] = results["textgym_ppo_sps"] / results["sb3_ppo_sps"]
     results["vec_ratio"] = results["torch_vec_sps"] / results["sync_vec_sps"]
     results["turns_ratio"] = results["turns_vec_sps"] / results["turns_sync_sps"]
