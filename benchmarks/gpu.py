@@ -80,9 +80,9 @@ def rollout(device: torch.device, batch: int, tokens: int, gpt2: tuple[int, int,
 
 
 def ppo_split(device: torch.device, steps: int, num_envs: int, bf16: bool, compile: bool) -> dict:
-    """A PPO run's env steps/s and the share of its time in the rollouts (``collect`` timed in place)."""
+    """A PPO run's env steps/s and the share of its time in the rollouts (``collect_batch`` timed in place)."""
     spent = [0.0]
-    real = ppo.collect
+    real = ppo.collect_batch
 
     def timed_collect(*args, **kwargs):
         sync(device)
@@ -95,13 +95,13 @@ def ppo_split(device: torch.device, steps: int, num_envs: int, bf16: bool, compi
     cfg = ppo.PPOConfig(env_id="textgym/Reverse-v0", num_envs=num_envs, total_steps=steps, device=str(device),
                         eval_episodes=1, bf16=bf16, compile=compile)
     row = {"benchmark": "ppo", "env": cfg.env_id, "num_envs": num_envs, "bf16": bf16, "compile": compile}
-    ppo.collect = timed_collect
+    ppo.collect_batch = timed_collect
     try:
         history = ppo.train(cfg, progress=False).history
     except Exception as e:  # e.g. compile on a CPU without a C++ compiler
         return {**row, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
     finally:
-        ppo.collect = real
+        ppo.collect_batch = real
     last = history[-1]
     return {**row, "env_steps": last["env_steps"], "steps_per_s": round(last["env_steps"] / last["time"]),
             "rollout_share": round(spent[0] / last["time"], 3)}
