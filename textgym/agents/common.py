@@ -203,8 +203,6 @@ def check_finite(iteration: int, **values: torch.Tensor) -> None:
         raise TrainingError(f"iteration {iteration}: {', '.join(bad)} became NaN or infinite; training stopped")
 
 
-
-
 class UpdateStats:
     """The statistics of one update's minibatches (losses, entropy, KL, ...), kept on the device and
     read once: by :meth:`check_finite` and, to log, by :meth:`means`."""

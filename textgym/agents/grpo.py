@@ -155,7 +155,8 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
             run.iteration += 1
             anneal(optimizer, cfg, run.env_steps)  # with cfg.anneal_lr: a step size that decays to 0
             # 2. Rollout: k samples of each prompt, with the KV cache.
-            rollout = collect_batch(envs, view, policy, generator, ranks, cfg, run, step, reset_options={"group_size": cfg.group_size})
+            rollout = collect_batch(envs, view, policy, generator, ranks, cfg, run, step,
+                                    reset_options={"group_size": cfg.group_size})
             mask = rollout.mask
 
             # 3. Advantages: each step's return-to-go against its group's at the same step (or the
