@@ -34,16 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import torch
-from hf_policy import (  # this folder's: python benchmarks/gpu.py puts it on the path
-    sync,
-    throughput,
-)
+from hf_policy import throughput  # this folder's: python benchmarks/gpu.py puts it on the path
 
 import textgym  # noqa: F401  (registers the envs)
 from textgym.agents import ppo
 from textgym.agents.common import resolve_device
+from textgym.bench import sync, vector_env_sps
 
 SIZES = {  # per device kind: (vector env sizes, rollout batch, GPT-2 layers/width/heads, tokens, PPO steps, envs)
     "cuda": {"vec": (1024, 16384, 65536), "batch": 256, "gpt2": (12, 768, 12), "tokens": 32, "ppo_steps": 400_000,
@@ -54,21 +51,8 @@ SIZES = {  # per device kind: (vector env sizes, rollout batch, GPT-2 layers/wid
 
 
 def vector_env(device: torch.device, sizes: tuple[int, ...], steps: int) -> list[dict]:
-    rows = []
-    for n in sizes:
-        vec = gym.make_vec("textgym/Reverse-v0", num_envs=n, device=device)
-        vec.reset(seed=0)
-        actions = torch.randint(0, vec.single_action_space.n, (steps, n), device=device,
-                                generator=torch.Generator(device=device).manual_seed(0))
-        vec.step(actions[0])  # warm-up
-        sync(device)
-        start = time.perf_counter()
-        for t in range(steps):
-            vec.step(actions[t])
-        sync(device)
-        rows.append({"benchmark": "vector_env", "env": "textgym/Reverse-v0", "num_envs": n,
-                     "steps_per_s": round(steps * n / (time.perf_counter() - start))})
-    return rows
+    return [{"benchmark": "vector_env", "env": "textgym/Reverse-v0", "num_envs": n,
+             "steps_per_s": round(vector_env_sps("textgym/Reverse-v0", n, steps, device))} for n in sizes]
 
 
 def rollout(device: torch.device, batch: int, tokens: int, gpt2: tuple[int, int, int], repeats: int) -> list[dict]:
@@ -151,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         emit(ppo_split(device, size["ppo_steps"], size["ppo_envs"], bf16, compile))
     if device.type == "cuda":
         emit(nccl(size["ppo_steps"], size["ppo_envs"]))
+
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ import torch
 from textgym.agents import evaluate_policy, ppo
 from textgym.agents.common import seed_everything
 from textgym.agents.rollout import SequenceView, collect, make_envs
+from textgym.bench import sync
 from textgym.policies import HFPolicy, make_policy
 from textgym.recipes import find_recipe
 
@@ -63,12 +64,6 @@ def learning(quick: bool, seeds: list[int]) -> list[dict]:
                          "train_seconds": round(seconds, 1), "token_accuracy": round(ev["mean_return"], 4),
                          "exact_match": round(ev["exact_match"], 4)})
     return rows
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU), so that a timer measures it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def throughput(quick: bool, device: str | torch.device = "cpu", batch: int | None = None, length: int | None = None,

@@ -77,9 +77,28 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that a timer measures it."""
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
+
+
+def vector_env_sps(env_id: str, num_envs: int, steps: int, device: torch.device) -> float:
+    """Random-action steps per second of ``env_id``'s torch vector env of ``num_envs`` on ``device``
+    (after one untimed step, which pays for first-call set-up on a GPU)."""
+    vec = gym.make_vec(env_id, num_envs=num_envs, device=device)
+    vec.reset(seed=0)
+    g = torch.Generator(device=device).manual_seed(0)
+    actions = torch.randint(0, vec.single_action_space.n, (steps + 1, num_envs), device=device, generator=g)
+    vec.step(actions[0])
+    sync(device)
+
+    def run():
+        for t in range(1, steps + 1):
+            vec.step(actions[t])
+        sync(device)
+
+    return steps * num_envs / _timed(run)
 
 
 def bench_ppo(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
@@ -108,23 +127,12 @@ def bench_ppo(cfg: BenchConfig, device: torch.device) -> dict[str, float]:
 
 def bench_vector_env(cfg: BenchConfig, device: torch.device, env_id: str = "textgym/Reverse-v0") -> dict[str, float]:
     """Random-action steps per second: torch vector env against SyncVectorEnv of single envs."""
-    vec = gym.make_vec(env_id, num_envs=cfg.vec_envs, device=device)
-    vec.reset(seed=0)
-    n = vec.single_action_space.n
-    g = torch.Generator(device=device).manual_seed(0)
-    actions = torch.randint(0, n, (cfg.vec_steps, cfg.vec_envs), device=device, generator=g)
-
-    def run_torch():
-        for t in range(cfg.vec_steps):
-            vec.step(actions[t])
-        _sync(device)
-
-    torch_sps = cfg.vec_steps * cfg.vec_envs / _timed(run_torch)
-
-    sync = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(cfg.vec_envs)])
-    sync.reset(seed=0)
+    torch_sps = vector_env_sps(env_id, cfg.vec_envs, cfg.vec_steps, device)
+    sync_env = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(cfg.vec_envs)])
+    sync_env.reset(seed=0)
+    n = sync_env.single_action_space.n
     np_actions = np.random.default_rng(0).integers(0, n, (cfg.sync_steps, cfg.vec_envs))
-    sync_sps = cfg.sync_steps * cfg.vec_envs / _timed(lambda: [sync.step(np_actions[t]) for t in range(cfg.sync_steps)])
+    sync_sps = cfg.sync_steps * cfg.vec_envs / _timed(lambda: [sync_env.step(np_actions[t]) for t in range(cfg.sync_steps)])
     return {"torch_vec_sps": torch_sps, "sync_vec_sps": sync_sps}
 
 
@@ -140,13 +148,13 @@ def bench_multi_turn(cfg: BenchConfig, device: torch.device) -> dict[str, float]
     def run_torch():
         for t in range(cfg.turn_steps):
             vec.step(actions[t])
-        _sync(device)
+        sync(device)
 
     torch_sps = cfg.turn_steps * n / _timed(run_torch)
-    sync = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n)])
-    sync.reset(seed=0)
+    sync_env = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n)])
+    sync_env.reset(seed=0)
     np_actions = actions.cpu().numpy()
-    sync_sps = cfg.turn_steps * n / _timed(lambda: [sync.step(np_actions[t]) for t in range(cfg.turn_steps)])
+    sync_sps = cfg.turn_steps * n / _timed(lambda: [sync_env.step(np_actions[t]) for t in range(cfg.turn_steps)])
     return {"turns_vec_sps": torch_sps, "turns_sync_sps": sync_sps}
 
 
@@ -177,7 +185,7 @@ def _generation(cfg: BenchConfig, device: torch.device, tokens: int) -> dict[str
     for _ in range(cfg.repeats):
         start = time.perf_counter()
         rollout = collect(envs, view, policy, seed=0, logits_fn=no_eos)
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     out = {"seconds": float(np.median(times))}
     assert int(rollout.lengths.min()) == tokens  # every episode really wrote `tokens` tokens
@@ -185,7 +193,7 @@ def _generation(cfg: BenchConfig, device: torch.device, tokens: int) -> dict[str
     with torch.no_grad():
         start = time.perf_counter()
         _no_cache_generation(policy, prompt, tokens)
-        _sync(device)
+        sync(device)
     out["no_cache_seconds"] = time.perf_counter() - start
     out["kv_cache_mib"] = 2 * policy.cfg.n_layers * cfg.gen_batch * (policy.cfg.max_len + 1) * policy.cfg.d_model * 4 / 2**20
     if device.type == "cuda":
