@@ -46,6 +46,60 @@ def test_judge_by_hand():
     assert shaped.over(False, 10) and shaped.over(True, 1) and not shaped.over(False, 9)
 
 
+@pytest.mark.parametrize("single, vector, rules", [
+    ("textgym.envs.guess_number:GuessNumberEnv", "textgym.envs.guess_number:GuessNumberVectorEnv", "GuessRules"),
+    ("textgym.envs.guess_number_text:GuessNumberTextEnv", "textgym.envs.guess_number_text:GuessNumberTextVectorEnv",
+     "GuessRules"),
+    ("textgym.envs.token_generation:TokenGenerationEnv", "textgym.envs.token_generation:TokenGenerationVectorEnv",
+     "TokenSetup.build"),
+])
+def test_both_forms_of_a_game_take_its_arguments_from_where_they_are_checked(single, vector, rules):
+    import importlib
+    import inspect
+
+    def load(entry):
+        module, name = entry.split(":")
+        return importlib.import_module(module), getattr(importlib.import_module(module), name)
+
+    module, single_env = load(single)
+    _, vector_env = load(vector)
+    source = module
+    for part in rules.split("."):
+        source = getattr(source, part)
+    written = {n for n in inspect.signature(source).parameters if n != "text"}
+    # help(env) and inspect show the game's arguments, not **kwargs
+    for env in (single_env, vector_env):
+        shown = inspect.signature(env).parameters
+        assert written <= set(shown), (env, written - set(shown))
+        assert not any(p.kind == p.VAR_KEYWORD for p in shown.values())
+        assert "render_mode" in shown
+    assert {"num_envs", "device", "max_episode_steps", "autoreset_mode"} <= set(inspect.signature(vector_env).parameters)
+    # the defaults are the ones where the arguments are checked
+    defaults = {n: p.default for n, p in inspect.signature(source).parameters.items() if n in written}
+    for env in (single_env, vector_env):
+        assert {n: inspect.signature(env).parameters[n].default for n in written} == defaults
+    # an argument that no source names is refused with the env's name, as Python refuses one
+    with pytest.raises(TypeError, match=rf"{single_env.__name__}\(\): got an unexpected keyword argument 'colour'"):
+        single_env(colour=3)
+    with pytest.raises(TypeError, match=rf"{vector_env.__name__}\(\): got an unexpected keyword argument 'colour'"):
+        vector_env(2, colour=3)
+    # and the arguments reach the game: a bad value gets the check's own error from either form
+    bad = {"high": 0} if rules == "GuessRules" else {"shaping": "yes"}
+    for make in (lambda: single_env(**bad), lambda: vector_env(2, **bad)):
+        with pytest.raises(ValueError, match="high|shaping"):
+            make()
+
+
+def test_a_vector_env_refuses_a_render_mode_it_does_not_have():
+    from textgym.envs.guess_number import GuessNumberVectorEnv
+    from textgym.envs.multi_turn import MultiTurnVectorEnv
+
+    for env in (GuessNumberVectorEnv, MultiTurnVectorEnv):
+        with pytest.raises(ValueError, match=r"render_mode of the vector env must be one of \['ansi'\] or None, got 'human'"):
+            env(2, render_mode="human")
+    assert GuessNumberVectorEnv(2, render_mode="ansi").render_mode == "ansi"
+
+
 def test_register_trainer_and_task_refuse_bad_input():
     from textgym.registry import TRAINERS, register_trainer
     from textgym.tasks import TASKS, CopyTask, register_task

@@ -13,7 +13,10 @@ class: see "The env -> trainer protocol" in :class:`TorchVectorEnv`'s docstring.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +28,52 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from textgym.envs.curriculum import Curriculum
 from textgym.seeding import as_stream, episode_key
+
+
+def arguments_of(*sources: Callable, skip: tuple[str, ...] = ()) -> Callable:
+    """Decorator for an env's ``__init__(self, ..., **kwargs)`` that hands ``**kwargs`` on to ``sources``.
+
+    The game's arguments are written once, where they are checked (the signature of the game's
+    rules class or builder; for a vector env also :class:`TorchVectorEnv`'s), and both forms of
+    the game (the single env and its vector env) take them. The decorated ``__init__`` shows them
+    in its signature (``help(env)``, ``inspect.signature``) as keyword-only arguments in place of
+    ``**kwargs``, and refuses an argument that none names, as Python does. ``skip``: arguments of
+    the sources that the env sets itself. :func:`pop_arguments` splits ``**kwargs`` between them.
+    """
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+    def decorate(init: Callable) -> Callable:
+        own = inspect.signature(init)
+        taken = set(own.parameters) | set(skip)
+        extra = []
+        for source in sources:
+            for p in inspect.signature(source).parameters.values():
+                if p.name not in taken and p.kind not in kinds:
+                    extra.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+                    taken.add(p.name)
+        ordered = [p for p in own.parameters.values() if p.kind not in kinds and p.kind != inspect.Parameter.KEYWORD_ONLY]
+        keyword = [p for p in own.parameters.values() if p.kind == inspect.Parameter.KEYWORD_ONLY]
+        signature = own.replace(parameters=ordered + extra + keyword)
+
+        @functools.wraps(init)
+        def checked(*args: Any, **kwargs: Any) -> None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{init.__qualname__.removesuffix('.__init__')}(): {e}") from None
+            init(*args, **kwargs)
+
+        checked.__signature__ = signature
+        return checked
+
+    return decorate
+
+
+def pop_arguments(kwargs: dict[str, Any], taker: Callable) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``taker`` names as parameters, taken out of ``kwargs``: how an
+    ``__init__`` decorated with :func:`arguments_of` splits its ``**kwargs`` between its sources."""
+    names = inspect.signature(taker).parameters
+    return {k: kwargs.pop(k) for k in list(kwargs) if k in names}
 
 
 def check_action(action: Any, n: int) -> int:
@@ -283,10 +332,11 @@ class TorchVectorEnv(VectorEnv):
 
     def __init__(
         self,
-        num_envs: int,
+        num_envs: int = 1,
         device: str | torch.device | None = None,
         max_episode_steps: int | None = None,
-        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+        autoreset_mode: str | AutoresetMode = "next_step",
+        render_mode: str | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -299,6 +349,10 @@ class TorchVectorEnv(VectorEnv):
         mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else modes.get(autoreset_mode)
         if mode is None:
             raise ValueError(f"autoreset_mode must be 'next_step', 'same_step' or 'disabled', got {autoreset_mode!r}")
+        if render_mode is not None and render_mode not in type(self).metadata["render_modes"]:
+            raise ValueError(f"render_mode of the vector env must be one of {type(self).metadata['render_modes']} "
+                             f"or None, got {render_mode!r}")
+        self.render_mode = render_mode
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.autoreset_mode = mode  # torchrl reads the attribute
         self.num_envs = num_envs

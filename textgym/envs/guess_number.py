@@ -14,7 +14,9 @@ from textgym.envs.core import (
     EpisodeKeys,
     SequenceSpec,
     TorchVectorEnv,
+    arguments_of,
     check_step,
+    pop_arguments,
     render_text,
     where,
 )
@@ -55,8 +57,8 @@ class GuessRules:
     env) and returns the same kind. Arguments are checked here, with errors that name them.
     """
 
-    def __init__(self, low: int, high: int, max_guesses: int, guess_penalty: float, shaping: bool,
-                 text: bool = False) -> None:
+    def __init__(self, low: int = 1, high: int = 100, max_guesses: int = 10, guess_penalty: float = 0.1,
+                 shaping: bool = False, text: bool = False) -> None:
         for name, v in (("low", low), ("high", high), ("max_guesses", max_guesses)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ValueError(f"{name} must be an integer, got {v!r}")
@@ -200,17 +202,9 @@ class GuessNumberEnv(GuessGame, gym.Env):
 
     metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
-    def __init__(
-        self,
-        low: int = 1,
-        high: int = 100,
-        max_guesses: int = 10,
-        guess_penalty: float = 0.1,
-        shaping: bool = False,
-        possible_mask: bool = False,
-        render_mode: str | None = None,
-    ) -> None:
-        self.game = GuessRules(low, high, max_guesses, guess_penalty, shaping)
+    @arguments_of(GuessRules, skip=("text",))
+    def __init__(self, *, possible_mask: bool = False, render_mode: str | None = None, **rules: Any) -> None:
+        self.game = GuessRules(**rules)
         self.possible_mask = check_possible_mask(possible_mask)
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(self.high - self.low + 1)
@@ -296,24 +290,11 @@ class GuessNumberVectorEnv(GuessGame, TorchVectorEnv):
 
     has_expert = True
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        low: int = 1,
-        high: int = 100,
-        max_guesses: int = 10,
-        guess_penalty: float = 0.1,
-        shaping: bool = False,
-        possible_mask: bool = False,
-        device: str | torch.device | None = None,
-        max_episode_steps: int | None = None,
-        autoreset_mode: str = "next_step",
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
-        self.game = GuessRules(low, high, max_guesses, guess_penalty, shaping)
+    @arguments_of(GuessRules, TorchVectorEnv, skip=("text",))
+    def __init__(self, num_envs: int = 1, *, possible_mask: bool = False, **kwargs: Any) -> None:
+        super().__init__(num_envs, **pop_arguments(kwargs, TorchVectorEnv))
+        self.game = GuessRules(**kwargs)
         self.possible_mask = check_possible_mask(possible_mask)
-        self.render_mode = render_mode
         M, dev = self.max_guesses, self.device
         self._set_spaces(gym.spaces.Box(-1.0, 1.0, (observation_size(self),), dtype=np.float32),
                          gym.spaces.Discrete(self.high - self.low + 1))

@@ -12,8 +12,10 @@ from textgym.envs.core import (
     RENDER_MODES,
     EpisodeKeys,
     TorchVectorEnv,
+    arguments_of,
     check_step,
     pad_to,
+    pop_arguments,
     render_text,
     token_observation_space,
     where,
@@ -113,16 +115,9 @@ class GuessNumberTextEnv(GuessGame, gym.Env):
 
     metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
-    def __init__(
-        self,
-        low: int = 1,
-        high: int = 100,
-        max_guesses: int = 10,
-        guess_penalty: float = 0.1,
-        shaping: bool = False,
-        render_mode: str | None = None,
-    ) -> None:
-        self.game = GuessRules(low, high, max_guesses, guess_penalty, shaping, text=True)
+    @arguments_of(GuessRules, skip=("text",))
+    def __init__(self, *, render_mode: str | None = None, **rules: Any) -> None:
+        self.game = GuessRules(**rules, text=True)
         self.render_mode = render_mode
         self.text = GameText(self.low, self.high, self.max_guesses)
         self.tokenizer = self.text.tokenizer
@@ -201,22 +196,10 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
 
     has_expert = True
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        low: int = 1,
-        high: int = 100,
-        max_guesses: int = 10,
-        guess_penalty: float = 0.1,
-        shaping: bool = False,
-        device: str | torch.device | None = None,
-        max_episode_steps: int | None = None,
-        autoreset_mode: str = "next_step",
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
-        self.game = GuessRules(low, high, max_guesses, guess_penalty, shaping, text=True)
-        self.render_mode = render_mode
+    @arguments_of(GuessRules, TorchVectorEnv, skip=("text",))
+    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+        super().__init__(num_envs, **pop_arguments(kwargs, TorchVectorEnv))
+        self.game = GuessRules(**kwargs, text=True)
         self.text = text = GameText(self.low, self.high, self.max_guesses)
         self.tokenizer = tok = text.tokenizer
         self._set_spaces(token_observation_space(text.max_len, tok.vocab_size), gym.spaces.Discrete(tok.vocab_size))

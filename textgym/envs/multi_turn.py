@@ -515,16 +515,13 @@ class MultiTurnVectorEnv(TorchVectorEnv):
                  max_reply_tokens: int | None = None, device: str | torch.device | None = None, max_episode_steps: int | None = None,
                  autoreset_mode: str = "next_step", render_mode: str | None = None,
                  call_timeout: float | None = CALL_TIMEOUT, chat: Any = None) -> None:
-        super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
+        super().__init__(num_envs, device, max_episode_steps, autoreset_mode, render_mode)
         first, name = make_text_env(text_env, text_env_kwargs)
         self.text_envs = [first] + [make_text_env(text_env, text_env_kwargs)[0] for _ in range(num_envs - 1)]
         self.text_env = first
         self.setup = s = TurnSetup.build(first, name, tokenizer, max_turn_tokens, max_turns, max_reply_tokens,
                                          call_timeout, chat)
         self.has_expert = s.has_expert
-        if render_mode is not None and render_mode != "ansi":
-            raise ValueError(f"render_mode of the vector env must be 'ansi' or None, got {render_mode!r}")
-        self.render_mode = render_mode
         vocab = s.tokenizer.vocab_size
         self._set_spaces(token_observation_space(s.max_len, vocab), gym.spaces.Discrete(vocab))
         self.tokens_per_step = 1 + s.max_reply_tokens  # the agent's token, then a whole reply

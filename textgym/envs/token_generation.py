@@ -15,8 +15,10 @@ from textgym.envs.core import (
     RENDER_MODES,
     EpisodeKeys,
     TorchVectorEnv,
+    arguments_of,
     check_step,
     pad_to,
+    pop_arguments,
     render_text,
     token_observation_space,
 )
@@ -188,21 +190,9 @@ class TokenGenerationEnv(gym.Env):
 
     metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
-    def __init__(
-        self,
-        task: Any = "copy",
-        tokenizer: Any = None,
-        reward: Any = "exact_match",
-        max_new_tokens: int | None = None,
-        max_prompt_len: int | None = None,
-        shaping: bool = False,
-        render_mode: str | None = None,
-        task_kwargs: dict | None = None,
-        reward_kwargs: dict | None = None,
-        chat: Any = None,
-    ) -> None:
-        self.setup = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs,
-                                      reward_kwargs, chat)
+    @arguments_of(TokenSetup.build)
+    def __init__(self, task: Any = "copy", *, render_mode: str | None = None, **setup: Any) -> None:
+        self.setup = TokenSetup.build(task, **setup)
         self.render_mode = render_mode
         tok = self.setup.tokenizer
         self.action_space = gym.spaces.Discrete(tok.vocab_size)
@@ -318,29 +308,10 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
 
     has_expert = True
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        task: Any = "copy",
-        tokenizer: Any = None,
-        reward: Any = "exact_match",
-        max_new_tokens: int | None = None,
-        max_prompt_len: int | None = None,
-        shaping: bool = False,
-        device: str | torch.device | None = None,
-        max_episode_steps: int | None = None,
-        autoreset_mode: str = "next_step",
-        render_mode: str | None = None,
-        task_kwargs: dict | None = None,
-        reward_kwargs: dict | None = None,
-        chat: Any = None,
-    ) -> None:
-        super().__init__(num_envs, device, max_episode_steps, autoreset_mode)
-        self.setup = s = TokenSetup.build(task, tokenizer, reward, max_new_tokens, max_prompt_len, shaping, task_kwargs,
-                                          reward_kwargs, chat)
-        if render_mode is not None and render_mode != "ansi":
-            raise ValueError(f"render_mode of the vector env must be 'ansi' or None, got {render_mode!r}")
-        self.render_mode = render_mode
+    @arguments_of(TokenSetup.build, TorchVectorEnv)
+    def __init__(self, num_envs: int = 1, task: Any = "copy", **kwargs: Any) -> None:
+        super().__init__(num_envs, **pop_arguments(kwargs, TorchVectorEnv))
+        self.setup = s = TokenSetup.build(task, **kwargs)
         self._set_spaces(token_observation_space(s.max_len, s.tokenizer.vocab_size), gym.spaces.Discrete(s.tokenizer.vocab_size))
         B, T, dev = num_envs, s.max_new_tokens, self.device
         self.example = s.encode(torch.zeros(B, dtype=torch.int64, device=dev))
