@@ -218,6 +218,40 @@ def test_group_minibatches_keep_groups_whole_and_one_episode_groups_are_the_plai
     assert torch.equal(torch.cat(plain), torch.randperm(32))  # group_size=1: the random split of episodes, as before
 
 
+def test_update_minibatches_are_epochs_of_fresh_splits_with_their_masks():
+    from types import SimpleNamespace
+
+    from textgym.agents.common import minibatches, update_minibatches
+
+    class Batch:
+        def index(self, idx):
+            return ("rows", idx)
+
+    mask = torch.arange(12).reshape(12, 1) % 5 != 0
+    cfg = SimpleNamespace(update_epochs=3, num_minibatches=4)
+    torch.manual_seed(0)
+    got = list(update_minibatches(Batch(), mask, cfg, torch.device("cpu"), group_size=3))
+    torch.manual_seed(0)
+    expected = [idx for _ in range(3) for idx in minibatches(12, 4, torch.device("cpu"), 3)]
+    assert len(got) == 12
+    for (idx, mb, mb_mask), want in zip(got, expected):
+        assert torch.equal(idx, want) and mb == ("rows", idx) and torch.equal(mb_mask, mask[idx])
+    for epoch in range(3):  # each epoch is one pass over every episode
+        assert sorted(torch.cat([idx for idx, _, _ in got[4 * epoch: 4 * epoch + 4]]).tolist()) == list(range(12))
+    assert [idx for idx, _, _ in update_minibatches(Batch(), mask, SimpleNamespace(update_epochs=2, num_minibatches=1),
+                                                      torch.device("cpu"))] == [slice(None)] * 2
+
+
+def test_seconds_trained_count_the_earlier_sessions_of_a_resumed_run(monkeypatch):
+    from textgym.agents import state
+
+    now = [1000.0]
+    monkeypatch.setattr(state.time, "time", lambda: now[0])
+    resumed = state.Progress(iteration=5, env_steps=50, elapsed=30.0)
+    now[0] += 2.5
+    assert resumed.seconds() == 32.5 and state.Progress().seconds() == 0.0
+
+
 def test_group_minibatches_need_whole_groups_per_minibatch(monkeypatch):
     with pytest.raises(ValueError, match=r"group_minibatches=True keeps groups whole, so num_minibatches must divide "
                                          r"the number of groups \(num_envs / group_size = 4\), got num_minibatches=8"):

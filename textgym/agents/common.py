@@ -179,6 +179,17 @@ def minibatches(num_envs: int, num_minibatches: int, device: torch.device,
         yield perm[lo : lo + size]
 
 
+def update_minibatches(batch: Any, mask: torch.Tensor, cfg: Any, device: torch.device,
+                       group_size: int = 1) -> Iterator[tuple[torch.Tensor | slice, Any, torch.Tensor]]:
+    """``(idx, minibatch, its mask)`` for every minibatch of ``cfg.update_epochs`` passes over ``batch``
+    (a rollout, or SFT's demonstrations: anything with ``index(idx)``), each pass a fresh split into
+    ``cfg.num_minibatches`` by :func:`minibatches`. PPO writes the two loops out, as it stops
+    between epochs at ``target_kl``."""
+    for _epoch in range(cfg.update_epochs):
+        for idx in minibatches(mask.shape[0], cfg.num_minibatches, device, group_size):
+            yield idx, batch.index(idx), mask[idx]
+
+
 def gradient_step(loss: torch.Tensor, policy: nn.Module, optimizer: torch.optim.Optimizer, ranks, max_grad_norm: float,
                   only: set[int] | None = None) -> None:
     """One optimizer step on ``loss``: the gradients averaged over the ranks (one all-reduce when

@@ -30,7 +30,6 @@ Usage::
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -45,10 +44,10 @@ from textgym.agents.common import (
     compiled,
     frozen_reference,
     gradient_step,
-    minibatches,
     precision,
     reference_logprobs,
     setup,
+    update_minibatches,
 )
 from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.evaluate import TrainResult
@@ -148,7 +147,6 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
     checkpointer, run, logger = start_run("grpo", cfg, policy, optimizer, generator, envs, ranks, out, progress, save_every,
                                           resume, reference)  # where the run stands: restored with resume
-    start = time.time() - run.elapsed
     score, step = compiled(cfg, policy)  # the policy's forward and cached step, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
@@ -175,29 +173,26 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
             #    group_minibatches), the clipped surrogate plus the KL.
             policy.train()
             stats = UpdateStats()
-            for _epoch in range(cfg.update_epochs):
-                for idx in minibatches(envs.num_envs, cfg.num_minibatches, device,
-                                       cfg.group_size if cfg.group_minibatches else 1):
-                    mb, mb_mask = rollout.index(idx), mask[idx]
-                    logprobs, entropy, _ = evaluate_logprobs(score, mb, cfg.temperature)
-                    pg_loss, clipfrac, approx_kl = grpo_policy_loss(logprobs, mb.logprobs, advantages[idx], pg_mask[idx],
-                                                                    cfg.clip_coef, cfg.loss_type)
-                    kl = torch.zeros((), device=device)
-                    if ref_logprobs is not None:  # the estimator of KL(policy ‖ reference) on the sampled actions
-                        kl = sequence_loss(kl_penalty(logprobs, ref_logprobs[idx], cfg.kl_estimator), mb_mask, cfg.loss_type)
-                    ent = masked_mean(entropy, mb_mask)
-                    loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
-                    gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
-                    stats.add(pg_loss=pg_loss, kl=kl, entropy=ent, approx_kl=approx_kl, clipfrac=clipfrac)
+            for idx, mb, mb_mask in update_minibatches(rollout, mask, cfg, device,
+                                                       cfg.group_size if cfg.group_minibatches else 1):
+                logprobs, entropy, _ = evaluate_logprobs(score, mb, cfg.temperature)
+                pg_loss, clipfrac, approx_kl = grpo_policy_loss(logprobs, mb.logprobs, advantages[idx], pg_mask[idx],
+                                                                cfg.clip_coef, cfg.loss_type)
+                kl = torch.zeros((), device=device)
+                if ref_logprobs is not None:  # the estimator of KL(policy ‖ reference) on the sampled actions
+                    kl = sequence_loss(kl_penalty(logprobs, ref_logprobs[idx], cfg.kl_estimator), mb_mask, cfg.loss_type)
+                ent = masked_mean(entropy, mb_mask)
+                loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
+                gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
+                stats.add(pg_loss=pg_loss, kl=kl, entropy=ent, approx_kl=approx_kl, clipfrac=clipfrac)
 
             stats.check_finite(run.iteration, "pg_loss", "kl", "entropy")  # one sync
 
             # 5. Log and checkpoint.
             logger.log(ranks.mean({
-                **iteration_metrics(run, start, rollout, stats),
+                **iteration_metrics(run, rollout, stats),
                 "informative_groups": float(informative.float().mean()),
                 **env_metrics(envs),
             }))
-            run.elapsed, run.extra = time.time() - start, {}
             checkpointer.end_of_iteration(run)
     return save_and_evaluate(cfg, policy, logger, checkpointer, run, device)

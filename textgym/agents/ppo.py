@@ -20,7 +20,6 @@ Usage::
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -140,7 +139,6 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
     kl_coef = run.extra.get("kl_coef", cfg.kl_coef)
     if kl_ctl is not None:
         kl_ctl.value = kl_coef
-    start = time.time() - run.elapsed
     score, step = compiled(cfg, policy)  # the policy's forward and cached step, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
@@ -186,12 +184,12 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
             if kl_ctl is not None:
                 kl_coef = kl_ctl.update(ref_kl, cfg.num_envs)
             metrics = {
-                **iteration_metrics(run, start, rollout, stats),
+                **iteration_metrics(run, rollout, stats),
                 "explained_variance": explained_variance(rollout.values, returns, mask),
                 "ref_kl": ref_kl, "kl_coef": kl_coef,
                 **env_metrics(envs),  # the env's own (mean guesses, exact match, ...), by the protocol
             }
             logger.log(ranks.mean(metrics))
-            run.elapsed, run.extra = time.time() - start, {"kl_coef": kl_coef}
+            run.extra = {"kl_coef": kl_coef}
             checkpointer.end_of_iteration(run)
     return save_and_evaluate(cfg, policy, logger, checkpointer, run, device)

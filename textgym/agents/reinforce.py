@@ -22,7 +22,6 @@ Usage::
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -38,9 +37,9 @@ from textgym.agents.common import (
     frozen_reference,
     gradient_step,
     kl_to_reference,
-    minibatches,
     precision,
     setup,
+    update_minibatches,
 )
 from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.evaluate import TrainResult
@@ -121,7 +120,6 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
     checkpointer, run, logger = start_run("reinforce", cfg, policy, optimizer, generator, envs, ranks, out, progress,
                                           save_every, resume, reference)  # where the run stands: restored with resume
     moving = run.extra.get("moving")  # (T,) moving average of the return-to-go at each step index
-    start = time.time() - run.elapsed
     score, step = compiled(cfg, policy)  # the policy's forward and cached step, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
@@ -150,26 +148,24 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             #    PPO's clipped surrogate (the same gradient on the first step, when the ratio is 1).
             policy.train()
             stats = UpdateStats()
-            for _epoch in range(cfg.update_epochs):
-                for idx in minibatches(envs.num_envs, cfg.num_minibatches, device,
-                                       cfg.rloo_k if cfg.group_minibatches else 1):
-                    mb, mb_mask = rollout.index(idx), mask[idx]
-                    logprobs, entropy, values = evaluate_logprobs(score, mb, cfg.temperature)
-                    pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
-                    ent = masked_mean(entropy, mb_mask)
-                    v_loss = (0.5 * masked_mean((values - returns[idx]) ** 2, mb_mask) if cfg.baseline == "value"
-                              else torch.zeros((), device=device))
-                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
-                    gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
-                    stats.add(pg_loss=pg_loss, v_loss=v_loss, entropy=ent, approx_kl=approx_kl, clipfrac=clipfrac)
+            for idx, mb, mb_mask in update_minibatches(rollout, mask, cfg, device,
+                                                       cfg.rloo_k if cfg.group_minibatches else 1):
+                logprobs, entropy, values = evaluate_logprobs(score, mb, cfg.temperature)
+                pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
+                ent = masked_mean(entropy, mb_mask)
+                v_loss = (0.5 * masked_mean((values - returns[idx]) ** 2, mb_mask) if cfg.baseline == "value"
+                          else torch.zeros((), device=device))
+                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+                gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
+                stats.add(pg_loss=pg_loss, v_loss=v_loss, entropy=ent, approx_kl=approx_kl, clipfrac=clipfrac)
             stats.check_finite(run.iteration, "pg_loss", "v_loss", "entropy")  # one sync
 
             # 5. Log and checkpoint.
             logger.log(ranks.mean({
-                **iteration_metrics(run, start, rollout, stats),
+                **iteration_metrics(run, rollout, stats),
                 "ref_kl": float(kl.sum(1).mean()),
                 **env_metrics(envs),  # the env's own (mean guesses, exact match, ...), by the protocol
             }))
-            run.elapsed, run.extra = time.time() - start, {"moving": moving}
+            run.extra = {"moving": moving}
             checkpointer.end_of_iteration(run)
     return save_and_evaluate(cfg, policy, logger, checkpointer, run, device)

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -196,11 +195,11 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     plt.close(fig)
 
 
-def iteration_metrics(run: Progress, start: float, rollout: Any, stats: Any) -> dict[str, float]:
-    """What every RL trainer logs of an iteration: where the run stands (``time`` since ``start``),
+def iteration_metrics(run: Progress, rollout: Any, stats: Any) -> dict[str, float]:
+    """What every RL trainer logs of an iteration: where the run stands (``time``: seconds trained),
     how the rollout's episodes went, and the mean over the minibatches of each statistic in ``stats``
     (an :class:`~textgym.agents.common.UpdateStats`)."""
-    return {"iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start,
+    return {"iteration": run.iteration, "env_steps": run.env_steps, "time": run.seconds(),
             "mean_return": float(rollout.returns.mean()), "success_rate": float(rollout.success.float().mean()),
             "episode_length": float(rollout.lengths.float().mean()),
             **stats.means()}

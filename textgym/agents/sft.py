@@ -15,7 +15,6 @@ The same policy object then trains with PPO or REINFORCE (SFT-then-RL)::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,9 @@ from textgym.agents.common import (
     check_finite,
     compiled,
     gradient_step,
-    minibatches,
     precision,
     setup,
+    update_minibatches,
 )
 from textgym.agents.configs import TrainConfig
 from textgym.agents.evaluate import TrainResult, evaluate_policy
@@ -138,7 +137,6 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
     checkpointer, run, logger = start_run("sft", cfg, policy, optimizer, generator, envs, ranks, out, progress, save_every,
                                           resume)  # where the run stands: restored with resume
     evaluation = run.extra.get("evaluation", {})
-    start = time.time() - run.elapsed
     score, _ = compiled(cfg, policy)  # the policy's forward, compiled with cfg.compile
     with checkpointer.stop_on_signals(), logger, precision(cfg, device):
         while run.env_steps < cfg.total_steps:
@@ -162,12 +160,11 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
             #    of minibatches.
             policy.train()
             losses = []
-            for _epoch in range(cfg.update_epochs):
-                for idx in minibatches(demos.actions.shape[0], cfg.num_minibatches, device):
-                    logprobs, _, _ = evaluate_logprobs(score, demos.index(idx))
-                    loss = -masked_mean(logprobs, mask[idx])
-                    gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
-                    losses.append(loss.detach())
+            for _idx, mb, mb_mask in update_minibatches(demos, mask, cfg, device):
+                logprobs, _, _ = evaluate_logprobs(score, mb)
+                loss = -masked_mean(logprobs, mb_mask)
+                gradient_step(loss, policy, optimizer, ranks, cfg.max_grad_norm)
+                losses.append(loss.detach())
             loss = torch.stack(losses).mean()
             check_finite(run.iteration, loss=loss)
 
@@ -175,10 +172,10 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
             if run.iteration == 1 or run.iteration % cfg.eval_every == 0 or run.env_steps >= cfg.total_steps:
                 evaluation = evaluate_policy(policy, cfg.env_id, cfg.env_kwargs, min(cfg.num_envs, cfg.eval_episodes), device, seed=cfg.seed + 1)
             logger.log(ranks.mean({
-                "iteration": run.iteration, "env_steps": run.env_steps, "time": time.time() - start, "loss": loss.item(),
+                "iteration": run.iteration, "env_steps": run.env_steps, "time": run.seconds(), "loss": loss.item(),
                 "mean_return": evaluation["mean_return"], "success_rate": evaluation["success_rate"],
             }))
-            run.elapsed, run.extra = time.time() - start, {"evaluation": evaluation}
+            run.extra = {"evaluation": evaluation}
             checkpointer.end_of_iteration(run)
     return save_and_evaluate(cfg, policy, logger, checkpointer, run, device)
 

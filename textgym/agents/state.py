@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +82,13 @@ class Progress:
     env_steps: int = 0
     elapsed: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._since = time.time() - self.elapsed  # the clock of this session, set back by the earlier sessions' seconds
+
+    def seconds(self) -> float:
+        """Seconds trained so far, the earlier sessions of a resumed run included."""
+        return time.time() - self._since
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -255,6 +263,7 @@ class Checkpointer:
 
     def end_of_iteration(self, progress: Progress) -> None:
         """Save when it is due; after a stop signal, save and raise :class:`TrainingInterrupted`."""
+        progress.elapsed = progress.seconds()
         if self.ranks.any(self.stop is not None):  # every rank stops after the same iteration
             self.save(progress)
             raise TrainingInterrupted(self.out, progress.iteration, self.stop or "a signal to another rank")
