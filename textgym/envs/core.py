@@ -349,9 +349,9 @@ class TorchVectorEnv(VectorEnv):
         mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else modes.get(autoreset_mode)
         if mode is None:
             raise ValueError(f"autoreset_mode must be 'next_step', 'same_step' or 'disabled', got {autoreset_mode!r}")
-        if render_mode is not None and render_mode not in type(self).metadata["render_modes"]:
-            raise ValueError(f"render_mode of the vector env must be one of {type(self).metadata['render_modes']} "
-                             f"or None, got {render_mode!r}")
+        render_modes = type(self).metadata.get("render_modes", [])
+        if render_mode is not None and render_mode not in render_modes:
+            raise ValueError(f"render_mode of the vector env must be one of {render_modes} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.autoreset_mode = mode  # torchrl reads the attribute
