@@ -1,13 +1,16 @@
 """Each game's rules are stated once and serve its single and vector forms alike; the registries
 of trainers and tasks check what they are given."""
 
+import inspect
 import pathlib
 import re
 
 import pytest
 import torch
 
-from textgym.envs.guess_number import GuessRules
+from textgym.envs.guess_number import GuessNumberEnv, GuessNumberVectorEnv, GuessRules
+from textgym.envs.guess_number_text import GuessNumberTextEnv, GuessNumberTextVectorEnv
+from textgym.envs.token_generation import TokenGenerationEnv, TokenGenerationVectorEnv, TokenSetup
 
 ENVS = pathlib.Path(__file__).resolve().parents[1] / "textgym" / "envs"
 
@@ -46,26 +49,12 @@ def test_judge_by_hand():
     assert shaped.over(False, 10) and shaped.over(True, 1) and not shaped.over(False, 9)
 
 
-@pytest.mark.parametrize("single, vector, rules", [
-    ("textgym.envs.guess_number:GuessNumberEnv", "textgym.envs.guess_number:GuessNumberVectorEnv", "GuessRules"),
-    ("textgym.envs.guess_number_text:GuessNumberTextEnv", "textgym.envs.guess_number_text:GuessNumberTextVectorEnv",
-     "GuessRules"),
-    ("textgym.envs.token_generation:TokenGenerationEnv", "textgym.envs.token_generation:TokenGenerationVectorEnv",
-     "TokenSetup.build"),
+@pytest.mark.parametrize("single_env, vector_env, source", [
+    (GuessNumberEnv, GuessNumberVectorEnv, GuessRules),
+    (GuessNumberTextEnv, GuessNumberTextVectorEnv, GuessRules),
+    (TokenGenerationEnv, TokenGenerationVectorEnv, TokenSetup.build),
 ])
-def test_both_forms_of_a_game_take_its_arguments_from_where_they_are_checked(single, vector, rules):
-    import importlib
-    import inspect
-
-    def load(entry):
-        module, name = entry.split(":")
-        return importlib.import_module(module), getattr(importlib.import_module(module), name)
-
-    module, single_env = load(single)
-    _, vector_env = load(vector)
-    source = module
-    for part in rules.split("."):
-        source = getattr(source, part)
+def test_both_forms_of_a_game_take_its_arguments_from_where_they_are_checked(single_env, vector_env, source):
     written = {n for n in inspect.signature(source).parameters if n != "text"}
     # help(env) and inspect show the game's arguments, not **kwargs
     for env in (single_env, vector_env):
@@ -84,7 +73,7 @@ def test_both_forms_of_a_game_take_its_arguments_from_where_they_are_checked(sin
     with pytest.raises(TypeError, match=rf"{vector_env.__name__}\(\): got an unexpected keyword argument 'colour'"):
         vector_env(2, colour=3)
     # and the arguments reach the game: a bad value gets the check's own error from either form
-    bad = {"high": 0} if rules == "GuessRules" else {"shaping": "yes"}
+    bad = {"high": 0} if source is GuessRules else {"shaping": "yes"}
     for make in (lambda: single_env(**bad), lambda: vector_env(2, **bad)):
         with pytest.raises(ValueError, match="high|shaping"):
             make()
