@@ -148,3 +148,15 @@ def test_group_size_gives_groups_the_same_examples():
 def test_bad_autoreset_mode():
     with pytest.raises(ValueError, match="autoreset_mode must be 'next_step', 'same_step' or 'disabled'"):
         gym.make_vec("textgym/Reverse-v0", num_envs=2, autoreset_mode="first_step")
+
+
+def test_an_observation_already_returned_does_not_change_when_the_env_steps():
+    vec = gym.make_vec("textgym/Reverse-v0", num_envs=4, device="cpu")
+    obs, _ = vec.reset(seed=0)
+    kept = {k: v.clone() for k, v in obs.items()}
+    for _ in range(3):
+        vec.step(torch.full((4,), 5))
+    for k in kept:
+        assert torch.equal(obs[k], kept[k]), k
+    vec.reset(seed=1)
+    assert torch.equal(obs["input_ids"], kept["input_ids"])

@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium.error import ResetNeeded
 
 from textgym import rewards
@@ -320,8 +321,11 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         self.written_len = torch.zeros(B, dtype=torch.int64, device=dev)  # (B,) eos included
         self.ended_with_eos = torch.zeros(B, dtype=torch.bool, device=dev)  # (B,)
         self.score = torch.zeros(B, device=dev)  # last score, for shaping
-        self._rows = torch.arange(B, device=dev)
         self._cols = torch.arange(s.max_len, device=dev)
+        # The observation, kept up to date: a reset writes its rows' prompts, a step writes one
+        # token per sub-env, so a step costs the same at any length (observations are copies).
+        self._input_ids = torch.full((B, s.max_len), s.tokenizer.pad_id, dtype=torch.int64, device=dev)
+        self._attention_mask = torch.zeros((B, s.max_len), dtype=torch.int8, device=dev)
         levels = getattr(s.task, "difficulties", None)
         if levels is not None:  # a puzzle's knob: the levels up to the one the env was made with, which set its shapes
             self.difficulties = range(levels[0], s.task.difficulty + 1)
@@ -361,6 +365,12 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         self.written = torch.where(mask[:, None], self.tokenizer.pad_id, self.written)
         self.written_len = torch.where(mask, 0, self.written_len)
         self.ended_with_eos = self.ended_with_eos & ~mask
+        ex, T = self.example, self.setup.max_new_tokens
+        prompt = self._cols < ex.prompt_len[:, None]  # (B, max_len)
+        padded = F.pad(ex.prompt_ids, (0, T), value=self.tokenizer.pad_id)
+        rows = mask[:, None]
+        self._input_ids = torch.where(rows, torch.where(prompt, padded, self.tokenizer.pad_id), self._input_ids)
+        self._attention_mask = torch.where(rows, prompt.to(torch.int8), self._attention_mask)
         if self.setup.shaping:
             self.score = torch.where(mask, self._scores(mask), self.score)
 
@@ -388,6 +398,9 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         token = torch.where(active, actions, self.written.gather(1, slot)[:, 0])
         self.written.scatter_(1, slot, token[:, None])
         self.written_len = self.written_len + active.long()
+        at = self.example.prompt_len[:, None] + slot  # the slot's position in the observation
+        self._input_ids.scatter_(1, at, token[:, None])
+        self._attention_mask.scatter_(1, at, (slot < self.written_len[:, None]).to(torch.int8))
         terminated, truncated = self.setup.episode_end(actions, self.written_len, active)
         done = terminated | truncated
         self.ended_with_eos = self.ended_with_eos | terminated
@@ -399,13 +412,7 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
                                                "success": done & (self.score >= 1.0)}
 
     def _observe(self) -> dict[str, torch.Tensor]:
-        ex, P = self.example, self.setup.max_prompt_len
-        plen = ex.prompt_len[:, None]
-        both = torch.cat([ex.prompt_ids, self.written], dim=1)  # (B, P + T)
-        src = torch.where(self._cols < plen, self._cols, P + self._cols - plen).clamp(max=both.shape[1] - 1)
-        inside = self._cols < plen + self.written_len[:, None]
-        input_ids = torch.where(inside, both.gather(1, src), self.tokenizer.pad_id)
-        return {"input_ids": input_ids, "attention_mask": inside.to(torch.int8)}
+        return {"input_ids": self._input_ids.clone(), "attention_mask": self._attention_mask.clone()}
 
     # -- the env -> trainer protocol -------------------------------------------------------------
     def _longest_episode(self) -> int:
