@@ -8,7 +8,8 @@ positions, GPT-2's initialisation.
 It reads right-padded sequences of token ids ``(B, L)``, or of feature vectors ``(B, L, F)``
 when ``n_features > 0``, and returns the final hidden states ``(B, L, d_model)``. Two ways to run:
 
-* :meth:`Transformer.forward` with the causal mask of :func:`causal_mask` scores whole sequences;
+* :meth:`Transformer.forward` without a cache scores whole sequences with causal attention
+  (``scaled_dot_product_attention``'s own causal kernel, which needs no mask tensor);
 * with a :class:`KVCache`, a chunk of new positions is written into the cache at each sequence's
   own positions (:func:`cache_mask` lets it attend to the slots filled so far), so generating
   ``T`` tokens costs ``T`` single-position forwards.
@@ -72,11 +73,6 @@ class KVCache:
         self.slots = slots
 
 
-def causal_mask(length: int, device) -> torch.Tensor:
-    """``(L, L)`` boolean: position ``i`` sees positions ``<= i``."""
-    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
-
-
 def cache_mask(pos: torch.Tensor, upto: int) -> torch.Tensor:
     """Additive mask ``(B, 1, W, upto)`` for a chunk at positions ``pos (B, W)``: each position sees
     the cache slots at or before it (0), and nothing after (-inf)."""
@@ -93,12 +89,12 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(d_model, d_model)
         self.proj.residual = True  # GPT-2 scales the init of the projections into the residual stream
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
                 pos: torch.Tensor | None = None, upto: int | None = None) -> torch.Tensor:
         B, W, C = x.shape
         q, k, v = self.qkv(x).view(B, W, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, H, W, hd)
-        if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        if cache is None:  # whole sequences: position i sees positions <= i
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         else:  # write this chunk at its positions, attend to the slots filled so far
             K, V = cache
             index = pos[:, None, :, None].expand_as(k)
@@ -121,7 +117,7 @@ class Block(nn.Module):
         self.mlp[2].residual = True
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, mask, cache=None, pos=None, upto=None):
+    def forward(self, x, mask=None, cache=None, pos=None, upto=None):
         x = x + self.drop(self.attn(self.ln_1(x), mask, cache, pos, upto))
         return x + self.drop(self.mlp(self.ln_2(x)))
 
@@ -142,8 +138,11 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(d_model, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d_model)
 
-    def forward(self, inputs: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, cache: KVCache | None = None,
+    def forward(self, inputs: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None,
                 upto: int | None = None) -> torch.Tensor:
+        """Hidden states ``(B, W, C)``. Without ``cache``, ``inputs`` are whole sequences and attention
+        is causal; with one, they are a chunk at positions ``pos``, and ``mask`` (from
+        :func:`cache_mask`) says which of the first ``upto`` cache slots each position sees."""
         x = self.embed(inputs) + self.wpe(pos.clamp(max=self.max_len - 1))  # (B, W, C)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, None if cache is None else (cache.k[i], cache.v[i]), pos, upto)

@@ -28,7 +28,6 @@ from textgym.transformer import (
     Transformer,
     TransformerConfig,
     cache_mask,
-    causal_mask,
     init_weights,
 )
 
@@ -98,9 +97,8 @@ class Policy(nn.Module):
         """
         L = inputs.shape[1]
         pos = torch.arange(L, device=inputs.device).expand(inputs.shape[0], L)
-        mask = causal_mask(L, inputs.device)
-        h = self.trunk(inputs, pos, mask)
-        hv = h if self.value_trunk is None else self.value_trunk(inputs, pos, mask)
+        h = self.trunk(inputs, pos)
+        hv = h if self.value_trunk is None else self.value_trunk(inputs, pos)
         if at is not None:
             h, hv = at_positions(h, at), at_positions(hv, at)
         return self._heads(h, hv)

@@ -37,7 +37,6 @@ from textgym.tokenizers import CharTokenizer, HFTokenizer, Tokenizer, alphabet_o
 from textgym.transformer import (
     Transformer,
     TransformerConfig,
-    causal_mask,
     check_heads,
     init_weights,
 )
@@ -165,7 +164,7 @@ class RewardModel(nn.Module):
         """Scores ``(B,)`` of right-padded sequences ``ids (B, L)`` of real lengths ``lengths``."""
         L = ids.shape[1]
         pos = torch.arange(L, device=ids.device).expand_as(ids)
-        h = self.trunk(ids, pos, causal_mask(L, ids.device))  # (B, L, C)
+        h = self.trunk(ids, pos)  # (B, L, C), causal
         last = h[torch.arange(len(ids), device=ids.device), lengths - 1]  # (B, C)
         return self.head(last).squeeze(-1)
 
