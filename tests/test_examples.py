@@ -101,7 +101,7 @@ def test_throughput_benchmark_quick():
 
     out = subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "throughput.py"), "--quick", "--device", "cpu"],
                          check=True, capture_output=True, text=True).stdout
-    for row in ("PPO env steps/s", "vector env steps/s", "rollout s", "KV cache"):
+    for row in ("PPO env steps/s", "vector env steps/s", "rollout s", "HF generate s", "KV cache"):
         assert row in out
 
 
