@@ -93,6 +93,29 @@ def ppo_compile(quick: bool) -> list[dict]:
     return rows
 
 
+def _own_shapes(policy, tokens: int, reps: int, matmul: float) -> dict:
+    """FLOP/s of the update's own matrix products alone: every linear layer of ``policy`` as a
+    forward matmul of ``tokens`` rows (what a ``tokens x d_model`` batch can reach at this width)."""
+    import torch
+
+    shapes = [(m.in_features, m.out_features) for m in policy.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {k: torch.randn(tokens, k) for k, _ in shapes}
+    weights = [torch.randn(k, n) for k, n in shapes]
+
+    def products() -> None:
+        for (k, _), w in zip(shapes, weights):
+            inputs[k] @ w
+
+    products()
+    start = time.perf_counter()
+    for _ in range(reps * 10):
+        products()
+    seconds = (time.perf_counter() - start) / (reps * 10)
+    flops = sum(2 * tokens * k * n for k, n in shapes) / seconds
+    return {"what": f"the policy's linear layers alone, {tokens} tokens", "ms": round(seconds * 1e3, 3),
+            "gflop_per_s": round(flops / 1e9, 1), "of_matmul": round(flops / matmul, 3)}
+
+
 def efficiency(quick: bool) -> list[dict]:
     """FLOP/s of PPO's update passes (forward and backward of a minibatch of whole episodes, counted
     by ``torch.utils.flop_counter``) against a dense 1024 x 1024 matmul, in the same process."""
@@ -117,6 +140,8 @@ def efficiency(quick: bool) -> list[dict]:
         view = SequenceView(envs)
         policy = make_policy(**view.policy_spec())
         rollout = collect(envs, view, policy.eval(), seed=0, generator=torch.Generator().manual_seed(0))
+        if episodes == 64 and not compiled:
+            rows.append(_own_shapes(policy, int(rollout.mask.shape[0] * (int(rollout.positions.max()) + 1)), reps, matmul))
         policy.train()
         model = torch.compile(policy) if compiled else policy
 

@@ -175,7 +175,7 @@ def test_scaling_benchmark_quick():
                          check=True, capture_output=True, text=True).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     kinds = [r["benchmark"] for r in rows]
-    assert kinds == ["threads"] * 4 + ["ddp"] * 3 + ["efficiency"] * 4 + ["compile"] * 2
+    assert kinds == ["threads"] * 4 + ["ddp"] * 3 + ["efficiency"] * 5 + ["compile"] * 2
     assert all(r["steps_per_s"] > 0 for r in rows if "steps_per_s" in r)
     assert all(r.get("gflop_per_s", 0) > 0 or "error" in r for r in rows if r["benchmark"] == "efficiency")
 
