@@ -24,20 +24,9 @@ import torch
 from textgym.agents import evaluate_policy, ppo
 from textgym.agents.common import seed_everything
 from textgym.agents.rollout import SequenceView, collect, make_envs
-from textgym.bench import sync
+from textgym.bench import gpt2_for, sync
 from textgym.policies import HFPolicy, make_policy
 from textgym.recipes import find_recipe
-
-
-def gpt2_for(view: SequenceView, eos: int, pad: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
-             positions: int | None = None):
-    """A random GPT-2 sized like textgym's policy, for the env of ``view``, without dropout."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    cfg = GPT2Config(vocab_size=view.vocab_size, n_positions=positions or view.max_len, n_embd=n_embd, n_layer=n_layer,
-                     n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, eos_token_id=eos,
-                     bos_token_id=eos, pad_token_id=pad)
-    return GPT2LMHeadModel(cfg)
 
 
 def learning(quick: bool, seeds: list[int]) -> list[dict]:

@@ -141,7 +141,7 @@ def efficiency(quick: bool) -> list[dict]:
         policy = make_policy(**view.policy_spec())
         rollout = collect(envs, view, policy.eval(), seed=0, generator=torch.Generator().manual_seed(0))
         if episodes == 64 and not compiled:
-            rows.append(_own_shapes(policy, int(rollout.mask.shape[0] * (int(rollout.positions.max()) + 1)), reps, matmul))
+            rows.append(_own_shapes(policy, rollout.trimmed().inputs.shape[:2].numel(), reps, matmul))  # the tokens an update scores
         policy.train()
         model = torch.compile(policy) if compiled else policy
 

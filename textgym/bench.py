@@ -166,22 +166,29 @@ def _no_cache_generation(policy: Policy, prompt: torch.Tensor, tokens: int) -> N
         seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
 
 
-def _hf_generate_seconds(policy: Policy, cfg: BenchConfig, device: torch.device, tokens: int) -> float:
+def gpt2_for(view: SequenceView, eos: int, pad: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
+             positions: int | None = None):
+    """A random GPT-2 sized like textgym's policy, for the env of ``view``, without dropout."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=view.vocab_size, n_positions=positions or view.max_len, n_embd=n_embd, n_layer=n_layer,
+                     n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, eos_token_id=eos,
+                     bos_token_id=eos, pad_token_id=pad)
+    return GPT2LMHeadModel(cfg)
+
+
+def _hf_generate_seconds(policy: Policy, view: SequenceView, cfg: BenchConfig, device: torch.device, tokens: int) -> float:
     """Seconds (median of ``repeats``) of ``model.generate`` with its KV cache, for a GPT-2 of the
     policy's width, depth and heads (random weights), at the same batch and lengths: how a
     transformer's cached generation scales outside textgym."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    p = policy.cfg
-    lm = GPT2LMHeadModel(GPT2Config(vocab_size=p.vocab_size, n_positions=tokens + 8, n_embd=p.d_model,
-                                    n_layer=p.n_layers, n_head=p.n_heads, bos_token_id=None,
-                                    eos_token_id=None)).to(device).eval()  # no eos: every sequence writes all `tokens`
+    p, tok = policy.cfg, view.envs.tokenizer
+    lm = gpt2_for(view, tok.eos_id, tok.pad_id, p.n_layers, p.d_model, p.n_heads, positions=tokens + 8).to(device).eval()
+    lm.generation_config.eos_token_id = None  # no eos: every sequence writes all `tokens`
     prompt = torch.full((cfg.gen_batch, 4), 2, device=device)
 
     def generate():
         with torch.no_grad():
-            lm.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=tokens,
-                        pad_token_id=0)
+            lm.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=tokens)
         sync(device)
 
     generate()  # warm-up
@@ -217,7 +224,7 @@ def _generation(cfg: BenchConfig, device: torch.device, tokens: int) -> dict[str
         _no_cache_generation(policy, prompt, tokens)
         sync(device)
     out["no_cache_seconds"] = time.perf_counter() - start
-    out["hf_generate_seconds"] = _hf_generate_seconds(policy, cfg, device, tokens)
+    out["hf_generate_seconds"] = _hf_generate_seconds(policy, view, cfg, device, tokens)
     out["kv_cache_mib"] = 2 * policy.cfg.n_layers * cfg.gen_batch * (policy.cfg.max_len + 1) * policy.cfg.d_model * 4 / 2**20
     if device.type == "cuda":
         out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
