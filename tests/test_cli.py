@@ -230,3 +230,17 @@ def test_bench_times_the_commands_fixed_costs_in_fresh_processes():
     r = bench_cli(replace(BenchConfig.quick(), device="cpu"))
     assert 0 < r["cli_help_seconds"] < r["cli_train_seconds"]
     assert 0 < r["cli_outside_loop_seconds"] < r["cli_train_seconds"]
+
+
+def test_learning_curve_png_leaves_pyplot_and_the_backend_alone(tmp_path):
+    # Drawn on a bare Figure: a user's interactive backend (a notebook's) is not switched to Agg,
+    # and pyplot's import (0.2 s of every run's fixed cost) is not paid.
+    backend = "dict.__getitem__(matplotlib.rcParams, 'backend')"  # as set; get_backend() would import pyplot
+    code = (f"import sys, matplotlib; before = {backend}\n"
+            "from pathlib import Path\n"
+            "from textgym.agents.run import plot_learning_curve\n"
+            f"plot_learning_curve([{{'env_steps': 1, 'mean_return': 0.5, 'success_rate': 0.5}}], Path({str(tmp_path / 'c.png')!r}))\n"
+            f"print('matplotlib.pyplot' in sys.modules, {backend} == before)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["False", "True"]
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -177,14 +177,12 @@ def write_comparison(rows: list[dict], out: str | os.PathLike) -> None:
     writer.writerows(rows)
     write_text(out / "comparison.csv", table.getvalue())  # a link there is replaced, not written through
     write_json(out / "comparison.json", rows)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend, no GUI
 
     shown = [k for k in ("success_rate", "exact_match", "f1", "bleu", "rouge_l", "grammatical", "distinct_1", "distinct_2")
              if k in keys]
-    fig, ax = plt.subplots(figsize=(1.2 * len(shown) * max(1, len(rows)) / 2 + 3, 3.5))
+    fig = Figure(figsize=(1.2 * len(shown) * max(1, len(rows)) / 2 + 3, 3.5))
+    ax = fig.subplots()
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):
         ax.bar([j + i * width for j in range(len(shown))], [row.get(k, 0.0) for k in shown], width,
@@ -195,4 +193,3 @@ def write_comparison(rows: list[dict], out: str | os.PathLike) -> None:
     fig.tight_layout()
     with replacing(out / "comparison.png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)

@@ -168,10 +168,7 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     """The learning curve as a PNG: mean return against env steps, and beside it the success rate
     where the env reports one (the two have different scales, so each has its own axes)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # not pyplot: no global backend, no GUI, 0.2 s less to import
     except ImportError:
         print("textgym: matplotlib is not installed, so no learning curve PNG: pip install matplotlib")
         return
@@ -179,7 +176,8 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     panels = [("mean_return", "mean return per episode")]
     if "success_rate" in history[0]:
         panels.append(("success_rate", "success rate"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    fig = Figure(figsize=(5 * len(panels), 3.5))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
         ax.plot(steps, [h.get(key, float("nan")) for h in history])
         ax.set_xlabel("env steps")
@@ -192,7 +190,6 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     fig.tight_layout()
     with replacing(path) as tmp:  # replaces a symlink at ``path`` rather than writing through it
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def iteration_metrics(run: Progress, rollout: Any, stats: Any) -> dict[str, float]:
