@@ -267,8 +267,10 @@ def test_grpo_group_size_must_divide_num_envs_and_fields_are_checked():
 
     with pytest.raises(ValueError, match="group_size=3 must divide num_envs=16"):
         grpo.GRPOConfig(num_envs=16, group_size=3)
-    with pytest.raises(ValueError, match=r"loss_type must be one of \['grpo', 'dr_grpo'\], got 'sum'"):
+    with pytest.raises(ValueError, match=r"loss_type must be one of \['token_mean', 'grpo', 'dr_grpo'\], got 'sum'"):
         grpo.GRPOConfig(loss_type="sum")
+    with pytest.raises(ValueError, match=r"loss_type must be one of \['token_mean', 'grpo', 'dr_grpo'\], got 'mean'"):
+        reinforce.ReinforceConfig(loss_type="mean")
     with pytest.raises(ValueError, match="group_size must be an integer >= 2, got 1"):
         grpo.GRPOConfig(group_size=1)
 

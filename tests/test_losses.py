@@ -118,6 +118,19 @@ def test_sequence_loss_grpo_and_dr_grpo_hand_computed():
     mask = torch.tensor([[True, True, True], [True, False, False]])
     assert sequence_loss(per_token, mask, "grpo").item() == pytest.approx((2.0 + 4.0) / 2)  # per episode, then mean
     assert sequence_loss(per_token, mask, "dr_grpo").item() == pytest.approx(10.0 / 6)  # token sum / (B * T)
+    assert sequence_loss(per_token, mask, "token_mean").item() == pytest.approx(10.0 / 4)  # over the 4 steps taken
+    with pytest.raises(ValueError, match=r"unknown loss_type 'sum': expected one of \['token_mean', 'grpo', 'dr_grpo'\]"):
+        sequence_loss(per_token, mask, "sum")
+
+
+def test_ppo_policy_loss_reductions_hand_computed():
+    # ratio 1 everywhere, so the per-step terms are -A: [[-1, -2, -3], [-6, ., .]]
+    adv = torch.tensor([[1.0, 2.0, 3.0], [6.0, 50.0, 50.0]])
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    zeros = torch.zeros(2, 3)
+    assert ppo_policy_loss(zeros, zeros, adv, mask, 0.2)[0].item() == pytest.approx(-12.0 / 4)
+    assert ppo_policy_loss(zeros, zeros, adv, mask, 0.2, "dr_grpo")[0].item() == pytest.approx(-12.0 / 6)
+    assert ppo_policy_loss(zeros, zeros, adv, mask, 0.2, "grpo")[0].item() == pytest.approx(-(2.0 + 6.0) / 2)
 
 
 def test_grpo_policy_loss_clips_per_episode_advantage():
@@ -191,3 +204,14 @@ def test_rloo_whitened_advantages_and_the_clipped_update_hand_computed():
     logp = torch.zeros(4, 1, requires_grad=True)
     ppo_policy_loss(logp, logp.detach(), white, mask, clip_coef=0.2)[0].backward()
     assert torch.allclose(logp.grad, -white / 4)
+
+
+def test_rloo_advantages_are_dr_grpo_per_token_advantages_times_k_over_k_minus_1():
+    from textgym.agents.losses import group_token_advantages, returns_to_go, rloo_baseline
+
+    gen = torch.Generator().manual_seed(0)
+    rewards = torch.rand(8, 5, generator=gen)
+    mask = torch.arange(5)[None, :] < torch.tensor([5, 3, 4, 1, 2, 5, 5, 3])[:, None]
+    returns = returns_to_go(rewards, mask, 1.0)
+    rloo = (returns - rloo_baseline(returns, 4)) * mask
+    assert torch.allclose(rloo, group_token_advantages(returns, mask, 4, scale=False) * 4 / 3, atol=1e-6)

@@ -52,6 +52,7 @@ from textgym.agents.common import (
 from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
+    LOSS_TYPES,
     group_advantages,
     group_token_advantages,
     grpo_policy_loss,
@@ -87,7 +88,8 @@ class GRPOConfig(TrainConfig, KLConfig):
     scale_rewards: bool = True
     """Divide by the group's std (GRPO); False is Dr. GRPO's."""
     loss_type: str = "grpo"
-    """``"grpo"`` (mean per episode, then over episodes) or ``"dr_grpo"`` (token sum / constant)."""
+    """``"grpo"`` (mean per episode, then over episodes), ``"dr_grpo"`` (token sum / constant) or
+    ``"token_mean"`` (the mean over the minibatch's steps, TRL's ``"bnpo"``)."""
     kl_estimator: str = "k3"
     """GRPO's in-loss estimator: ``"k3"`` (unbiased, never negative) or ``"k1"``."""
     advantage: str = "auto"
@@ -104,7 +106,7 @@ class GRPOConfig(TrainConfig, KLConfig):
     RULES: ClassVar[dict[str, Check]] = {
         "group_size": Check(int, 2), "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT,
         "group_minibatches": Check(bool),
-        "clip_coef": POSITIVE, "scale_rewards": Check(bool), "loss_type": Check(str, choices=("grpo", "dr_grpo")),
+        "clip_coef": POSITIVE, "scale_rewards": Check(bool), "loss_type": Check(str, choices=LOSS_TYPES),
         "advantage": Check(str, choices=("auto", "per_token", "episode")),
         "zero_variance": Check(str, choices=("skip", "keep")), "ent_coef": NON_NEGATIVE, "temperature": POSITIVE,
     }

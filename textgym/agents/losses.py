@@ -69,9 +69,11 @@ def rloo_baseline(returns: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 def ppo_policy_loss(
-    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_coef: float
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_coef: float,
+    loss_type: str = "token_mean",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PPO's clipped surrogate (Schulman et al., 2017), to minimise.
+    """PPO's clipped surrogate (Schulman et al., 2017), to minimise: the mean over the masked steps,
+    or another reduction of :func:`sequence_loss`.
 
     Returns:
         ``(pg_loss, clipfrac, approx_kl)``; ``approx_kl`` is the k3 estimator of
@@ -81,7 +83,7 @@ def ppo_policy_loss(
     ratio = log_ratio.exp()
     pg_loss1 = -advantages * ratio
     pg_loss2 = -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
-    pg_loss = masked_mean(torch.maximum(pg_loss1, pg_loss2), mask)
+    pg_loss = sequence_loss(torch.maximum(pg_loss1, pg_loss2), mask, loss_type)
     with torch.no_grad():
         clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).float(), mask)
         approx_kl = masked_mean((ratio - 1) - log_ratio, mask)
@@ -194,21 +196,29 @@ def informative_groups(returns: torch.Tensor, group_size: int) -> torch.Tensor:
     return (spread > 1e-6).repeat_interleave(group_size)
 
 
+LOSS_TYPES = ("token_mean", "grpo", "dr_grpo")
+
+
 def sequence_loss(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str = "grpo") -> torch.Tensor:
     """Reduce a per-token loss ``(B, T)`` to a scalar.
 
+    * ``"token_mean"``: the mean over every step in ``mask`` (PPO's; TRL's ``"bnpo"``), so a long
+      episode weighs more than a short one, and the scale of the whole follows how many steps
+      the minibatch holds;
     * ``"grpo"``: the mean over each episode's steps, then over the episodes that have any step in
       ``mask`` (Shao et al., 2024), so every episode weighs the same, however long.
     * ``"dr_grpo"``: the sum over every step divided by ``B * T``, a constant (Liu et al., 2025),
       so a long wrong episode is not pushed down less per token than a short one.
     """
+    if loss_type == "token_mean":
+        return masked_mean(per_token, mask)
     m = mask.float()
     if loss_type == "grpo":
         steps = m.sum(1)
         return ((per_token * m).sum(1) / steps.clamp(min=1)).sum() / (steps > 0).sum().clamp(min=1)
     if loss_type == "dr_grpo":
         return (per_token * m).sum() / m.numel()
-    raise ValueError(f"unknown loss_type {loss_type!r}: expected 'grpo' or 'dr_grpo'")
+    raise ValueError(f"unknown loss_type {loss_type!r}: expected one of {list(LOSS_TYPES)}")
 
 
 def grpo_policy_loss(

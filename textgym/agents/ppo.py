@@ -43,6 +43,7 @@ from textgym.agents.common import (
 from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
+    LOSS_TYPES,
     AdaptiveKLController,
     explained_variance,
     gae,
@@ -78,6 +79,10 @@ class PPOConfig(TrainConfig, KLConfig):
     """Weight of the entropy bonus."""
     norm_adv: bool = True
     """Whiten advantages over the rollout."""
+    loss_type: str = "token_mean"
+    """How the surrogate's per-step terms become one loss (:func:`~textgym.agents.losses.sequence_loss`):
+    ``"token_mean"`` (the mean over the minibatch's steps, PPO's), ``"dr_grpo"`` (their sum over a
+    constant) or ``"grpo"`` (each episode's mean, then the mean over episodes)."""
     target_kl: float | None = None
     """Stop an iteration's epochs once approx_kl passes this (None: never)."""
     adaptive_kl_target: float | None = None
@@ -98,6 +103,7 @@ class PPOConfig(TrainConfig, KLConfig):
         "norm_adv": Check(bool), "target_kl": Check(float, 0, low_open=True, optional=True),
         "adaptive_kl_target": Check(float, 0, low_open=True, optional=True),
         "adaptive_kl_horizon": POSITIVE_INT, "temperature": POSITIVE, "critic_warmup": Check(int, 0),
+        "loss_type": Check(str, choices=LOSS_TYPES),
     }
 
     def __post_init__(self) -> None:
@@ -166,7 +172,8 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
                 for idx in minibatches(envs.num_envs, cfg.num_minibatches, device):
                     mb, mb_mask = rollout.index(idx), mask[idx]
                     logprobs, entropy, values = evaluate_logprobs(score, mb, cfg.temperature)
-                    pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
+                    pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef,
+                                                                   cfg.loss_type)
                     v_loss = value_loss(values, mb.values, returns[idx], mb_mask, cfg.clip_coef if cfg.clip_vloss else None)
                     ent = masked_mean(entropy, mb_mask)
                     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent if not warmup else v_loss

@@ -44,6 +44,7 @@ from textgym.agents.common import (
 from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.evaluate import TrainResult
 from textgym.agents.losses import (
+    LOSS_TYPES,
     masked_mean,
     masked_whiten,
     ppo_policy_loss,
@@ -88,12 +89,17 @@ class ReinforceConfig(TrainConfig, KLConfig):
     """The ratio clip of the surrogate after the first step on a batch."""
     norm_adv: bool = True
     """Whiten the advantages over the batch."""
+    loss_type: str = "token_mean"
+    """How the surrogate's per-step terms become one loss: ``"token_mean"`` (the mean over the
+    minibatch's steps, as PPO), ``"dr_grpo"`` (their sum over a constant, Liu et al., 2025: with
+    ``norm_adv=False`` the update of GRPO's Dr. GRPO form, whose advantages RLOO's equal times
+    ``k / (k - 1)``) or ``"grpo"`` (the mean per episode, then over episodes)."""
 
     RULES: ClassVar[dict[str, Check]] = {
         "gamma": FRACTION, "rloo_k": Check(int, 2), "baseline_decay": Check(float, 0, 1, high_open=True),
         "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE, "temperature": POSITIVE,
         "update_epochs": POSITIVE_INT, "num_minibatches": POSITIVE_INT, "clip_coef": POSITIVE, "norm_adv": Check(bool),
-        "group_minibatches": Check(bool),
+        "group_minibatches": Check(bool), "loss_type": Check(str, choices=LOSS_TYPES),
     }
 
     def __post_init__(self) -> None:
@@ -151,7 +157,8 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
             for idx, mb, mb_mask in update_minibatches(rollout, mask, cfg, device,
                                                        cfg.rloo_k if cfg.group_minibatches else 1):
                 logprobs, entropy, values = evaluate_logprobs(score, mb, cfg.temperature)
-                pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef)
+                pg_loss, clipfrac, approx_kl = ppo_policy_loss(logprobs, mb.logprobs, advantages[idx], mb_mask, cfg.clip_coef,
+                                                               cfg.loss_type)
                 ent = masked_mean(entropy, mb_mask)
                 v_loss = (0.5 * masked_mean((values - returns[idx]) ** 2, mb_mask) if cfg.baseline == "value"
                           else torch.zeros((), device=device))
