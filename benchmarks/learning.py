@@ -9,7 +9,7 @@
     python benchmarks/learning.py --quick                 # tiny budgets, to check that it runs
 
 Each cell trains a new policy from its seed with the shipped recipe (``textgym recipes``), or, for
-"sft+ppo", the SFT recipe and then PPO with a KL penalty to the SFT policy. The trained policy then
+"sft+ppo", the SFT recipe and then PPO from the SFT policy (``SFT_THEN_PPO``). The trained policy then
 plays 1,024 held-out episodes greedily, without shaping. Results go to a JSON file (one row per
 cell and seed); a cell and seed already there is not trained again, so the run can stop and go on,
 and a few cells can be refreshed with ``--only ... --force``. ``--readme`` rewrites the table
@@ -38,8 +38,10 @@ ALGO_NAMES = {"ppo": "PPO", "reinforce": "REINFORCE (RLOO)", "grpo": "GRPO", "sf
               "ppo-no-curriculum": "PPO without its curriculum"}
 NO_CURRICULUM = "ppo-no-curriculum"
 """PPO's recipe with its curriculum turned off: the same budget from the hardest level on."""
-SFT_THEN_PPO = {"kl_coef": 0.05}
-"""PPO's settings after SFT, over the env's PPO recipe: a KL leash to the SFT policy."""
+SFT_THEN_PPO = {"kl_coef": 0.05, "learning_rate": 1e-5, "critic_warmup": 10, "ent_coef": 0.0}
+"""PPO's settings after SFT, over the env's PPO recipe: a KL leash to the SFT policy, a step size a
+thirtieth of training from scratch, the new value head trained alone for 10 iterations first, and no
+entropy bonus to pull the SFT policy's choices apart."""
 
 # Cells in the order they run: cheap and most telling first. (env, algorithm)
 CELLS = [
