@@ -233,8 +233,7 @@ def test_bench_times_the_commands_fixed_costs_in_fresh_processes():
 
 
 def test_learning_curve_png_leaves_pyplot_and_the_backend_alone(tmp_path):
-    # Drawn on a bare Figure: a user's interactive backend (a notebook's) is not switched to Agg,
-    # and pyplot's import (0.2 s of every run's fixed cost) is not paid.
+    # Drawn on a bare Figure: a user's interactive backend (a notebook's) is not switched to Agg.
     backend = "dict.__getitem__(matplotlib.rcParams, 'backend')"  # as set; get_backend() would import pyplot
     code = (f"import sys, matplotlib; before = {backend}\n"
             "from pathlib import Path\n"

@@ -168,7 +168,7 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     """The learning curve as a PNG: mean return against env steps, and beside it the success rate
     where the env reports one (the two have different scales, so each has its own axes)."""
     try:
-        from matplotlib.figure import Figure  # not pyplot: no global backend, no GUI, 0.2 s less to import
+        from matplotlib.figure import Figure  # not pyplot: no global backend and no GUI toolkit
     except ImportError:
         print("textgym: matplotlib is not installed, so no learning curve PNG: pip install matplotlib")
         return
