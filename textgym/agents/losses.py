@@ -204,7 +204,7 @@ def sequence_loss(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str = 
 
     * ``"token_mean"``: the mean over every step in ``mask`` (PPO's; TRL's ``"bnpo"``), so a long
       episode weighs more than a short one, and the scale of the whole follows how many steps
-      the minibatch holds;
+      the minibatch holds.
     * ``"grpo"``: the mean over each episode's steps, then over the episodes that have any step in
       ``mask`` (Shao et al., 2024), so every episode weighs the same, however long.
     * ``"dr_grpo"``: the sum over every step divided by ``B * T``, a constant (Liu et al., 2025),
