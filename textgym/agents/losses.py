@@ -231,11 +231,5 @@ def grpo_policy_loss(
     Returns:
         ``(pg_loss, clipfrac, approx_kl)`` as :func:`ppo_policy_loss`.
     """
-    log_ratio = logprobs - old_logprobs
-    ratio = log_ratio.exp()
     adv = advantages[:, None] if advantages.dim() == 1 else advantages
-    per_token = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip_coef, 1 + clip_coef))
-    with torch.no_grad():
-        clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).float(), mask)
-        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)
-    return sequence_loss(per_token, mask, loss_type), clipfrac, approx_kl
+    return ppo_policy_loss(logprobs, old_logprobs, adv, mask, clip_coef, loss_type)
