@@ -67,7 +67,9 @@ def test_bad_curricula_and_difficulties_are_refused():
     for kwargs, match in [({"low": 0.8, "high": 0.2}, "band is empty"), ({"low": 0.5, "high": 0.5}, "band is empty"),
                           ({"low": -0.1}, r"low must be a success rate in \[0, 1\]"),
                           ({"high": 1.5}, r"high must be a success rate in \[0, 1\]"),
-                          ({"episodes": 0}, "episodes must be a positive integer")]:
+                          ({"episodes": 0}, "episodes must be a positive integer"),
+                          ({"window": 0}, "window must be a positive integer"),
+                          ({"window": 1.5}, "window must be a positive integer")]:
         with pytest.raises(ValueError, match=match):
             Curriculum(**kwargs)
     with pytest.raises(ValueError, match="keys among"):
@@ -86,9 +88,10 @@ def test_bad_curricula_and_difficulties_are_refused():
         ppo.train(ppo.PPOConfig(env_id="textgym/Reverse-v0", curriculum={}, num_envs=4, total_steps=10), progress=False)
 
 
-def test_a_trainer_logs_the_difficulty_and_resumes_it_exactly(tmp_path, stop_at):
+@pytest.mark.parametrize("window", [1, 2])
+def test_a_trainer_logs_the_difficulty_and_resumes_it_exactly(tmp_path, stop_at, window):
     cfg = ppo.PPOConfig(env_id="textgym/Hanoi-v0", env_kwargs={"task_kwargs": {"difficulty": 3}},
-                        curriculum={"low": 0.0, "high": 0.01, "episodes": 8}, num_envs=8, total_steps=600,
+                        curriculum={"low": 0.0, "high": 0.01, "episodes": 8, "window": window}, num_envs=8, total_steps=600,
                         eval_episodes=8, device="cpu", n_layers=1, d_model=32)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     ppo.train(cfg, out=whole, progress=False, save_every=100)
@@ -119,3 +122,61 @@ def test_the_guessing_game_in_text_has_its_range_as_the_knob():
         obs, *_ = envs.step(torch.full((64,), envs.tokenizer.encode(ch)[0]))
     envs.step(torch.full((64,), envs.tokenizer.eos_id))
     assert envs.render().split("\n---\n")[0].endswith("17: invalid\n")
+
+
+def _prompts(envs, obs):
+    return [envs.tokenizer.decode(ids[:n].tolist()) for ids, n in zip(obs["input_ids"], obs["attention_mask"].sum(1))]
+
+
+def test_a_window_draws_each_episodes_level_from_its_key():
+    def make():
+        envs = gym.make_vec("textgym/Hanoi-v0", num_envs=64, device="cpu", autoreset_mode="disabled",
+                            task_kwargs={"difficulty": 5})
+        envs.set_curriculum(Curriculum(start=5, window=3, episodes=1000))
+        return envs
+
+    envs = make()
+    obs, _ = envs.reset(seed=1)
+    assert envs.difficulty == 5 and set(envs.levels.tolist()) == {3, 4, 5}
+    assert [int(p[0]) for p in _prompts(envs, obs)] == envs.levels.tolist()  # each prompt is of its level
+    again = make()
+    again.reset(seed=1)
+    assert torch.equal(again.levels, envs.levels)  # drawn from the seed
+    done, won = torch.zeros(64, dtype=torch.bool), torch.zeros(64, dtype=torch.bool)
+    while not done.all():
+        obs, _, terminated, truncated, info = envs.step(envs.expert(obs))
+        done |= terminated | truncated
+        won |= terminated & info["success"]
+    assert bool(won.all())  # each episode judged against its own level's puzzle
+    # only the episodes at the current level are counted towards the next decision
+    assert int(envs.curriculum._counted) == int((envs.levels == 5).sum()) < 64
+
+
+def test_the_level_moves_on_the_success_at_the_current_level_alone():
+    envs = gym.make_vec("textgym/Hanoi-v0", num_envs=64, device="cpu", autoreset_mode="disabled")
+    envs.set_curriculum(Curriculum(low=0.3, high=0.7, episodes=8, start=3, window=2))
+    obs, _ = envs.reset(seed=0)
+    easier = envs.levels < 3
+    assert 0.3 < easier.float().mean() < 0.7  # over every episode the rate would stay in the band
+    done = torch.zeros(64, dtype=torch.bool)
+    while not done.all():  # solve the easier puzzles, fail every one at the current level
+        obs, _, terminated, truncated, _ = envs.step(torch.where(easier, envs.expert(obs), envs.tokenizer.eos_id))
+        done |= terminated | truncated
+    envs.reset(seed=1)
+    assert envs.difficulty == 2 and set(envs.levels.tolist()) == {1, 2}
+
+
+def test_the_guessing_game_in_text_draws_each_games_range_in_a_window():
+    envs = gym.make_vec("textgym/GuessNumberText-v0", num_envs=64, device="cpu", autoreset_mode="disabled")
+    envs.set_curriculum({"start": 4, "window": 2})
+    obs, _ = envs.reset(seed=3)
+    assert set(envs.levels.tolist()) == {3, 4}
+    tops = torch.tensor(envs.tops)[envs.levels - 1]
+    assert [p.split("\n")[0] for p in _prompts(envs, obs)] == [f"guess 1-{t}" for t in tops.tolist()]
+    assert bool((envs.secret <= tops).all()) and bool((envs.hi == tops).all())
+    done, won = torch.zeros(64, dtype=torch.bool), torch.zeros(64, dtype=torch.bool)
+    while not done.all():
+        obs, _, terminated, truncated, info = envs.step(envs.expert(obs))
+        done |= terminated | truncated
+        won |= terminated & info["success"]
+    assert bool(won.all()) and envs.episode_metrics()["mean_guesses"] <= 6  # binary search on 1..32 and 1..64

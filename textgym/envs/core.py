@@ -27,7 +27,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from textgym.envs.curriculum import Curriculum
-from textgym.seeding import as_stream, episode_key
+from textgym.seeding import as_stream, episode_key, hash32
 
 
 def arguments_of(*sources: Callable, skip: tuple[str, ...] = ()) -> Callable:
@@ -114,6 +114,8 @@ def where(cond, a, b):
 
 
 MAX_NUM_ENVS = 2**24
+_LEVEL_SALT = 0x2545F491
+"""Mixed into an episode's key before it draws the episode's level (a curriculum's ``window``)."""
 """The most sub-envs one vector env may have (16,777,216): more is a typo, not a batch."""
 
 
@@ -423,7 +425,9 @@ class TorchVectorEnv(VectorEnv):
     @property
     def difficulty(self) -> int | None:
         """The difficulty of the episodes that start from now on (``None``: the env has no knob).
-        Set it to any level in :attr:`difficulties`; episodes under way keep theirs."""
+        Set it to any level in :attr:`difficulties`; episodes under way keep theirs. With a
+        curriculum's ``window`` it is the hardest level drawn; ``levels`` (int64, one per sub-env)
+        holds the level of each episode under way."""
         return getattr(self, "_difficulty", None)
 
     @difficulty.setter
@@ -521,7 +525,19 @@ class TorchVectorEnv(VectorEnv):
         self._episodes = self._episodes + mask.long()
         self._steps = torch.where(mask, 0, self._steps)
         self._needs_reset = self._needs_reset & ~mask
+        if self.difficulties is not None:
+            levels = self._episode_levels(keys)
+            self.levels = levels if getattr(self, "levels", None) is None else torch.where(mask, levels, self.levels)
         self._start(mask, keys)
+
+    def _episode_levels(self, keys: torch.Tensor) -> torch.Tensor:
+        """The difficulty of each episode that starts with ``keys``: :attr:`difficulty`, or with a
+        curriculum's ``window``, a level drawn uniformly from the episode's key among the window's."""
+        top = self.difficulty
+        low = top if self.curriculum is None else self.curriculum.lowest(top, self.difficulties)
+        if low == top:
+            return torch.full_like(keys, top)
+        return low + hash32(keys ^ _LEVEL_SALT) % (top - low + 1)  # independent of the task's own draws
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
         """One action per sub-env; sub-envs whose episode ended start anew as ``autoreset_mode`` says."""
@@ -539,8 +555,8 @@ class TorchVectorEnv(VectorEnv):
         if self.max_episode_steps is not None:
             truncated = truncated | (active & (self._steps >= self.max_episode_steps))
         done = terminated | truncated
-        if self.curriculum is not None:
-            self.curriculum.count(done, info["success"])
+        if self.curriculum is not None:  # the episodes at the current level decide where it goes
+            self.curriculum.count(done & (self.levels == self.difficulty), info["success"])
         info = self._info(info, active, done)
         mode = self.metadata["autoreset_mode"]
         if mode == AutoresetMode.DISABLED:

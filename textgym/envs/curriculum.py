@@ -8,6 +8,12 @@ across resets, read once per full reset: no sync while stepping) it moves one le
 success rate is above ``high``, one level down when it is below ``low``, and stays otherwise. The
 hardest level is the difficulty the env was made with, which is also where a trainer evaluates.
 
+With ``window=w`` above 1, each new episode's level is drawn uniformly (from the episode's key, so
+a seed replays it) among the current level and the ``w - 1`` below it, as RLVE samples a range of
+difficulties (Zeng et al., 2025): the levels already learned keep being played, and a prompt that
+names its level (the puzzles' size, GuessNumberText's range) is worth reading. The success rate
+that moves the level is that of the episodes at the current level alone.
+
 The state (the level, the counts, the moves) is part of the env's ``stream_state``, so a resumed
 run moves exactly as the uninterrupted one.
 """
@@ -30,12 +36,15 @@ class Curriculum:
         high: above it, one level harder (``high <= 1``).
         episodes: finished episodes between two decisions (at least 1).
         start: the first level (default: the easiest).
+        window: how many levels new episodes are drawn from, the current one and those below it
+            (1, the default: the current level alone).
     """
 
     low: float = 0.2
     high: float = 0.8
     episodes: int = 256
     start: int | None = None
+    window: int = 1
     moves: list[tuple[int, int]] = field(default_factory=list)
     """``(episodes finished so far, new level)`` for the start and every move since."""
 
@@ -48,13 +57,16 @@ class Curriculum:
             raise ValueError(f"the curriculum's band is empty: low={self.low} must be below high={self.high}")
         if isinstance(self.episodes, bool) or not isinstance(self.episodes, int) or self.episodes < 1:
             raise ValueError(f"curriculum episodes must be a positive integer, got {self.episodes!r}")
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
+            raise ValueError(f"curriculum window must be a positive integer (how many levels episodes are drawn "
+                             f"from), got {self.window!r}")
         self.finished = 0  # episodes finished since the start
         self._counted = self._succeeded = None  # since the last decision, on the env's device
 
     @classmethod
     def from_setting(cls, setting: dict[str, Any]) -> Curriculum:
         """A curriculum from a trainer's ``curriculum`` setting (a JSON object of the arguments above)."""
-        allowed = {"low", "high", "episodes", "start"}
+        allowed = {"low", "high", "episodes", "start", "window"}
         if not isinstance(setting, dict) or set(setting) - allowed:
             raise ValueError(f"curriculum must be a JSON object with keys among {sorted(allowed)}, got {setting!r}")
         return cls(**setting)
@@ -70,8 +82,13 @@ class Curriculum:
             self.moves.append((0, level))
         return self.moves[-1][1]
 
+    def lowest(self, level: int, levels: range) -> int:
+        """The easiest level new episodes are drawn from while the curriculum is at ``level``."""
+        return max(levels[0], level - self.window + 1)
+
     def count(self, done: torch.Tensor, success: torch.Tensor) -> None:
-        """Count the episodes that ended in a step and those that succeeded (on the device)."""
+        """Count the episodes that ended in a step and those that succeeded (on the device): the
+        env passes those at the current level as ``done``."""
         self._counted += done.sum()
         self._succeeded += (done & success).sum()
 
@@ -92,7 +109,7 @@ class Curriculum:
 
     def state_dict(self) -> dict[str, Any]:
         return {"low": self.low, "high": self.high, "episodes": self.episodes, "start": self.start,
-                "moves": [list(m) for m in self.moves], "finished": self.finished,
+                "window": self.window, "moves": [list(m) for m in self.moves], "finished": self.finished,
                 "counted": int(self._counted), "succeeded": int(self._succeeded)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -225,7 +225,8 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
         self._rules = torch.full((len(rules), len(rules[-1])), tok.pad_id, dtype=torch.int64, device=dev)
         for k, ids in enumerate(rules):
             self._rules[k, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
-        self._rules_len = [len(ids) for ids in rules]
+        self._rules_len = torch.tensor([len(ids) for ids in rules], device=dev)
+        self._tops = torch.tensor(self.tops, device=dev)
         z = torch.zeros(B, dtype=torch.int64, device=dev)
         self.length, self.secret, self.value, self.digits, self.guesses, self.invalid = (z.clone() for _ in range(6))
         self.lo, self.hi = z + self.low, z + self.high  # the secrets still possible
@@ -239,8 +240,8 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
         level's range, so a won game at a lower level is paid less."""
 
     def _start(self, mask, keys):
-        level = self.difficulty - 1
-        R, top = self._rules_len[level], self.tops[level]
+        level = self.levels - 1  # each game's level (one for all, unless a curriculum draws them)
+        R, top = self._rules_len[level], self._tops[level]
         self.transcript = torch.where(mask[:, None], self.tokenizer.pad_id, self.transcript)
         width = self._rules.shape[1]
         self.transcript[:, :width] = torch.where(mask[:, None], self._rules[level], self.transcript[:, :width])

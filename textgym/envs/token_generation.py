@@ -353,12 +353,51 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         super().load_stream_state(state)
         self.setup.reward.load_state_dict(state.get("reward", {}))
 
+    def _by_level(self, levels: list[int] | None, make) -> list[tuple[torch.Tensor | None, Any]]:
+        """``[(where, make(where))]``, one per level among ``levels`` (one per episode), made with
+        the task at that level; ``where`` (int64) are the episodes at it, ``None`` for all of them
+        when they share one level (or the env has no knob: ``levels`` is ``None``)."""
+        if levels is None:
+            return [(None, make(None))]
+        task, distinct, parts = self.setup.task, sorted(set(levels)), []
+        try:
+            for level in distinct:
+                task.difficulty = level
+                where = None if len(distinct) == 1 else (torch.tensor(levels) == level).nonzero().squeeze(1)
+                parts.append((where, make(where)))
+        finally:
+            task.difficulty = self.difficulty
+        return parts
+
+    def _encode(self, keys: torch.Tensor, levels: torch.Tensor | None) -> EncodedExamples:
+        """The examples of ``keys``, each drawn at its level."""
+        parts = self._by_level(None if levels is None else levels.tolist(),
+                               lambda where: self.setup.encode(keys if where is None else keys[where.to(keys.device)]))
+        if parts[0][0] is None:
+            return parts[0][1]
+        out = EncodedExamples(*(t.new_empty((len(keys), *t.shape[1:])) for t in vars(parts[0][1]).values()))
+        for where, part in parts:
+            for t, p in zip(vars(out).values(), vars(part).values()):
+                t.index_copy_(0, where.to(t.device), p)
+        return out
+
+    def _examples(self, keys: list[int], levels: list[int] | None) -> list[Example]:
+        """The examples of ``keys``, each at its level, in order: what a text reward judges."""
+        out: list[Any] = [None] * len(keys)
+        task = self.setup.task
+        for where, part in self._by_level(levels, lambda where: task.examples_for(
+                keys if where is None else [keys[i] for i in where.tolist()])):
+            for i, ex in zip(range(len(keys)) if where is None else where.tolist(), part):
+                out[i] = ex
+        return out
+
     def _start(self, mask: torch.Tensor, keys: torch.Tensor) -> None:
         idx = mask.nonzero().squeeze(1)
+        levels = self.levels if self.difficulties is not None else None  # each episode's (see TorchVectorEnv)
         if len(idx) == self.num_envs:
-            self.example = self.setup.encode(keys)
+            self.example = self._encode(keys, levels)
         else:  # only the restarted sub-envs: a task that encodes in Python pays for those alone
-            new = self.setup.encode(keys[idx])
+            new = self._encode(keys[idx], None if levels is None else levels[idx])
             self.example = EncodedExamples(*(old.index_copy(0, idx, part) for old, part in
                                              zip(vars(self.example).values(), vars(new).values())))
         self.keys = torch.where(mask, keys, self.keys)
@@ -386,9 +425,10 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         out = torch.zeros(self.num_envs, device=self.device)
         if len(idx):
             keys = self.keys[idx].tolist()
+            levels = self.levels[idx].tolist() if self.difficulties is not None else None
             batch = EpisodeBatch(ex.prompt_ids[idx], ex.prompt_len[idx], self.written[idx], completion_len[idx],
                                  ex.reference_ids[idx], ex.reference_len[idx], self.tokenizer,
-                                 lambda: self.setup.task.examples_for(keys))
+                                 lambda: self._examples(keys, levels))
             out[idx] = self.setup.reward(batch)
         return out
 
