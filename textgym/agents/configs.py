@@ -70,8 +70,8 @@ class TrainConfig:
     float32), ``"float32"``, ``"bfloat16"`` or ``"float16"``."""
     curriculum: dict | None = None
     """Move the env's difficulty to keep the training success in a band, from its easiest level up
-    to the difficulty it was made with: ``{"low": 0.2, "high": 0.8, "episodes": 256}`` (any of
-    them, ``{}`` for these defaults; see :mod:`textgym.envs.curriculum`). Needs an env with a
+    to the difficulty it was made with: ``{"low": 0.2, "high": 0.8, "episodes": 256, "window": 1}``
+    (any of them, ``{}`` for these defaults; see :mod:`textgym.envs.curriculum`). Needs an env with a
     difficulty knob; the log's ``difficulty`` column follows it. None: no curriculum."""
 
     RULES: ClassVar[dict[str, Check]] = {
