@@ -114,9 +114,9 @@ def where(cond, a, b):
 
 
 MAX_NUM_ENVS = 2**24
+"""The most sub-envs one vector env may have (16,777,216): more is a typo, not a batch."""
 _LEVEL_SALT = 0x2545F491
 """Mixed into an episode's key before it draws the episode's level (a curriculum's ``window``)."""
-"""The most sub-envs one vector env may have (16,777,216): more is a typo, not a batch."""
 
 
 def check_actions(actions: Any, n: int, num_envs: int, device: torch.device) -> torch.Tensor:
