@@ -329,6 +329,7 @@ class TorchVectorEnv(VectorEnv):
     per_step_rewards: bool = True
     difficulties: range | None = None
     curriculum: Curriculum | None = None
+    levels: torch.Tensor | None = None  # each episode's difficulty, for envs with a knob (set by reset)
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
 
@@ -527,7 +528,7 @@ class TorchVectorEnv(VectorEnv):
         self._needs_reset = self._needs_reset & ~mask
         if self.difficulties is not None:
             levels = self._episode_levels(keys)
-            self.levels = levels if getattr(self, "levels", None) is None else torch.where(mask, levels, self.levels)
+            self.levels = levels if self.levels is None else torch.where(mask, levels, self.levels)
         self._start(mask, keys)
 
     def _episode_levels(self, keys: torch.Tensor) -> torch.Tensor:

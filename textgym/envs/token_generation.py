@@ -359,11 +359,11 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         when they share one level (or the env has no knob: ``levels`` is ``None``)."""
         if levels is None:
             return [(None, make(None))]
-        task, distinct, parts = self.setup.task, sorted(set(levels)), []
+        task, distinct, parts, at = self.setup.task, sorted(set(levels)), [], torch.tensor(levels)
         try:
             for level in distinct:
                 task.difficulty = level
-                where = None if len(distinct) == 1 else (torch.tensor(levels) == level).nonzero().squeeze(1)
+                where = None if len(distinct) == 1 else (at == level).nonzero().squeeze(1)
                 parts.append((where, make(where)))
         finally:
             task.difficulty = self.difficulty
