@@ -393,7 +393,7 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
 
     def _start(self, mask: torch.Tensor, keys: torch.Tensor) -> None:
         idx = mask.nonzero().squeeze(1)
-        levels = self.levels if self.difficulties is not None else None  # each episode's (see TorchVectorEnv)
+        levels = self.levels  # each episode's; None without a knob (see TorchVectorEnv)
         if len(idx) == self.num_envs:
             self.example = self._encode(keys, levels)
         else:  # only the restarted sub-envs: a task that encodes in Python pays for those alone
@@ -425,7 +425,7 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         out = torch.zeros(self.num_envs, device=self.device)
         if len(idx):
             keys = self.keys[idx].tolist()
-            levels = self.levels[idx].tolist() if self.difficulties is not None else None
+            levels = None if self.levels is None else self.levels[idx].tolist()
             batch = EpisodeBatch(ex.prompt_ids[idx], ex.prompt_len[idx], self.written[idx], completion_len[idx],
                                  ex.reference_ids[idx], ex.reference_len[idx], self.tokenizer,
                                  lambda: self._examples(keys, levels))
