@@ -54,6 +54,25 @@ def test_sudoku_6x6_and_unique_solutions():
             assert task.score(ex, ex.references[0]) == 1.0
 
 
+def test_sudoku_4x4_table_counts_as_the_search():
+    task, rng = SudokuTask(6), random.Random(0)
+    grids = [task.parse(ex.prompt) for ex in task.examples_for(range(50))]
+    while len(grids) < 400:  # grids with several solutions, one, or none (no digit twice in a unit)
+        grid = [0] * 16
+        for cell in rng.sample(range(16), rng.randint(0, 10)):
+            grid[cell] = rng.randint(1, 4)
+        if all(len(given := [grid[i] for i in unit if grid[i]]) == len(set(given)) for unit in task._units):
+            grids.append(grid)
+    counts = set()
+    for grid in grids:
+        search = sum(1 for _ in itertools.islice(task._solutions(list(grid)), 3))
+        assert task._count(grid, 3) == search, grid
+        counts.add(search)
+        if search == 1:
+            assert task.solve(grid) == "".join(str(v) for v, g in zip(next(task._solutions(list(grid))), grid) if not g)
+    assert counts == {0, 1, 2, 3}
+
+
 def test_hanoi_judge_follows_the_rules():
     task = HanoiTask(2)
     assert _judge(task, "2AC=", "ABACBC") == 1.0

@@ -399,7 +399,21 @@ class SudokuTask(PuzzleTask):
 
     def _count(self, grid: list[int], most: int) -> int:
         """How many solutions ``grid`` has, counting up to ``most``."""
+        if self.size == 4:
+            return min(self._matches(grid).bit_count(), most)
         return sum(1 for _ in itertools.islice(self._solutions(list(grid)), most))
+
+    def _matches(self, grid: list[int]) -> int:
+        """The 4x4 grids that agree with ``grid``'s filled cells: a bit set over :func:`_sudoku4_grids`.
+
+        There are only 288 solved 4x4 grids, so counting a puzzle's solutions is a few ANDs of
+        288-bit integers instead of a search (the draw counts them once per cell it empties)."""
+        grids, cells = _sudoku4_grids()
+        found = (1 << len(grids)) - 1
+        for i, v in enumerate(grid):
+            if v:
+                found &= cells[i][v]
+        return found
 
     def _solutions(self, grid: list[int]):
         n, peers = self.size, self._peers
@@ -430,7 +444,11 @@ class SudokuTask(PuzzleTask):
         return [0 if ch == "." else int(ch) for ch in "".join(rows)]
 
     def solve(self, puzzle: list[int]) -> str:
-        solution = next(self._solutions(list(puzzle)))
+        found = self._matches(puzzle) if self.size == 4 else 0
+        if found and not found & (found - 1):  # the one solution (the search's first, were there more)
+            solution = _sudoku4_grids()[0][found.bit_length() - 1]
+        else:
+            solution = next(self._solutions(list(puzzle)))
         return "".join(str(solution[i]) for i, v in enumerate(puzzle) if not v)
 
     def judge(self, puzzle: list[int], answer: str) -> float:
@@ -450,6 +468,15 @@ class SudokuTask(PuzzleTask):
 
     def __repr__(self) -> str:
         return f"SudokuTask(difficulty={self.difficulty}, size={self.size})"
+
+
+@functools.cache
+def _sudoku4_grids() -> tuple[list[list[int]], list[list[int]]]:
+    """Every solved 4x4 Sudoku (288), and for each cell and digit the bit set of the grids that
+    hold that digit there."""
+    grids = list(SudokuTask(1, size=4)._solutions([0] * 16))
+    cells = [[sum(1 << g for g, grid in enumerate(grids) if grid[i] == v) for v in range(5)] for i in range(16)]
+    return grids, cells
 
 
 # --------------------------------------------------------------------------------------------
