@@ -93,6 +93,10 @@ class CharTokenizer:
         Raises:
             ValueError: a character outside the alphabet, when the tokenizer has no ``<unk>``.
         """
+        try:
+            return [self._ids[ch] for ch in text]
+        except KeyError:
+            pass  # a character outside the alphabet: find it, or map it to <unk>
         ids = []
         for pos, ch in enumerate(text):
             i = self._ids.get(ch)

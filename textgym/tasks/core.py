@@ -108,30 +108,38 @@ def encode_examples(
     device: torch.device,
     task_name: str,
 ) -> EncodedExamples:
-    n, pad = len(examples), tokenizer.pad_id
-    prompt_ids = torch.full((n, prompt_capacity), pad, dtype=torch.int64)
-    prompt_len = torch.zeros(n, dtype=torch.int64)
-    ref_ids = torch.full((n, max_references, reference_capacity), pad, dtype=torch.int64)
-    ref_len = torch.full((n, max_references), -1, dtype=torch.int64)
-    for i, ex in enumerate(examples):
-        ids = tokenizer.encode(ex.prompt)
+    # Rows as padded lists first, then one tensor each: a tensor per example costs more than its tokens.
+    pad = tokenizer.pad_id
+    prompt_rows, prompt_lens, ref_rows, ref_lens = [], [], [], []
+    no_reference = [pad] * reference_capacity
+    for ex in examples:
+        ids = list(tokenizer.encode(ex.prompt))
         if len(ids) > prompt_capacity:
             raise ValueError(
                 f"task {task_name!r}: prompt {ex.prompt!r} is {len(ids)} tokens long, longer than "
                 f"max_prompt_len={prompt_capacity}; raise max_prompt_len or shorten the prompt"
             )
-        prompt_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
-        prompt_len[i] = len(ids)
+        prompt_rows.append(ids + [pad] * (prompt_capacity - len(ids)))
+        prompt_lens.append(len(ids))
         if len(ex.references) > max_references:
             raise ValueError(
                 f"task {task_name!r}: an example has {len(ex.references)} references, more than "
                 f"max_references={max_references}"
             )
-        for r, ref in enumerate(ex.references):
-            rids = tokenizer.encode(ref)
-            ref_len[i, r] = len(rids)
+        refs, lens = [], []
+        for ref in ex.references:
+            rids = list(tokenizer.encode(ref))
+            lens.append(len(rids))
             rids = rids[:reference_capacity]
-            ref_ids[i, r, : len(rids)] = torch.tensor(rids, dtype=torch.int64)
+            refs.append(rids + [pad] * (reference_capacity - len(rids)))
+        missing = max_references - len(refs)
+        ref_rows.append(refs + [no_reference] * missing)
+        ref_lens.append(lens + [-1] * missing)
+    n = len(examples)
+    prompt_ids = torch.tensor(prompt_rows, dtype=torch.int64).reshape(n, prompt_capacity)
+    ref_ids = torch.tensor(ref_rows, dtype=torch.int64).reshape(n, max_references, reference_capacity)
+    prompt_len = torch.tensor(prompt_lens, dtype=torch.int64)
+    ref_len = torch.tensor(ref_lens, dtype=torch.int64).reshape(n, max_references)
     return EncodedExamples(prompt_ids.to(device), prompt_len.to(device), ref_ids.to(device), ref_len.to(device))
 
 
