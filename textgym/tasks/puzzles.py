@@ -518,6 +518,11 @@ class MazeTask(PuzzleTask):
 
     def _path(self, rows: list[str]) -> str | None:
         """A shortest path from S to G (moves tried in the order U, D, L, R), or None."""
+        return MazeTask._search(tuple(rows))  # the draw's search, found again by the solver and the judge
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def _search(rows: tuple[str, ...]) -> str | None:
         n = len(rows)
         start = next((r, c) for r in range(n) for c in range(n) if rows[r][c] == "S")
         came: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
@@ -618,27 +623,15 @@ class LightsOutTask(PuzzleTask):
 
     def solve(self, puzzle: tuple[int, int]) -> str:
         n, lights = puzzle
-        n2, press = n * n, _press_masks(n)
-        # Gaussian elimination over GF(2) on the augmented rows [press columns | lights]
-        rows = [sum((press[j] >> i & 1) << j for j in range(n2)) | (lights >> i & 1) << n2 for i in range(n2)]
-        pivots, r = [], 0
-        for col in range(n2):
-            pivot = next((k for k in range(r, n2) if rows[k] >> col & 1), None)
-            if pivot is None:
-                continue
-            rows[r], rows[pivot] = rows[pivot], rows[r]
-            for k in range(n2):
-                if k != r and rows[k] >> col & 1:
-                    rows[k] ^= rows[r]
-            pivots.append(col)
-            r += 1
+        rows, combined, pivots = _lights_out_system(n)
+        n2 = n * n
         free = [c for c in range(n2) if c not in pivots]
         best: list[int] | None = None
         for choice in itertools.product((0, 1), repeat=len(free)):  # 2**nullity: at most 16 here
             x = {c: v for c, v in zip(free, choice)}
             for k, col in enumerate(pivots):
                 rest = sum(x[f] for f in free if rows[k] >> f & 1)
-                x[col] = (rows[k] >> n2 & 1) ^ (rest & 1)
+                x[col] = ((combined[k] & lights).bit_count() & 1) ^ (rest & 1)
             presses = sorted(c for c, v in x.items() if v)
             if _lights_after(n, lights, presses) == 0 and (best is None or len(presses) < len(best)):
                 best = presses
@@ -659,6 +652,30 @@ class LightsOutTask(PuzzleTask):
 
     def answer_chars(self) -> int:
         return self.difficulty**2
+
+
+@functools.cache
+def _lights_out_system(n: int) -> tuple[list[int], list[int], list[int]]:
+    """The press matrix of an ``n`` x ``n`` grid reduced over GF(2), once per size: its rows (bit
+    ``j`` for press ``j``), the lights each row sums (its right-hand side is their parity) and the
+    pivot columns."""
+    n2, press = n * n, _press_masks(n)
+    rows = [sum((press[j] >> i & 1) << j for j in range(n2)) for i in range(n2)]
+    combined = [1 << i for i in range(n2)]
+    pivots, r = [], 0
+    for col in range(n2):
+        pivot = next((k for k in range(r, n2) if rows[k] >> col & 1), None)
+        if pivot is None:
+            continue
+        rows[r], rows[pivot] = rows[pivot], rows[r]
+        combined[r], combined[pivot] = combined[pivot], combined[r]
+        for k in range(n2):
+            if k != r and rows[k] >> col & 1:
+                rows[k] ^= rows[r]
+                combined[k] ^= combined[r]
+        pivots.append(col)
+        r += 1
+    return rows, combined, pivots
 
 
 @functools.cache
