@@ -176,17 +176,7 @@ class HanoiTask(PuzzleTask):
         return int(prompt[0]), prompt[1], prompt[2]
 
     def solve(self, puzzle: tuple[int, str, str]) -> str:
-        n, src, dst = puzzle
-        moves: list[str] = []
-
-        def move(k: int, a: str, b: str, via: str) -> None:
-            if k:
-                move(k - 1, a, via, b)
-                moves.append(a + b)
-                move(k - 1, via, b, a)
-
-        move(n, src, dst, ({"A", "B", "C"} - {src, dst}).pop())
-        return "".join(moves)
+        return _hanoi_moves(*puzzle)
 
     def judge(self, puzzle: tuple[int, str, str], answer: str) -> float:
         n, src, dst = puzzle
@@ -205,6 +195,21 @@ class HanoiTask(PuzzleTask):
 
     def answer_chars(self) -> int:
         return 2 * (2**self.difficulty - 1)
+
+
+@functools.cache
+def _hanoi_moves(n: int, src: str, dst: str) -> str:
+    """The optimal ``2**n - 1`` moves of ``n`` discs from ``src`` to ``dst``, two letters each."""
+    moves: list[str] = []
+
+    def move(k: int, a: str, b: str, via: str) -> None:
+        if k:
+            move(k - 1, a, via, b)
+            moves.append(a + b)
+            move(k - 1, via, b, a)
+
+    move(n, src, dst, ({"A", "B", "C"} - {src, dst}).pop())
+    return "".join(moves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,12 +267,10 @@ class CountdownTask(PuzzleTask):
 
     def solve(self, puzzle: tuple[tuple[int, ...], int]) -> str:
         numbers, target = puzzle
-        start = [(n, str(n), 3) for n in numbers]  # (value, expression, precedence)
-        for ops in range(1, len(numbers)):
-            found = _countdown_search(start, target, ops, set())
-            if found is not None:
-                return found
-        raise ValueError(f"Countdown {numbers} -> {target} has no solution")  # draw() makes solvable ones
+        found = _countdown_solution(tuple(numbers), target)
+        if found is None:
+            raise ValueError(f"Countdown {numbers} -> {target} has no solution")  # draw() makes solvable ones
+        return found
 
     def judge(self, puzzle: tuple[tuple[int, ...], int], answer: str) -> float:
         numbers, target = puzzle
@@ -316,6 +319,17 @@ def _combine(a: tuple[int, str, int], b: tuple[int, str, int], op: str) -> tuple
     left = f"({ex})" if px < prec else ex
     right = f"({ey})" if py < prec or (py == prec and op in "-/") else ey
     return value, f"{left}{op}{right}", prec
+
+
+@functools.lru_cache(maxsize=8192)
+def _countdown_solution(numbers: tuple[int, ...], target: int) -> str | None:
+    """An expression for ``target`` with the fewest operations, or None (kept: puzzles recur)."""
+    start = [(n, str(n), 3) for n in numbers]  # (value, expression, precedence)
+    for ops in range(1, len(numbers)):
+        found = _countdown_search(start, target, ops, set())
+        if found is not None:
+            return found
+    return None
 
 
 def _countdown_search(items: list, target: int, ops: int, seen: set) -> str | None:
