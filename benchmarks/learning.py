@@ -141,14 +141,26 @@ def mean_std(values: list[float], fmt: str) -> str:
     return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
 
 
+def budget(env: str, algo: str) -> int:
+    """The env steps of a cell's recipe, all its stages together."""
+    return sum(cfg.total_steps for _, cfg in stages(env, algo, 0, quick=False))
+
+
 def grouped(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
-    """The rows of each (env, algorithm), in the table's order, each group sorted by seed."""
+    """The rows of each (env, algorithm), in the table's order, each group sorted by seed.
+
+    Where some seeds of a cell ran its recipe's budget and others an older one, only the former
+    count: a row never averages two recipes."""
     cells: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         cells.setdefault((row["env"], row["algo"]), []).append(row)
     envs = list(dict.fromkeys(env for env, _ in CELLS))  # in the order of their first cell
     order = sorted(cells, key=lambda c: (envs.index(c[0]), CELLS.index(c)))
-    return {c: sorted(cells[c], key=lambda r: r["seed"]) for c in order}
+    out = {}
+    for c in order:
+        current = [r for r in cells[c] if r["env_steps"] == budget(*c)]
+        out[c] = sorted(current or cells[c], key=lambda r: r["seed"])
+    return out
 
 
 def summary(env: str, group: list[dict]) -> tuple[str, str]:

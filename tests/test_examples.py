@@ -95,6 +95,24 @@ def test_learning_benchmark_quick(tmp_path):
     assert bad.returncode == 2 and "unknown cells ['Reverse-v0:dqn']" in bad.stderr and "Reverse-v0:grpo" in bad.stderr
 
 
+def test_learning_table_leaves_out_seeds_of_an_older_budget():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning_bench", EXAMPLES.parent / "benchmarks" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+    steps = learning.budget("GuessNumber-v0", "sft")
+
+    def row(seed, env_steps, success):
+        return {"env": "GuessNumber-v0", "algo": "sft", "seed": seed, "env_steps": env_steps, "train_seconds": 1.0,
+                "cpu_seconds": 1.0, "eval": {"success_rate": success, "mean_guesses": 6.0}, "curve": [(0, 0.0)]}
+
+    line = learning.table([row(0, steps, 1.0), row(1, steps // 4, 0.0), row(2, steps, 0.5)]).splitlines()[-1]
+    assert f"| {steps:,} |" in line and "| 2 |" in line and "success 0.750 ± 0.354" in line
+    line = learning.table([row(1, steps // 4, 0.0)]).splitlines()[-1]  # none at the recipe's budget yet: shown as run
+    assert f"| {steps // 4:,} |" in line and "| 1 |" in line
+
+
 def test_throughput_benchmark_quick():
     import subprocess
     import sys
