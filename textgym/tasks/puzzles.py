@@ -527,35 +527,8 @@ class MazeTask(PuzzleTask):
             start, goal = rng.sample(range(n * n), 2)
             cells[start], cells[goal] = "S", "G"
             rows = ["".join(cells[r * n : (r + 1) * n]) for r in range(n)]
-            if self._path(rows) is not None:
+            if _maze_path(tuple(rows)) is not None:
                 return rows
-
-    def _path(self, rows: list[str]) -> str | None:
-        """A shortest path from S to G (moves tried in the order U, D, L, R), or None."""
-        return MazeTask._search(tuple(rows))  # the draw's search, found again by the solver and the judge
-
-    @staticmethod
-    @functools.lru_cache(maxsize=4096)
-    def _search(rows: tuple[str, ...]) -> str | None:
-        n = len(rows)
-        start = next((r, c) for r in range(n) for c in range(n) if rows[r][c] == "S")
-        came: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
-        queue = deque([start])
-        while queue:
-            r, c = queue.popleft()
-            if rows[r][c] == "G":
-                path = []
-                at = (r, c)
-                while came[at] is not None:
-                    at, step = came[at]
-                    path.append(step)
-                return "".join(reversed(path))
-            for step, (dr, dc) in _STEPS.items():
-                nxt = (r + dr, c + dc)
-                if 0 <= nxt[0] < n and 0 <= nxt[1] < n and rows[nxt[0]][nxt[1]] != "#" and nxt not in came:
-                    came[nxt] = ((r, c), step)
-                    queue.append(nxt)
-        return None
 
     def prompt(self, puzzle: list[str]) -> str:
         return "/".join(puzzle) + "="
@@ -567,7 +540,7 @@ class MazeTask(PuzzleTask):
         return rows
 
     def solve(self, puzzle: list[str]) -> str:
-        path = self._path(puzzle)
+        path = _maze_path(tuple(puzzle))
         if path is None:
             raise ValueError("this maze has no path from S to G")
         return path
@@ -588,6 +561,31 @@ class MazeTask(PuzzleTask):
 
     def answer_chars(self) -> int:
         return self.difficulty * self.difficulty - 1  # a shortest path visits each cell at most once
+
+
+@functools.lru_cache(maxsize=4096)
+def _maze_path(rows: tuple[str, ...]) -> str | None:
+    """A shortest path from S to G (moves tried in the order U, D, L, R), or None; kept, so the
+    draw's search serves the solver and the judge."""
+    n = len(rows)
+    start = next((r, c) for r in range(n) for c in range(n) if rows[r][c] == "S")
+    came: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        r, c = queue.popleft()
+        if rows[r][c] == "G":
+            path = []
+            at = (r, c)
+            while came[at] is not None:
+                at, step = came[at]
+                path.append(step)
+            return "".join(reversed(path))
+        for step, (dr, dc) in _STEPS.items():
+            nxt = (r + dr, c + dc)
+            if 0 <= nxt[0] < n and 0 <= nxt[1] < n and rows[nxt[0]][nxt[1]] != "#" and nxt not in came:
+                came[nxt] = ((r, c), step)
+                queue.append(nxt)
+    return None
 
 
 # --------------------------------------------------------------------------------------------
