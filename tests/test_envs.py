@@ -203,6 +203,25 @@ def test_text_game_valid_and_invalid_guesses_in_both_forms(text, eos, valid):
     assert transcript.endswith(": invalid\n") != valid
 
 
+def test_text_game_action_mask_declares_the_digits_and_eos_in_both_forms():
+    single = GuessNumberTextEnv(action_mask=True)
+    vec = GuessNumberTextVectorEnv(num_envs=3, action_mask=True, device="cpu")
+    tok = single.tokenizer
+    expected = np.zeros(tok.vocab_size, dtype=bool)
+    expected[tok.encode("0123456789") + [tok.eos_id]] = True
+    np.testing.assert_array_equal(single.action_masks(), expected)
+    np.testing.assert_array_equal(vec.allowed_actions.numpy(), expected)
+    np.testing.assert_array_equal(vec.action_masks().numpy(), np.tile(expected, (3, 1)))
+    assert GuessNumberTextEnv().action_masks().all()  # off by default: every token may be written
+    assert GuessNumberTextVectorEnv(num_envs=2).allowed_actions is None
+    # the rules stay: an out-of-range number written with allowed tokens is still invalid
+    single.reset(seed=0)
+    _, _, _, _, info = write(single, "101")
+    assert info["invalid"] == 1
+    with pytest.raises(ValueError, match="action_mask must be true or false, got 'yes'"):
+        GuessNumberTextEnv(action_mask="yes")
+
+
 def test_text_game_binary_search_wins_in_text():
     env = gym.make("textgym/GuessNumberText-v0")
     for seed in range(50):

@@ -47,6 +47,25 @@ def test_recorded_logprobs_are_those_of_the_distribution_sampled_from(temperatur
     assert torch.allclose(freq, probs, atol=0.03)
 
 
+def test_an_env_action_mask_is_sampled_from_and_scored_alike():
+    """GuessNumberText-v0 with action_mask=True: a rollout writes only digits and eos, and the update
+    scores the actions under the same masked distribution (after a minibatch split too)."""
+    policy, rollout = a_rollout("textgym/GuessNumberText-v0", temperature=1.5, action_mask=True)
+    allowed = rollout.allowed
+    tok = make_envs("textgym/GuessNumberText-v0", 1, torch.device("cpu")).tokenizer
+    assert sorted(torch.nonzero(allowed).flatten().tolist()) == sorted(tok.encode("0123456789") + [tok.eos_id])
+    m = rollout.mask
+    assert allowed[rollout.actions[m]].all()
+    half = rollout.index(torch.arange(16))
+    assert half.allowed is allowed
+    logprobs, entropy, _ = evaluate_logprobs(policy, half, 1.5)
+    assert torch.allclose(half.logprobs[half.mask], logprobs[half.mask], atol=1e-5)
+    assert torch.isfinite(entropy).all() and float(entropy[half.mask].max()) <= float(torch.log(allowed.sum())) + 1e-5
+    # without the mask the same policy writes other tokens too, and scores differently
+    _, plain = a_rollout("textgym/GuessNumberText-v0", temperature=1.5)
+    assert plain.allowed is None and not allowed[plain.actions[plain.mask]].all()
+
+
 @pytest.mark.parametrize("bad", [0, 0.0, -1.0])
 def test_a_temperature_that_is_not_positive_is_refused(bad):
     with pytest.raises(ValueError, match=rf"temperature must be a number > 0 \(for greedy decoding use greedy=True\), got {bad}"):

@@ -119,6 +119,9 @@ class Rollout:
     rewards: torch.Tensor  # (B, T)
     mask: torch.Tensor  # (B, T) True for the steps the episode took
     success: torch.Tensor  # (B,) the env's own success flag (info["is_success"] at the episode's end)
+    allowed: torch.Tensor | None = None  # (A,) bool: the actions the policy could take (the env's allowed_actions), or None: all
+
+    PER_EPISODE = ("inputs", "positions", "actions", "logprobs", "values", "rewards", "mask", "success")
 
     @property
     def returns(self) -> torch.Tensor:
@@ -131,7 +134,8 @@ class Rollout:
 
     def index(self, idx: torch.Tensor) -> Rollout:
         """The episodes ``idx`` (a minibatch)."""
-        return Rollout(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return Rollout(**{f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name in self.PER_EPISODE},
+                       allowed=self.allowed)
 
     def trimmed(self) -> Rollout:
         """The same episodes with ``inputs`` cut after the last position an action was read from
@@ -142,6 +146,16 @@ class Rollout:
         if used >= self.inputs.shape[1]:
             return self
         return Rollout(**{f.name: getattr(self, f.name) for f in fields(self)} | {"inputs": self.inputs[:, :used]})
+
+
+MASKED_LOGIT = -1e8
+"""The logit of an action the env does not allow (as sb3-contrib's ``MaskableCategorical``): finite, so
+its probability is 0 and the entropy's ``p * log p`` is 0, not NaN."""
+
+
+def mask_logits(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """``logits (..., A)`` with the actions outside ``allowed (A,)`` set to :data:`MASKED_LOGIT` (None: unchanged)."""
+    return logits if allowed is None else logits.masked_fill(~allowed, MASKED_LOGIT)
 
 
 def make_envs(env_id: str, num_envs: int, device: torch.device, **env_kwargs):
@@ -186,7 +200,8 @@ def collect(
             ``top_k``), so that an update at the same temperature scores the policy that acted.
         check_every: steps between checks that every episode has ended (a device sync).
         logits_fn: changes the logits before sampling (e.g. forbids a token); the recorded
-            log-probs are then those of the changed distribution.
+            log-probs are then those of the changed distribution. The env's ``allowed_actions``
+            (when it declares them) are applied first, and recorded in the rollout for the update.
         step: what steps the cache instead of ``policy.step`` (its ``torch.compile``'d form).
     """
     if (policy is None) == (expert is None):
@@ -201,6 +216,7 @@ def collect(
     success = torch.zeros(B, dtype=torch.bool, device=dev)
     alive = torch.ones(B, dtype=torch.bool, device=dev)
     rows = torch.arange(B, device=dev)
+    allowed = getattr(envs, "allowed_actions", None)
 
     obs, _ = envs.reset(seed=seed, options=reset_options)
     inputs, lengths = view.sequence(obs)
@@ -235,7 +251,7 @@ def collect(
     for t in range(T):
         # 1. act from the last position of each sequence
         if policy is not None:
-            logits = logits.float()  # a no-op, except under bf16 autocast
+            logits = mask_logits(logits.float(), allowed)  # .float(): a no-op, except under bf16 autocast
             if logits_fn is not None:
                 logits = logits_fn(logits)
             if not greedy and temperature != 1.0:
@@ -266,7 +282,7 @@ def collect(
         lengths = new_lengths
         if (t + 1) % check_every == 0 and not bool(alive.any()):
             break
-    return Rollout(inputs, positions, actions, logprobs, values, rewards, mask, success)
+    return Rollout(inputs, positions, actions, logprobs, values, rewards, mask, success, allowed)
 
 
 def evaluate_logprobs(policy: nn.Module, rollout: Rollout, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -274,7 +290,8 @@ def evaluate_logprobs(policy: nn.Module, rollout: Rollout, temperature: float = 
 
     Args:
         temperature: the sampling temperature of the rollout: the log-probs and entropy are those
-            of ``softmax(logits / temperature)``, the distribution the actions were drawn from.
+            of ``softmax(logits / temperature)``, the distribution the actions were drawn from
+            (over the rollout's ``allowed`` actions, when the env declared them).
 
     Returns:
         ``(logprobs, entropy, values)``, each ``(B, T)``.
@@ -290,7 +307,7 @@ def evaluate_logprobs(policy: nn.Module, rollout: Rollout, temperature: float = 
         logits, values = policy(rollout.inputs)  # (B, L, A), (B, L)
         logits = logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1]))  # (B, T, A)
         values = values.gather(1, idx)
-    logits, values = logits.float(), values.float()  # no-ops, except under bf16 autocast
+    logits, values = mask_logits(logits.float(), rollout.allowed), values.float()  # .float(): no-ops, except under bf16 autocast
     if temperature != 1.0:
         logits = logits / temperature
     logp_all = F.log_softmax(logits, dim=-1)

@@ -317,6 +317,10 @@ class TorchVectorEnv(VectorEnv):
     * ``difficulties`` (``None`` when the env has no knob), ``difficulty`` and ``set_curriculum``:
       the levels of the env's difficulty, the current one, and a
       :class:`~textgym.envs.curriculum.Curriculum` that moves it to keep the success in a band.
+    * ``allowed_actions`` (optional, ``None`` when absent): a ``(n_actions,)`` bool tensor of the
+      actions that can ever be valid (GuessNumberText-v0 with ``action_mask=True``: digits and eos).
+      Trainers, evaluation and ``play`` then sample only those, in the rollouts and in the
+      log-probs of the updates alike, as sb3-contrib's MaskablePPO does with ``action_masks()``.
 
     Attributes:
         tokens_per_step: see above.
@@ -330,6 +334,7 @@ class TorchVectorEnv(VectorEnv):
     difficulties: range | None = None
     curriculum: Curriculum | None = None
     levels: torch.Tensor | None = None  # each episode's difficulty, for envs with a knob (set by reset)
+    allowed_actions: torch.Tensor | None = None  # (n_actions,) bool: the actions a policy may take; None: all
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
 

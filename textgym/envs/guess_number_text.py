@@ -46,7 +46,9 @@ def game_tokenizer(low: int, high: int) -> CharTokenizer:
 class GameText:
     """The text form of a game: token ids of the rules and feedback, and the transcript bound."""
 
-    def __init__(self, low: int, high: int, max_guesses: int) -> None:
+    def __init__(self, low: int, high: int, max_guesses: int, action_mask: bool = False) -> None:
+        if not isinstance(action_mask, (bool, np.bool_)):
+            raise ValueError(f"action_mask must be true or false, got {action_mask!r}")
         self.tokenizer = tok = game_tokenizer(low, high)
         self.rules = tok.encode(rules_line(low, high))
         self.feedback = [tok.encode(f) for f in FEEDBACK]
@@ -54,6 +56,10 @@ class GameText:
         self.digit_of = {tok.encode(str(d))[0]: d for d in range(10)}
         # Longest turn: max_digits digits, then eos or a wrong token, then the longest feedback.
         self.max_len = len(self.rules) + max_guesses * (self.max_digits + 1 + max(map(len, self.feedback)))
+        # The tokens a guess is written with (the digits and eos): with `action_mask`, the only ones a policy may write.
+        self.action_mask = bool(action_mask)
+        self.guess_tokens = np.zeros(tok.vocab_size, dtype=bool)
+        self.guess_tokens[[*self.digit_of, tok.eos_id]] = True
 
 
 class GuessNumberTextEnv(GuessGame, gym.Env):
@@ -106,6 +112,10 @@ class GuessNumberTextEnv(GuessGame, gym.Env):
     * `max_guesses`: guesses allowed (default 10).
     * `guess_penalty`: the cost of a wrong or invalid guess (default 0.1).
     * `shaping`: pay the win as information on every guess (default False; see GuessNumber-v0).
+    * `action_mask`: declare the digits and eos as the only tokens to write (default False):
+      `env.action_masks()` returns them for sb3-contrib's MaskablePPO, and textgym's trainers,
+      evaluation and `play` sample only those (the vector env's `allowed_actions`). The rules stay
+      the same: a number out of range or with too many digits is still invalid.
     * `render_mode`: `"ansi"` (the transcript), `"human"` (printed) or `"rgb_array"` (the text as an image, for video wrappers).
 
     ## Version History
@@ -116,10 +126,10 @@ class GuessNumberTextEnv(GuessGame, gym.Env):
     metadata = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     @arguments_of(GuessRules, skip=("text",))
-    def __init__(self, *, render_mode: str | None = None, **rules: Any) -> None:
+    def __init__(self, *, render_mode: str | None = None, action_mask: bool = False, **rules: Any) -> None:
         self.game = GuessRules(**rules, text=True)
         self.render_mode = render_mode
-        self.text = GameText(self.low, self.high, self.max_guesses)
+        self.text = GameText(self.low, self.high, self.max_guesses, action_mask)
         self.tokenizer = self.text.tokenizer
         self.action_space = gym.spaces.Discrete(self.tokenizer.vocab_size)
         self.observation_space = token_observation_space(self.text.max_len, self.tokenizer.vocab_size)
@@ -167,6 +177,11 @@ class GuessNumberTextEnv(GuessGame, gym.Env):
     def _obs(self) -> dict[str, np.ndarray]:
         return pad_to(self._transcript, self.text.max_len, self.tokenizer.pad_id)
 
+    def action_masks(self) -> np.ndarray:
+        """``(vocab_size,)`` bool: the tokens the agent may write, for sb3-contrib's MaskablePPO: the
+        digits and eos with ``action_mask=True``, every token otherwise."""
+        return self.text.guess_tokens.copy() if self.text.action_mask else np.ones(self.action_space.n, dtype=bool)
+
     def expert(self, obs: dict) -> int:
         """Binary search in text: the next digit of the middle of the interval still possible, or eos."""
         target = str(bisect_guess(self._lo, self._hi))
@@ -197,10 +212,10 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
     has_expert = True
 
     @arguments_of(GuessRules, TorchVectorEnv, skip=("text",))
-    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, *, action_mask: bool = False, **kwargs: Any) -> None:
         super().__init__(num_envs, **pop_arguments(kwargs, TorchVectorEnv))
         self.game = GuessRules(**kwargs, text=True)
-        self.text = text = GameText(self.low, self.high, self.max_guesses)
+        self.text = text = GameText(self.low, self.high, self.max_guesses, action_mask)
         self.tokenizer = tok = text.tokenizer
         self._set_spaces(token_observation_space(text.max_len, tok.vocab_size), gym.spaces.Discrete(tok.vocab_size))
         B, dev = num_envs, self.device
@@ -211,6 +226,8 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
             self._fb_ids[code, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
         self._fb_len = torch.tensor([len(ids) for ids in text.feedback], device=dev)
         self._digit_ids = torch.tensor(tok.encode("0123456789"), device=dev)  # the expert writes these
+        if text.action_mask:
+            self.allowed_actions = torch.as_tensor(text.guess_tokens, device=dev)
         self._pow10 = 10 ** torch.arange(10, device=dev)
         self._digit_value = torch.full((tok.vocab_size,), -1, dtype=torch.int64, device=dev)
         for token, d in text.digit_of.items():
@@ -300,6 +317,12 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
         left = (n_digits - 1 - self.digits).clamp(min=0)
         digit = (target // self._pow10[left]) % 10
         return torch.where(self.digits < n_digits, self._digit_ids[digit], self.tokenizer.eos_id)
+
+    def action_masks(self) -> torch.Tensor:
+        """``(num_envs, vocab_size)`` bool: each sub-env's :meth:`GuessNumberTextEnv.action_masks`."""
+        allowed = self.allowed_actions if self.allowed_actions is not None else torch.ones(
+            self.single_action_space.n, dtype=torch.bool, device=self.device)
+        return self._out(allowed.expand(self.num_envs, -1).clone())
 
     def episode_metrics(self) -> dict[str, float]:
         """``mean_guesses`` (lost games included) and ``invalid_guesses`` per game."""
