@@ -119,3 +119,23 @@ def test_maskable_ppo_runs_with_textgyms_masks(make):
     assert masks.shape == (2, 100) and not masks[:, 49].any()
     action, _ = model.predict(venv.reset(), action_masks=get_action_masks(venv))
     assert obs.shape == (2, 23) and all(get_action_masks(venv)[i, a] for i, a in enumerate(action))
+
+
+@pytest.mark.parametrize("make", ["make_vec_env", "adapter"])
+def test_maskable_ppo_writes_only_the_digits_and_eos_of_guess_number_text_with_its_action_mask(make):
+    sb3_contrib = pytest.importorskip("sb3_contrib")
+    from sb3_contrib.common.maskable.utils import get_action_masks
+
+    kwargs = {"action_mask": True}
+    venv = (make_vec_env("textgym:textgym/GuessNumberText-v0", n_envs=2, seed=0, env_kwargs=kwargs) if make == "make_vec_env"
+            else SB3VecEnv("textgym/GuessNumberText-v0", num_envs=2, **kwargs))
+    tok = gym.make("textgym/GuessNumberText-v0").unwrapped.tokenizer
+    allowed = set(tok.encode("0123456789")) | {tok.eos_id}
+    masks = get_action_masks(venv)
+    assert masks.shape == (2, tok.vocab_size) and {int(a) for a in np.nonzero(masks[0])[0]} == allowed
+    model = sb3_contrib.MaskablePPO("MultiInputPolicy", venv, n_steps=16, batch_size=16, seed=0)
+    obs = venv.reset()
+    for _ in range(20):
+        action, _ = model.predict(obs, action_masks=get_action_masks(venv))
+        assert {int(a) for a in action} <= allowed
+        obs, *_ = venv.step(action)
