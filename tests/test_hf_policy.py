@@ -95,8 +95,9 @@ def test_a_shared_prompt_computed_once_gives_the_same_outputs_and_gradients(arch
     torch.testing.assert_close(shared[0], full[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(shared[1], full[1], atol=1e-5, rtol=1e-5)
     assert full[2].keys() == shared[2].keys() and len(full[2]) > 10
-    for name, grad in full[2].items():
-        torch.testing.assert_close(shared[2][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    for name, grad in full[2].items():  # gradients reach the hundreds: float32's resolution there is ~1e-5
+        scale = float(grad.abs().max())
+        torch.testing.assert_close(shared[2][name], grad, atol=1e-5 + 1e-6 * scale, rtol=1e-4, msg=name)
     distinct, pick, _ = policy._shared_prefix(inputs, 5)
     assert len(distinct) == 2 and pick.tolist() in ([0, 1, 0, 0, 1], [1, 0, 1, 1, 0])
     assert policy._shared_prefix(inputs, 6) is None  # no two rows share 6 ids: the plain pass
