@@ -121,8 +121,6 @@ class Rollout:
     success: torch.Tensor  # (B,) the env's own success flag (info["is_success"] at the episode's end)
     allowed: torch.Tensor | None = None  # (A,) bool: the actions the policy could take (the env's allowed_actions), or None: all
 
-    PER_EPISODE = ("inputs", "positions", "actions", "logprobs", "values", "rewards", "mask", "success")
-
     @property
     def returns(self) -> torch.Tensor:
         """Undiscounted return of each episode ``(B,)``."""
@@ -134,8 +132,8 @@ class Rollout:
 
     def index(self, idx: torch.Tensor) -> Rollout:
         """The episodes ``idx`` (a minibatch)."""
-        return Rollout(**{f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name in self.PER_EPISODE},
-                       allowed=self.allowed)
+        return Rollout(**{f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name != "allowed"},
+                       allowed=self.allowed)  # one mask for every episode
 
     def trimmed(self) -> Rollout:
         """The same episodes with ``inputs`` cut after the last position an action was read from
