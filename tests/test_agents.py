@@ -81,6 +81,32 @@ def test_cached_steps_equal_the_full_forward_pass(env_id, separate_value):
     assert not torch.allclose(evaluate_logprobs(policy, shifted)[0][m], rollout.logprobs[m], atol=1e-3)
 
 
+@pytest.mark.parametrize("max_new_tokens, check_every", [(5, 8), (12, 4)])
+def test_the_rollout_steps_the_policy_only_before_an_action(max_new_tokens, check_every, monkeypatch):
+    """A cached step is taken only when an action follows it: none after the last possible step,
+    and none once the periodic check finds every episode over."""
+    task = [("ab=", ["ba"]), ("abc=", ["cba"])]
+    envs = make_envs("textgym/TokenGeneration-v0", 6, torch.device("cpu"), task=task, max_new_tokens=max_new_tokens)
+    view = SequenceView(envs)
+    policy = random_policy(view)
+    calls = []
+    real = type(policy).step
+    monkeypatch.setattr(type(policy), "step", lambda self, *a, **k: (calls.append(1), real(self, *a, **k))[1])
+    eos = torch.tensor([envs.tokenizer.eos_id])
+
+    def no_eos(logits):  # every episode writes all `max_new_tokens`
+        return logits.index_fill(1, eos, float("-inf"))
+
+    rollout = collect(envs, view, policy, seed=0, logits_fn=no_eos, check_every=check_every)
+    assert int(rollout.mask.sum(1).min()) == max_new_tokens
+    assert len(calls) == max_new_tokens  # the prefill, then one step before each later action
+    calls.clear()
+    ended = collect(envs, view, policy, seed=0, check_every=check_every, greedy=True,
+                    logits_fn=lambda logits: torch.full_like(logits, -1.0).index_fill(1, eos, 0.0))  # eos at once
+    assert int(ended.mask.sum(1).max()) == 1
+    assert len(calls) == min(check_every, max_new_tokens)  # up to the check that finds them all over
+
+
 def test_full_forward_ignores_the_padding():
     envs = make_envs("textgym/Reverse-v0", 4, torch.device("cpu"))
     view = SequenceView(envs)

@@ -267,9 +267,11 @@ def collect(
         if "is_success" in info:
             success |= done & info["is_success"]
         alive = alive & ~done
-        # 3. read the new positions into the cache
+        # 3. read the new positions into the cache, unless no action follows: after the last step,
+        # or once every episode has ended (checked every `check_every` steps: a device sync)
         inputs, new_lengths = view.sequence(obs)
-        if policy is not None:
+        over = t == T - 1 or ((t + 1) % check_every == 0 and not bool(alive.any()))
+        if policy is not None and not over:
             pos = lengths[:, None] + offsets  # (B, W)
             chunk = inputs.gather(1, pos.clamp(max=inputs.shape[1] - 1) if inputs.dim() == 2 else
                                   pos.clamp(max=inputs.shape[1] - 1)[..., None].expand(-1, -1, inputs.shape[2]))
@@ -278,7 +280,7 @@ def collect(
             last = (new_lengths - lengths - 1).clamp(0, W - 1)
             logits, value = logits[rows, last], value[rows, last]
         lengths = new_lengths
-        if (t + 1) % check_every == 0 and not bool(alive.any()):
+        if over:
             break
     return Rollout(inputs, positions, actions, logprobs, values, rewards, mask, success, allowed)
 
