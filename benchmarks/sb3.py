@@ -8,7 +8,7 @@
 
 Each is evaluated on 1,000 held-out episodes with the deterministic policy.
 
-    python benchmarks/sb3.py            # about 10 minutes on a 2-core CPU
+    python benchmarks/sb3.py            # about 13 minutes on a 2-core CPU
     python benchmarks/sb3.py --only reverse --seed 1 --threads 1   # another seed of Reverse-v0
     python benchmarks/sb3.py --quick    # tiny budgets, to check that it runs
 """
@@ -95,11 +95,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("guess", "reverse", "random"))
     parser.add_argument("--seed", type=int, default=0, help="seed of the Reverse-v0 run (default 0)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--steps", type=int, help="env steps of the Reverse-v0 run (default 300,000)")
+    parser.add_argument("--steps", type=int, help="env steps of the Reverse-v0 run (default 600,000)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    steps = {"guess": 512 if args.quick else 100_000, "reverse": args.steps or (2048 if args.quick else 300_000)}
+    steps = {"guess": 512 if args.quick else 100_000, "reverse": args.steps or (2048 if args.quick else 600_000)}
     episodes = 10 if args.quick else 1000
     runs = (("guess", guess_number), ("reverse", lambda s, e: reverse(s, e, args.seed)),
             ("random", lambda s, e: reverse_random(e, args.seed)))

@@ -8,7 +8,7 @@ Stable-Baselines3 learns two textgym envs with the recipes of ``benchmarks/sb3.p
 2. Reverse-v0 with SB3's PPO and textgym's transformer features extractor, on textgym's torch
    vector env through the ``SB3VecEnv`` adapter (SB3 cannot use Gymnasium vector envs directly).
 
-    python examples/02_sb3_agents.py                  # a few minutes on a 2-core CPU
+    python examples/02_sb3_agents.py                  # about 13 minutes on a 2-core CPU
     python examples/02_sb3_agents.py --steps 2000 --reverse-steps 2048   # a quick look
 """
 
@@ -34,7 +34,7 @@ def evaluate(act, env_id, episodes):
     return play(env, lambda obs: int(act(obs, env.unwrapped)), episodes, seed=10_000)
 
 
-def main(steps: int = 100_000, reverse_steps: int = 300_000, episodes: int = 200, seed: int = 0) -> dict:
+def main(steps: int = 100_000, reverse_steps: int = 600_000, episodes: int = 200, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     results = {}
 
@@ -76,7 +76,7 @@ def main(steps: int = 100_000, reverse_steps: int = 300_000, episodes: int = 200
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000, help="MaskablePPO steps on GuessNumber-v0")
-    parser.add_argument("--reverse-steps", type=int, default=300_000, help="PPO steps on Reverse-v0")
+    parser.add_argument("--reverse-steps", type=int, default=600_000, help="PPO steps on Reverse-v0")
     parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes")
     args = parser.parse_args()
     main(args.steps, args.reverse_steps, args.episodes)
