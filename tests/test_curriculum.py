@@ -1,5 +1,7 @@
 """The curriculum: its band logic, its bad input, its place in a trainer's log, and exact resume."""
 
+import math
+
 import gymnasium as gym
 import pytest
 import torch
@@ -27,15 +29,21 @@ def test_the_band_moves_the_difficulty_up_down_and_holds_it():
     assert envs.difficulties == range(1, 4) and envs.difficulty == 3
     envs.set_curriculum(Curriculum(low=0.3, high=0.7, episodes=10))
     assert envs.difficulty == 1  # starts at the easiest
+    assert math.isnan(envs.curriculum.rate)  # no decision yet
     levels = []
     for seed, rate in enumerate([1.0, 1.0, 1.0, 1.0, 0.5, 0.7, 0.2, 0.0, 0.0, 0.3]):
         _play(envs, seed, torch.arange(10) < round(rate * 10))
         levels.append(envs.difficulty)
         envs.reset(seed=100 + seed)  # the decision comes with the next full reset
         assert envs.difficulty == _expected(levels[-1], rate)
+        assert envs.curriculum.rate == pytest.approx(rate)  # what it compared with its band
         assert envs.setup.task.difficulty == envs.difficulty
     assert levels == [1, 2, 3, 3, 3, 3, 3, 2, 1, 1]
     assert envs.curriculum.moves == [(0, 1), (10, 2), (20, 3), (70, 2), (80, 1)]
+    restored = Curriculum(low=0.3, high=0.7, episodes=10)
+    restored.attach(envs.difficulties, torch.device("cpu"))
+    restored.load_state_dict(envs.curriculum.state_dict())
+    assert restored.rate == pytest.approx(0.3) and restored.moves == envs.curriculum.moves
 
 
 def _expected(level, rate):
@@ -97,6 +105,9 @@ def test_a_trainer_logs_the_difficulty_and_resumes_it_exactly(tmp_path, stop_at,
     ppo.train(cfg, out=whole, progress=False, save_every=100)
     levels = [row["difficulty"] for row in metrics(whole)]
     assert levels[0] == 1.0 and set(levels) <= {1.0, 2.0, 3.0}
+    rates = [row["level_success"] for row in metrics(whole)]
+    assert math.isnan(rates[0]) and all(0.0 <= r <= 1.0 for r in rates if not math.isnan(r))
+    assert any(not math.isnan(r) for r in rates)  # 8 episodes a decision: some were made
     stop_at(3, ppo.train, cfg, out=parts, progress=False, save_every=100)
     ppo.train(cfg, out=parts, progress=False, save_every=100, resume=True)
     assert metrics(parts) == metrics(whole)

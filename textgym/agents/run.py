@@ -204,8 +204,11 @@ def iteration_metrics(run: Progress, rollout: Any, stats: Any) -> dict[str, floa
 
 def env_metrics(envs: Any) -> dict[str, float]:
     """The env's own metrics of the episodes just played (the protocol's ``episode_metrics``), and
-    their ``difficulty`` when a curriculum moves it."""
-    level = {"difficulty": float(envs.difficulty)} if getattr(envs, "curriculum", None) is not None else {}
+    when a curriculum moves the difficulty, the current ``difficulty`` and ``level_success``: the
+    success rate of the current level's episodes at the curriculum's last decision (NaN before the
+    first), which is what it compares with its band."""
+    curriculum = getattr(envs, "curriculum", None)
+    level = {} if curriculum is None else {"difficulty": float(envs.difficulty), "level_success": curriculum.rate}
     return {**envs.episode_metrics(), **level}
 
 

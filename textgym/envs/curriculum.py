@@ -12,7 +12,8 @@ With ``window=w`` above 1, each new episode's level is drawn uniformly (from the
 a seed replays it) among the current level and the ``w - 1`` below it, as RLVE samples a range of
 difficulties (Zeng et al., 2025): the levels already learned keep being played, and a prompt that
 names its level (the puzzles' size, GuessNumberText's range) is worth reading. The success rate
-that moves the level is that of the episodes at the current level alone.
+that moves the level is that of the episodes at the current level alone: a trainer logs it at
+each decision as ``level_success``, beside the run's ``success_rate`` over all the levels played.
 
 The state (the level, the counts, the moves) is part of the env's ``stream_state``, so a resumed
 run moves exactly as the uninterrupted one.
@@ -61,6 +62,7 @@ class Curriculum:
             raise ValueError(f"curriculum window must be a positive integer (how many levels episodes are drawn "
                              f"from), got {self.window!r}")
         self.finished = 0  # episodes finished since the start
+        self.rate = math.nan  # the current level's success rate at the last decision (NaN before the first)
         self._counted = self._succeeded = None  # since the last decision, on the env's device
 
     @classmethod
@@ -97,7 +99,7 @@ class Curriculum:
         counted, succeeded = torch.stack((self._counted, self._succeeded)).tolist()  # one sync
         if counted < self.episodes:
             return level
-        rate = succeeded / counted
+        self.rate = rate = succeeded / counted
         self.finished += counted
         self._counted.zero_()
         self._succeeded.zero_()
@@ -110,10 +112,11 @@ class Curriculum:
     def state_dict(self) -> dict[str, Any]:
         return {"low": self.low, "high": self.high, "episodes": self.episodes, "start": self.start,
                 "window": self.window, "moves": [list(m) for m in self.moves], "finished": self.finished,
-                "counted": int(self._counted), "succeeded": int(self._succeeded)}
+                "counted": int(self._counted), "succeeded": int(self._succeeded), "rate": self.rate}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.moves = [tuple(m) for m in state["moves"]]
         self.finished = int(state["finished"])
+        self.rate = float(state.get("rate", math.nan))
         self._counted.fill_(int(state["counted"]))
         self._succeeded.fill_(int(state["succeeded"]))
