@@ -220,3 +220,47 @@ def test_help_of_a_puzzle_id_is_its_manual():
     doc = type(gym.make("textgym/Sudoku-v0")).__doc__
     assert "SudokuTask" in doc and "digits of the empty cells" in doc
     assert 'task_kwargs={"difficulty": 1}' in doc and "TokenGenerationEnv" in doc
+
+
+MASKED = ["textgym/Countdown-v0", "textgym/Hanoi-v0", "textgym/Sudoku-v0", "textgym/Maze-v0",
+          "textgym/LightsOut-v0", "textgym/Copy-v0", "textgym/Addition-v0"]
+
+
+@pytest.mark.parametrize("env_id", MASKED)
+def test_the_action_mask_is_the_answers_characters_and_eos_and_holds_every_right_answer(env_id):
+    import numpy as np
+    import torch
+
+    from textgym.agents.rollout import SequenceView, collect, make_envs
+    from textgym.policies import make_policy
+
+    single = gym.make(env_id, action_mask=True).unwrapped
+    vec = make_envs(env_id, 64, "cpu", action_mask=True)
+    tok, task = single.tokenizer, single.task
+    expected = np.zeros(tok.vocab_size, dtype=bool)
+    expected[tok.encode(task.answer_alphabet()) + [tok.eos_id]] = True
+    assert 1 < expected.sum() < tok.vocab_size  # it forbids something, and allows more than eos
+    np.testing.assert_array_equal(single.action_masks(), expected)
+    np.testing.assert_array_equal(vec.allowed_actions.numpy(), expected)
+    np.testing.assert_array_equal(np.asarray(gym.make_vec(env_id, num_envs=3, action_mask=True).action_masks()),
+                                  np.tile(expected, (3, 1)))
+    assert gym.make(env_id).unwrapped.action_masks().all()  # off by default
+    # the expert's answers (the references) never need a forbidden token
+    view = SequenceView(vec)
+    rollout = collect(vec, view, expert=vec.expert, seed=0)
+    assert bool(rollout.success.all())
+    assert bool(torch.as_tensor(expected)[rollout.actions[rollout.mask]].all())
+    # and a policy samples only the allowed tokens
+    policy = make_policy(**view.policy_spec(), n_layers=1, d_model=32)
+    rollout = collect(vec, view, policy, seed=1)
+    assert rollout.allowed is not None
+    assert bool(torch.as_tensor(expected)[rollout.actions[rollout.mask]].all())
+
+
+def test_the_action_mask_needs_a_task_that_names_its_answers_characters():
+    with pytest.raises(ValueError, match="does not name them"):
+        gym.make("textgym/TokenGeneration-v0", task=[("ab=", ["ba"])], action_mask=True)
+    with pytest.raises(ValueError, match="action_mask must be true or false, got 'yes'"):
+        gym.make("textgym/Hanoi-v0", action_mask="yes")
+    assert set(SudokuTask(size=6).answer_alphabet()) == set("123456")
+    assert LightsOutTask(2).answer_alphabet() == "abcd"

@@ -122,15 +122,16 @@ def test_maskable_ppo_runs_with_textgyms_masks(make):
 
 
 @pytest.mark.parametrize("make", ["make_vec_env", "adapter"])
-def test_maskable_ppo_writes_only_the_digits_and_eos_of_guess_number_text_with_its_action_mask(make):
+@pytest.mark.parametrize(("env_id", "chars"), [("textgym/GuessNumberText-v0", "0123456789"), ("textgym/Hanoi-v0", "ABC")])
+def test_maskable_ppo_writes_only_the_tokens_of_the_action_mask(make, env_id, chars):
     sb3_contrib = pytest.importorskip("sb3_contrib")
     from sb3_contrib.common.maskable.utils import get_action_masks
 
     kwargs = {"action_mask": True}
-    venv = (make_vec_env("textgym:textgym/GuessNumberText-v0", n_envs=2, seed=0, env_kwargs=kwargs) if make == "make_vec_env"
-            else SB3VecEnv("textgym/GuessNumberText-v0", num_envs=2, **kwargs))
-    tok = gym.make("textgym/GuessNumberText-v0").unwrapped.tokenizer
-    allowed = set(tok.encode("0123456789")) | {tok.eos_id}
+    venv = (make_vec_env(f"textgym:{env_id}", n_envs=2, seed=0, env_kwargs=kwargs) if make == "make_vec_env"
+            else SB3VecEnv(env_id, num_envs=2, **kwargs))
+    tok = gym.make(env_id).unwrapped.tokenizer
+    allowed = set(tok.encode(chars)) | {tok.eos_id}
     masks = get_action_masks(venv)
     assert masks.shape == (2, tok.vocab_size) and {int(a) for a in np.nonzero(masks[0])[0]} == allowed
     model = sb3_contrib.MaskablePPO("MultiInputPolicy", venv, n_steps=16, batch_size=16, seed=0)

@@ -318,7 +318,8 @@ class TorchVectorEnv(VectorEnv):
       the levels of the env's difficulty, the current one, and a
       :class:`~textgym.envs.curriculum.Curriculum` that moves it to keep the success in a band.
     * ``allowed_actions`` (optional, ``None`` when absent): a ``(n_actions,)`` bool tensor of the
-      actions that can ever be valid (GuessNumberText-v0 with ``action_mask=True``: digits and eos).
+      actions that can ever be valid (``action_mask=True``: GuessNumberText-v0's digits and eos, a
+      token env's answer characters and eos).
       Trainers, evaluation and ``play`` then sample only those, in the rollouts and in the
       log-probs of the updates alike, as sb3-contrib's MaskablePPO does with ``action_masks()``.
 
@@ -426,6 +427,13 @@ class TorchVectorEnv(VectorEnv):
     def episode_metrics(self) -> dict[str, float]:
         """The env's own metrics, as means over the episodes the sub-envs last played (none here)."""
         return {}
+
+    def action_masks(self) -> Any:
+        """``(num_envs, n_actions)`` bool, for sb3-contrib's MaskablePPO: :attr:`allowed_actions`
+        in every row, or every action where the env allows all."""
+        allowed = self.allowed_actions if self.allowed_actions is not None else torch.ones(
+            self.single_action_space.n, dtype=torch.bool, device=self.device)
+        return self._out(allowed.expand(self.num_envs, -1).clone())
 
     # -- the difficulty knob and its curriculum ------------------------------------------------
     @property

@@ -318,12 +318,6 @@ class GuessNumberTextVectorEnv(GuessGame, TorchVectorEnv):
         digit = (target // self._pow10[left]) % 10
         return torch.where(self.digits < n_digits, self._digit_ids[digit], self.tokenizer.eos_id)
 
-    def action_masks(self) -> torch.Tensor:
-        """``(num_envs, vocab_size)`` bool: each sub-env's :meth:`GuessNumberTextEnv.action_masks`."""
-        allowed = self.allowed_actions if self.allowed_actions is not None else torch.ones(
-            self.single_action_space.n, dtype=torch.bool, device=self.device)
-        return self._out(allowed.expand(self.num_envs, -1).clone())
-
     def episode_metrics(self) -> dict[str, float]:
         """``mean_guesses`` (lost games included) and ``invalid_guesses`` per game."""
         return {"mean_guesses": float(self.guesses.float().mean()), "invalid_guesses": float(self.invalid.float().mean())}

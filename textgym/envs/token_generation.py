@@ -43,6 +43,7 @@ class TokenSetup:
     max_prompt_len: int
     max_new_tokens: int
     shaping: bool
+    allowed: np.ndarray | None = None  # (vocab_size,) bool with action_mask: the answer's tokens and eos
 
     @property
     def max_len(self) -> int:
@@ -58,12 +59,14 @@ class TokenSetup:
         max_new_tokens: int | None = None,
         max_prompt_len: int | None = None,
         shaping: bool = False,
+        action_mask: bool = False,
         task_kwargs: dict | None = None,
         reward_kwargs: dict | None = None,
         chat: Any = None,
     ) -> TokenSetup:
-        if not isinstance(shaping, (bool, np.bool_)):
-            raise ValueError(f"shaping must be true or false, got {shaping!r}")
+        for name, flag in (("shaping", shaping), ("action_mask", action_mask)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"{name} must be true or false, got {flag!r}")
         task = make_task(task, **(task_kwargs or {}))
         if tokenizer is None:
             alphabet = task.alphabet()
@@ -98,7 +101,8 @@ class TokenSetup:
                 part.check_tokenizer(tokenizer, max_prompt_len + max_new_tokens)
             if isinstance(part, rewards.TaskScore):  # the task's own judge (or its format) scores this env's task
                 part.bind(task)
-        return cls(task, tokenizer, reward, max_prompt_len, max_new_tokens, bool(shaping))
+        allowed = answer_tokens(task, tokenizer) if action_mask else None
+        return cls(task, tokenizer, reward, max_prompt_len, max_new_tokens, bool(shaping), allowed)
 
     def encode(self, keys: torch.Tensor) -> EncodedExamples:
         return self.task.encode(keys, self.tokenizer, self.max_prompt_len, self.max_new_tokens)
@@ -117,6 +121,24 @@ class TokenSetup:
     def pay(self, score, previous):
         """A scored step's reward: the score's change with ``shaping``, else the score itself."""
         return score - previous if self.shaping else score
+
+
+def answer_tokens(task: Task, tokenizer: Tokenizer) -> np.ndarray:
+    """``(vocab_size,)`` bool: the tokens of the task's answer characters
+    (:meth:`~textgym.tasks.Task.answer_alphabet`), and eos."""
+    chars = task.answer_alphabet()
+    if not chars:
+        raise ValueError(f"action_mask=True needs the characters of the task's answers, and task {task.name!r} does not "
+                         "name them (Task.answer_alphabet): the strings, arithmetic and puzzle tasks do")
+    allowed = np.zeros(tokenizer.vocab_size, dtype=bool)
+    for ch in chars:
+        ids = tokenizer.encode(ch)
+        if len(ids) != 1:
+            raise ValueError(f"action_mask=True: the answer character {ch!r} is {len(ids)} tokens of this tokenizer; "
+                             "each must be one")
+        allowed[ids[0]] = True
+    allowed[tokenizer.eos_id] = True
+    return allowed
 
 
 _DOC_ARGS = """
@@ -141,6 +163,11 @@ _DOC_ARGS = """
     * `shaping`: pay the reward as it accrues: each step gets `score(prefix) - score(previous
       prefix)` of the completion so far, so the rewards of an episode add up to the final score
       minus the score of an empty completion. The reward is then computed every step.
+    * `action_mask`: declare the characters of the task's answers and eos as the only tokens to
+      write (default False; Hanoi's `ABC`, Sudoku's digits, a string task's letters):
+      `env.action_masks()` returns them for sb3-contrib's MaskablePPO, and textgym's trainers,
+      evaluation and `play` sample only those (the vector env's `allowed_actions`). The rules
+      stay the same: a token outside them, written anyway, is judged as before.
     * `chat`: ask the task through the tokenizer's chat template and read the answer back from the
       free text written (`textgym.tasks.ChatTask`): `True`, or a dict with `system` (a system
       turn), `instruction` (the user's turn, with `{prompt}`) and `answer` (`"last_number"`,
@@ -270,6 +297,12 @@ class TokenGenerationEnv(gym.Env):
     def _obs(self) -> dict[str, np.ndarray]:
         return pad_to(self._prompt + self._written, self.setup.max_len, self.tokenizer.pad_id)
 
+    def action_masks(self) -> np.ndarray:
+        """``(vocab_size,)`` bool: the tokens the agent may write, for sb3-contrib's MaskablePPO: the
+        answer's characters and eos with ``action_mask=True``, every token otherwise."""
+        allowed = self.setup.allowed
+        return allowed.copy() if allowed is not None else np.ones(self.action_space.n, dtype=bool)
+
     def expert(self, obs: dict) -> int:
         """The oracle: write the first reference of the current example, then eos."""
         reference = self.tokenizer.encode(self.current_example.references[0])
@@ -326,6 +359,8 @@ class TokenGenerationVectorEnv(TorchVectorEnv):
         # token per sub-env, so a step costs the same at any length (observations are copies).
         self._input_ids = torch.full((B, s.max_len), s.tokenizer.pad_id, dtype=torch.int64, device=dev)
         self._attention_mask = torch.zeros((B, s.max_len), dtype=torch.int8, device=dev)
+        if s.allowed is not None:
+            self.allowed_actions = torch.as_tensor(s.allowed, device=dev)
         levels = getattr(s.task, "difficulties", None)
         if levels is not None:  # a puzzle's knob: the levels up to the one the env was made with, which set its shapes
             self.difficulties = range(levels[0], s.task.difficulty + 1)

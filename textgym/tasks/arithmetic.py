@@ -39,6 +39,9 @@ class AdditionTask(SymbolTask):
         self._max_prompt_chars = 2 * max_digits + 2
         self._max_reference_chars = max_digits + 1
 
+    def answer_alphabet(self) -> str:
+        return "0123456789"
+
     def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r = draws(keys, 4)
         span = self.max_digits - self.min_digits + 1
@@ -160,6 +163,9 @@ class ArithmeticTask(Task):
     def alphabet(self) -> str:
         letters = "abcdefghijklmnopqrstuvwxyz-" if self.words else ""
         return "".join(sorted(set("What is ?0123456789-" + self.operations + letters)))
+
+    def answer_alphabet(self) -> str:
+        return "-0123456789"  # the answer is a whole number
 
     def max_prompt_tokens(self, tokenizer) -> int:
         # at most one token per character, for these ASCII questions

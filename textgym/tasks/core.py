@@ -64,6 +64,13 @@ class Task:
         """
         return None
 
+    def answer_alphabet(self) -> str | None:
+        """Every character a right answer may use, or ``None`` if the task does not say.
+
+        A token env made with ``action_mask=True`` lets a policy write only these and eos.
+        """
+        return None
+
     def max_prompt_tokens(self, tokenizer: Tokenizer) -> int | None:
         """An upper bound on the prompt length in tokens, or ``None`` if unknown."""
         return None

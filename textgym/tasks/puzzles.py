@@ -39,10 +39,12 @@ class PuzzleTask(Task):
     Attributes:
         difficulties: the allowed difficulties (a ``range``); what they mean is in the subclass.
         symbols: every character of the prompts and answers.
+        answer_symbols: every character of an answer (what ``action_mask=True`` lets a policy write).
     """
 
     difficulties: range = range(1, 2)
     symbols: str = ""
+    answer_symbols: str = ""
     _CACHE = 4096  # examples kept per task: the env asks for an episode's example more than once
 
     def __init__(self, difficulty: int) -> None:
@@ -103,6 +105,9 @@ class PuzzleTask(Task):
     def alphabet(self) -> str:
         return self.symbols
 
+    def answer_alphabet(self) -> str:
+        return self.answer_symbols
+
     # Every symbol is one ASCII character: one token of a character tokenizer, and no more than one
     # of a byte-level BPE tokenizer, so the character counts bound the token counts.
     def max_prompt_tokens(self, tokenizer: Tokenizer) -> int:
@@ -158,6 +163,7 @@ class HanoiTask(PuzzleTask):
     name = "hanoi"
     difficulties = range(1, 8)
     symbols = "ABC1234567="
+    answer_symbols = "ABC"
 
     def __init__(self, difficulty: int = 3) -> None:
         super().__init__(difficulty)
@@ -238,6 +244,7 @@ class CountdownTask(PuzzleTask):
     name = "countdown"
     difficulties = range(2, 7)
     symbols = "0123456789+-*/(),:="
+    answer_symbols = "0123456789+-*/()"
 
     def __init__(self, difficulty: int = 3) -> None:
         super().__init__(difficulty)
@@ -384,6 +391,7 @@ class SudokuTask(PuzzleTask):
         if size not in self._BOX:
             raise ValueError(f"SudokuTask: size must be 4 or 6, got {size!r}")
         self.size = size
+        self.answer_symbols = "123456"[:size]
         self.difficulties = range(1, self._MOST_BLANKS[size] + 1)
         super().__init__(difficulty)
         n, (bh, bw) = size, self._BOX[size]
@@ -516,6 +524,7 @@ class MazeTask(PuzzleTask):
     name = "maze"
     difficulties = range(3, 9)
     symbols = "#.SG/=UDLR"
+    answer_symbols = "UDLR"
 
     def __init__(self, difficulty: int = 4) -> None:
         super().__init__(difficulty)
@@ -616,6 +625,9 @@ class LightsOutTask(PuzzleTask):
 
     def __init__(self, difficulty: int = 3) -> None:
         super().__init__(difficulty)
+
+    def answer_alphabet(self) -> str:
+        return _CELLS[: self.difficulty**2]  # the cells of this grid
 
     def draw(self, rng: random.Random) -> tuple[int, int]:
         n = self.difficulty

@@ -36,6 +36,9 @@ class StringTask(SymbolTask):
         pos = torch.arange(self.max_length, device=keys.device)
         return torch.where(pos < length[:, None], chars, PAD_SYMBOL), length
 
+    def answer_alphabet(self) -> str:
+        return self.letters
+
     def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s, length = self._random_string(keys)
         prompt = torch.cat([s, torch.full_like(s[:, :1], PAD_SYMBOL)], dim=1)
