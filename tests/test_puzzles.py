@@ -258,8 +258,18 @@ def test_the_action_mask_is_the_answers_characters_and_eos_and_holds_every_right
 
 
 def test_the_action_mask_needs_a_task_that_names_its_answers_characters():
+    from textgym.tasks import ListTask
+
+    class Unnamed(ListTask):
+        def answer_alphabet(self):
+            return None
+
+    env = gym.make("textgym/TokenGeneration-v0", task=[("abc=", ["ba"]), ("c=", ["cb"])], action_mask=True).unwrapped
+    tok = env.tokenizer
+    assert {tok.decode([i]) for i in range(tok.vocab_size) if env.action_masks()[i] and i != tok.eos_id} == {"a", "b", "c"}
+    assert not env.action_masks()[tok.encode("=")[0]]  # a list task's answers: its references' characters
     with pytest.raises(ValueError, match="does not name them"):
-        gym.make("textgym/TokenGeneration-v0", task=[("ab=", ["ba"])], action_mask=True)
+        gym.make("textgym/TokenGeneration-v0", task=Unnamed([("ab=", ["ba"])]), action_mask=True)
     with pytest.raises(ValueError, match="action_mask must be true or false, got 'yes'"):
         gym.make("textgym/Hanoi-v0", action_mask="yes")
     assert set(SudokuTask(size=6).answer_alphabet()) == set("123456")

@@ -129,7 +129,7 @@ def answer_tokens(task: Task, tokenizer: Tokenizer) -> np.ndarray:
     chars = task.answer_alphabet()
     if not chars:
         raise ValueError(f"action_mask=True needs the characters of the task's answers, and task {task.name!r} does not "
-                         "name them (Task.answer_alphabet): the strings, arithmetic and puzzle tasks do")
+                         "name them (Task.answer_alphabet): the strings, arithmetic, puzzle and list tasks do")
     allowed = np.zeros(tokenizer.vocab_size, dtype=bool)
     for ch in chars:
         ids = tokenizer.encode(ch)
@@ -164,7 +164,8 @@ _DOC_ARGS = """
       prefix)` of the completion so far, so the rewards of an episode add up to the final score
       minus the score of an empty completion. The reward is then computed every step.
     * `action_mask`: declare the characters of the task's answers and eos as the only tokens to
-      write (default False; Hanoi's `ABC`, Sudoku's digits, a string task's letters):
+      write (default False; Hanoi's `ABC`, Sudoku's digits, a string task's letters, the
+      characters of a list or JSONL task's references):
       `env.action_masks()` returns them for sb3-contrib's MaskablePPO, and textgym's trainers,
       evaluation and `play` sample only those (the vector env's `allowed_actions`). The rules
       stay the same: a token outside them, written anyway, is judged as before.

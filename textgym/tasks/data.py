@@ -139,6 +139,10 @@ class ListTask(Task):
     def alphabet(self) -> str:
         return alphabet_of([ex.prompt for ex in self.examples] + [r for ex in self.examples for r in ex.references])
 
+    def answer_alphabet(self) -> str:
+        """The characters of the references."""
+        return alphabet_of([r for ex in self.examples for r in ex.references])
+
     def _encode_all(self, tokenizer: Tokenizer) -> EncodedExamples:
         # Every example is encoded once per tokenizer; batches are then gathered rows.
         if self._encoded is None or self._encoded[0] is not tokenizer:
