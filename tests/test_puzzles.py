@@ -6,6 +6,7 @@ import random
 
 import gymnasium as gym
 import pytest
+import torch
 
 import textgym  # noqa: F401  (registers the envs)
 from textgym import rewards
@@ -21,7 +22,6 @@ from textgym.tasks import (
     make_task,
 )
 from textgym.tasks.core import Example
-from textgym.tasks.puzzles import _lights_after
 from textgym.tokenizers import CharTokenizer
 
 PUZZLES = [HanoiTask, CountdownTask, SudokuTask, MazeTask, LightsOutTask]
@@ -123,6 +123,16 @@ def test_maze_judge():
     assert _judge(task, "S.#/.#./..G=", "DD") == 0.0  # ends elsewhere
 
 
+def _lights_after(n, lights, presses):
+    """The lights of an ``n`` x ``n`` grid (a bit per cell) after pressing ``presses`` (cell indices)."""
+    for i in presses:
+        r, c = divmod(i, n)
+        for dr, dc in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+            if 0 <= r + dr < n and 0 <= c + dc < n:
+                lights ^= 1 << ((r + dr) * n + c + dc)
+    return lights
+
+
 def test_lights_out_judge_and_the_expert_is_shortest():
     task = LightsOutTask(3)
     assert _judge(task, "110/100/000=", "a") == 1.0
@@ -132,7 +142,7 @@ def test_lights_out_judge_and_the_expert_is_shortest():
     for n in (3, 4):
         task = LightsOutTask(n)
         for ex in task.examples_for(range(25)):
-            size, lights = task.parse(ex.prompt)
+            lights = sum(1 << i for i, ch in enumerate(ex.prompt.replace("/", "")) if ch == "1")
             fewest = min(len(p) for k in range(n * n + 1) for p in itertools.combinations(range(n * n), k)
                          if _lights_after(n, lights, p) == 0) if n == 3 else None
             if fewest is not None:
@@ -274,3 +284,58 @@ def test_the_action_mask_needs_a_task_that_names_its_answers_characters():
         gym.make("textgym/Hanoi-v0", action_mask="yes")
     assert set(SudokuTask(size=6).answer_alphabet()) == set("123456")
     assert LightsOutTask(2).answer_alphabet() == "abcd"
+
+
+@pytest.mark.parametrize("env_id", ["textgym/Hanoi-v0", "textgym/LightsOut-v0"])
+def test_a_tensor_puzzle_judges_token_ids_as_it_judges_their_text(env_id):
+    # The vector env's "task" reward judges token ids on the device; it must pay what the text judge
+    # pays, with a special token inside a completion dropped as decoding drops it.
+    vec = gym.make_vec(env_id, num_envs=4)
+    setup = vec.unwrapped.setup
+    task, tok, reward = setup.task, setup.tokenizer, setup.reward
+    assert reward.on_device
+    enc = task.encode(torch.arange(48), tok, setup.max_prompt_len, setup.max_new_tokens)
+    gen, width = torch.Generator().manual_seed(0), setup.max_new_tokens
+    answer_ids = tok.encode(task.answer_alphabet())
+    rows = []
+    for i in range(48):
+        ref = enc.reference_ids[i, 0, : enc.reference_len[i, 0]].tolist()
+        cut = int(torch.randint(0, len(ref) + 1, (1,), generator=gen))
+        some = torch.randint(0, len(answer_ids), (width,), generator=gen).tolist()
+        for ids in (ref, ref[:cut] + [tok.pad_id] + ref[cut:], ref[:cut] + [tok.eos_id] + ref[cut:], ref + ref[:2],
+                    ref[:cut], [answer_ids[j] for j in some][: cut + 2],
+                    torch.randint(0, tok.vocab_size, (cut + 1,), generator=gen).tolist()):
+            rows.append((i, ids[:width]))
+    idx = torch.tensor([i for i, _ in rows])
+    completion = torch.full((len(rows), width), tok.pad_id)
+    for r, (_, ids) in enumerate(rows):
+        completion[r, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+    batch = EpisodeBatch(enc.prompt_ids[idx], enc.prompt_len[idx], completion, torch.tensor([len(c) for _, c in rows]),
+                         enc.reference_ids[idx], enc.reference_len[idx], tok)
+    on_device = reward(batch)
+    as_text = [task.score(Example(tok.decode(enc.prompt_ids[i, : enc.prompt_len[i]].tolist()), ()), tok.decode(c))
+               for i, c in rows]
+    assert on_device.tolist() == pytest.approx(as_text)
+    assert on_device[::7].tolist() == [1.0] * 48  # each reference is optimal
+    assert 0 < (on_device == 0).float().mean() < 1
+
+
+def test_the_task_reward_judges_on_the_device_where_the_task_can():
+    make = gym.make_vec
+    assert make("textgym/TokenGeneration-v0", num_envs=2, task="hanoi", reward=[["task", 1.0], ["token_accuracy", 0.5]]
+                ).unwrapped.setup.reward.on_device
+    assert not make("textgym/Countdown-v0", num_envs=2).unwrapped.setup.reward.on_device  # judged in Python
+    assert TaskScore(LightsOutTask(), CharTokenizer("01/=")).on_device is False  # a tokenizer without its symbols
+
+
+@pytest.mark.parametrize(("task", "prompt", "answer", "score"), [
+    (HanoiTask(), "3AA=", "AB", 0.0), (HanoiTask(), "8AC=", "AC", 0.0), (HanoiTask(), "1AC", "AC", 0.0),
+    (HanoiTask(), "1AC==", "AC", 0.0), (HanoiTask(), "1AC=", "AC", 1.0), (HanoiTask(), "1AC=", "ACCA", 0.0),
+    (HanoiTask(), "1AC=", "ABBC", 0.5), (HanoiTask(), "", "AC", 0.0), (HanoiTask(), "1AC=", "A C", 0.0),
+    (LightsOutTask(), "11/10=", "a", 1.0), (LightsOutTask(), "11/10", "a", 0.0), (LightsOutTask(), "11/1=", "a", 0.0),
+    (LightsOutTask(), "110/100/00=", "a", 0.0), (LightsOutTask(), "110/100/000=0", "a", 0.0),
+    (LightsOutTask(), "110/100/000=", "a ", 0.0), (LightsOutTask(), "12/10=", "a", 0.0),
+    (LightsOutTask(), "111111/111111/111111/111111/111111/111111=", "a", 0.0),
+])
+def test_a_tensor_puzzle_reads_only_its_own_prompts(task, prompt, answer, score):
+    assert _judge(task, prompt, answer) == pytest.approx(score)

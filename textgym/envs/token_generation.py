@@ -100,7 +100,7 @@ class TokenSetup:
             if hasattr(part, "check_tokenizer"):
                 part.check_tokenizer(tokenizer, max_prompt_len + max_new_tokens)
             if isinstance(part, rewards.TaskScore):  # the task's own judge (or its format) scores this env's task
-                part.bind(task)
+                part.bind(task, tokenizer)
         allowed = answer_tokens(task, tokenizer) if action_mask else None
         return cls(task, tokenizer, reward, max_prompt_len, max_new_tokens, bool(shaping), allowed)
 

@@ -261,13 +261,15 @@ class TaskScore(Reward):
 
     name = "task"
 
-    def __init__(self, task: Any = None) -> None:
-        self.task = None
+    def __init__(self, task: Any = None, tokenizer: Any = None) -> None:
+        self.task, self._tokenizer, self._table = None, None, None
         if task is not None:
-            self.bind(task)
+            self.bind(task, tokenizer)
 
-    def bind(self, task: Any) -> None:
-        """Score with ``task``'s judge.
+    def bind(self, task: Any, tokenizer: Any = None) -> None:
+        """Score with ``task``'s judge. A task that judges token ids (a puzzle written on tensors:
+        Hanoi, Lights Out) and writes each symbol as one token of ``tokenizer`` is scored on the
+        device, a batch at once (:attr:`on_device`); any other reads the decoded text.
 
         Raises:
             ValueError: ``task`` has no judge of its own.
@@ -277,6 +279,10 @@ class TaskScore(Reward):
                              "use it with a task that defines score() (the puzzles: countdown, hanoi, sudoku, maze, "
                              "lights_out; reasoning_gym), or choose another reward")
         self.task = task
+        reads = getattr(task, "token_symbols", None)
+        # token id -> the task's symbol, for the env's tokenizer (moved to the episodes' device when first used)
+        self._tokenizer, self._table = tokenizer, None if tokenizer is None or reads is None else reads(tokenizer, "cpu")
+        self.on_device = self._table is not None
 
     def bound(self) -> Any:
         """The task it judges with.
@@ -289,8 +295,12 @@ class TaskScore(Reward):
                              f"{type(self).__name__}(task)")
         return self.task
 
-    def score(self, batch: EpisodeBatch) -> list[float]:
+    def score(self, batch: EpisodeBatch) -> torch.Tensor | list[float]:
         task = self.bound()
+        if self.on_device and batch.tokenizer is self._tokenizer:
+            self._table = self._table.to(batch.device)
+            return task.judge_tokens(self._table, batch.prompt_ids, batch.prompt_len, batch.completion_ids,
+                                     batch.completion_len)
         return [task.score(ex, c) for ex, c in zip(batch.examples, batch.completions)]
 
 
@@ -303,8 +313,8 @@ class FormatReward(TaskScore):
 
     name = "format"
 
-    def bind(self, task: Any) -> None:
-        """Read answers in ``task``'s format.
+    def bind(self, task: Any, tokenizer: Any = None) -> None:
+        """Read answers in ``task``'s format (from the decoded text, whatever the tokenizer).
 
         Raises:
             ValueError: ``task`` reads no answers (it is not a chat task).
@@ -339,7 +349,10 @@ class WeightedSum(Reward):
                 raise ValueError(f"weight of reward {spec!r} must be a finite number, got {weight!r}")
             self.parts.append((make(spec), float(weight)))
         self.name = " + ".join(f"{w:g}*{r.name}" for r, w in self.parts)
-        self.on_device = all(r.on_device for r, _ in self.parts)
+
+    @property
+    def on_device(self) -> bool:  # a part may turn on the device when an env binds it to its task
+        return all(r.on_device for r, _ in self.parts)
 
     def score(self, batch: EpisodeBatch) -> torch.Tensor:
         return sum(w * r(batch) for r, w in self.parts)

@@ -13,7 +13,7 @@ Built in:
   free text the model writes (:mod:`textgym.tasks.chat`; a token env's ``chat=`` argument);
 * reasoning puzzles with optimal solvers and a ``difficulty`` knob, judged by their rules
   (:mod:`textgym.tasks.puzzles`): :class:`CountdownTask`, :class:`HanoiTask`, :class:`SudokuTask`,
-  :class:`MazeTask`, :class:`LightsOutTask`;
+  :class:`MazeTask`, :class:`LightsOutTask` (:class:`TensorPuzzle`: a puzzle judged on tensors);
 * :class:`ReasoningGymTask`: any of Reasoning Gym's datasets, scored by its own scorer (an optional extra);
 * :class:`ReviewTask`: short reviews under a template grammar (``"tea:"`` → ``"tea is very good"``),
   the built-in RLHF teaching task;
@@ -42,6 +42,7 @@ from textgym.tasks.puzzles import (
     LightsOutTask,
     MazeTask,
     PuzzleTask,
+    TensorPuzzle,
     SudokuTask,
 )
 from textgym.tasks.reasoning_gym import ReasoningGymTask
@@ -133,4 +134,4 @@ def make_task(spec: Any, **kwargs: Any) -> Task:
 
 
 __all__ = ["ANSWER_FORMATS", "AdditionTask", "ArithmeticTask", "ChatTask", "CopyTask", "CountdownTask", "EncodedExamples", "Example", "HanoiTask", "LightsOutTask",
-           "ListTask", "MazeTask", "PuzzleTask", "ReasoningGymTask", "ReverseTask", "SortTask", "StringTask", "SudokuTask", "SymbolTask", "TASKS", "Task", "encode_examples", "extract_answer", "iter_jsonl", "make_task", "register_task"]
+           "ListTask", "MazeTask", "PuzzleTask", "ReasoningGymTask", "ReverseTask", "SortTask", "StringTask", "SudokuTask", "SymbolTask", "TASKS", "TensorPuzzle", "Task", "encode_examples", "extract_answer", "iter_jsonl", "make_task", "register_task"]

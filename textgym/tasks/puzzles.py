@@ -5,6 +5,9 @@ writes it as a prompt, reads a prompt back, solves it optimally (the expert's an
 reference) and judges any answer against the rules, not against the reference, so every correct
 answer scores. Play them through a token env with the ``"task"`` reward (the task's own judge):
 ``gym.make("textgym/Hanoi-v0")`` is ``TokenGeneration-v0`` with ``task="hanoi", reward="task"``.
+Tower of Hanoi and Lights Out are :class:`TensorPuzzle` s: drawn, solved and judged on tensors, a
+batch of episodes at once, so their vector envs never leave the device; the others one at a time
+in Python.
 
 Every puzzle has one ``difficulty`` knob, an integer in its :attr:`PuzzleTask.difficulties`
 (discs, numbers, blanks, grid size), and the same key gives the same puzzle at the same difficulty.
@@ -22,15 +25,22 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from textgym.tasks.core import Example, Task
-from textgym.tokenizers import Tokenizer
+import torch
+
+from textgym.seeding import draws, hash32
+from textgym.tasks.core import PAD_SYMBOL, Example, SymbolTask, Task
+from textgym.tokenizers import CharTokenizer, Tokenizer
+
+NOT_A_SYMBOL = -2
+"""In an answer's symbol indices: a character (or token) that is none of the puzzle's symbols."""
 
 
 class PuzzleTask(Task):
     """A puzzle drawn from the key, its optimal answer as the reference, and a judge of any answer.
 
     Subclasses implement :meth:`draw`, :meth:`prompt`, :meth:`parse`, :meth:`solve` and
-    :meth:`judge`, and set :attr:`symbols` and :attr:`difficulties`.
+    :meth:`judge` on Python values, one puzzle at a time, and set :attr:`symbols` and
+    :attr:`difficulties`; a :class:`TensorPuzzle` implements its puzzles on tensors instead.
 
     Args:
         difficulty: how hard the puzzles are, an integer in :attr:`difficulties`. It may be
@@ -131,6 +141,91 @@ class PuzzleTask(Task):
         return f"{type(self).__name__}(difficulty={self.difficulty})"
 
 
+class TensorPuzzle(PuzzleTask, SymbolTask):
+    """A puzzle written on tensors: drawn, solved and judged for a whole batch of keys at once.
+
+    Subclasses implement :meth:`generate` (the prompts and the optimal answers of the keys, as
+    symbol indices) and :meth:`judge_symbols` (the scores of answers, as symbol indices); the
+    text forms follow from them (:meth:`example`, :meth:`score`), so a single env and a vector env
+    play and judge the same puzzles with the same code, and a vector env's ``"task"`` reward judges
+    every finished episode in one batch, on the device, without decoding any text.
+    """
+
+    _DIFFICULTY_SALT = 0x2545F491  # keeps a key's puzzles at different difficulties apart
+
+    def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symbol indices ``(prompt (n, P), optimal answer (n, L))`` for the keys (int64 ``(n,)``)
+        at :attr:`difficulty`, padded with ``-1``."""
+        raise NotImplementedError
+
+    def judge_symbols(self, prompt: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+        """The scores ``(n,)`` in ``[0, 1]`` of the answers ``(n, A)`` to the prompts ``(n, P)``,
+        both symbol indices padded at the end with ``-1``, ``NOT_A_SYMBOL`` for a character that is
+        none of :attr:`symbols`. A prompt or an answer it cannot read scores 0."""
+        raise NotImplementedError
+
+    def _draws(self, keys: torch.Tensor, count: int, attempt: int = 0) -> torch.Tensor:
+        """``count`` uniform integers in ``[0, 2**32)`` per key at this difficulty (``attempt``: a
+        fresh set for a puzzle drawn again)."""
+        return draws(hash32(keys) ^ hash32(torch.full_like(keys, self.difficulty * self._DIFFICULTY_SALT + attempt)),
+                     count)
+
+    def _symbol_rows(self, texts: Sequence[str], device: torch.device) -> torch.Tensor:
+        """Texts as symbol indices, one row each, padded with ``-1``."""
+        index = {ch: i for i, ch in enumerate(self.symbols)}
+        width = max([len(t) for t in texts] + [1])
+        return torch.tensor([[index.get(ch, NOT_A_SYMBOL) for ch in t] + [PAD_SYMBOL] * (width - len(t)) for t in texts],
+                            dtype=torch.int64, device=device)
+
+    def example(self, key: int) -> Example:
+        found = self._examples.get((self.difficulty, int(key)))
+        if found is None:
+            found = self.examples_for([key])[0]
+            if len(self._examples) >= self._CACHE:
+                self._examples.clear()
+            self._examples[(self.difficulty, int(key))] = found
+        return found
+
+    def score(self, example: Example, completion: str) -> float:
+        """The judge's score of ``completion`` for the example's puzzle; 0 for an unreadable answer."""
+        return float(self.scores([example.prompt], [completion])[0])
+
+    def scores(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        """The judge's scores of many answers at once, as a float tensor."""
+        cpu = torch.device("cpu")
+        return self.judge_symbols(self._symbol_rows(prompts, cpu), self._symbol_rows(completions, cpu))
+
+    def text_metrics(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, float]:
+        if not prompts:
+            return {}
+        return {"solved": float((self.scores(prompts, completions) > 0).float().mean())}
+
+    def token_symbols(self, tokenizer: Tokenizer, device: torch.device) -> torch.Tensor | None:
+        """Each token id's symbol index (``-1`` for a special token, which decoding drops,
+        ``NOT_A_SYMBOL`` for another character), or ``None`` when the tokenizer does not write each
+        symbol as one token of its own (then the judge reads text)."""
+        if not (isinstance(tokenizer, CharTokenizer) and set(self.symbols) <= set(tokenizer.alphabet)):
+            return None
+        table = torch.full((tokenizer.vocab_size,), NOT_A_SYMBOL, dtype=torch.int64)
+        table[: len(tokenizer.specials)] = PAD_SYMBOL
+        table[tokenizer.encode(self.symbols)] = torch.arange(len(self.symbols))
+        return table.to(device)
+
+    def judge_tokens(self, table: torch.Tensor, prompt_ids: torch.Tensor, prompt_len: torch.Tensor,
+                     completion_ids: torch.Tensor, completion_len: torch.Tensor) -> torch.Tensor:
+        """:meth:`judge_symbols` of token ids, through :meth:`token_symbols`'s ``table``: what the
+        ``"task"`` reward scores a vector env's episodes with, as a batch on their device."""
+        return self.judge_symbols(_symbols_of(table, prompt_ids, prompt_len),
+                                  _symbols_of(table, completion_ids, completion_len))
+
+
+def _symbols_of(table: torch.Tensor, ids: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """The symbol indices of the first ``length`` ids of each row, without the special tokens
+    (as decoding drops them), padded at the end with ``-1``."""
+    sym = table[ids].masked_fill(torch.arange(ids.shape[1], device=ids.device) >= length[:, None], PAD_SYMBOL)
+    return sym.gather(1, (sym == PAD_SYMBOL).to(torch.int8).sort(dim=1, stable=True).indices)  # the kept ones first, in order
+
+
 def _grid(prompt: str, cells: str, size: int | None = None) -> list[str]:
     """The rows of a square grid written as ``row/row/...=`` over ``cells`` (``size`` x ``size`` if given)."""
     if not prompt.endswith("="):
@@ -147,7 +242,7 @@ def _grid(prompt: str, cells: str, size: int | None = None) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-class HanoiTask(PuzzleTask):
+class HanoiTask(TensorPuzzle):
     """Move a tower of ``difficulty`` discs from one peg to another: ``"3AC="`` → ``"ACABCBACBABCAC"``.
 
     The prompt is the number of discs, the peg they stand on and the peg to move them to (pegs
@@ -164,43 +259,53 @@ class HanoiTask(PuzzleTask):
     difficulties = range(1, 8)
     symbols = "ABC1234567="
     answer_symbols = "ABC"
+    _PAIRS = ("AB", "AC", "BA", "BC", "CA", "CB")  # (from, to): a puzzle draws one of them
 
     def __init__(self, difficulty: int = 3) -> None:
         super().__init__(difficulty)
 
-    def draw(self, rng: random.Random) -> tuple[int, str, str]:
-        src, dst = rng.sample("ABC", 2)
-        return self.difficulty, src, dst
+    def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pair = self._draws(keys, 1)[:, 0] % len(self._PAIRS)
+        prompts, answers = _hanoi_tables(self.difficulty, keys.device)
+        return prompts[pair], answers[pair]
 
-    def prompt(self, puzzle: tuple[int, str, str]) -> str:
-        n, src, dst = puzzle
-        return f"{n}{src}{dst}="
-
-    def parse(self, prompt: str) -> tuple[int, str, str]:
-        if len(prompt) != 4 or prompt[0] not in "1234567" or prompt[1] == prompt[2] or set(prompt[1:3]) - set("ABC"):
-            raise ValueError(f"not a Hanoi prompt: {prompt!r}")
-        return int(prompt[0]), prompt[1], prompt[2]
-
-    def solve(self, puzzle: tuple[int, str, str]) -> str:
-        return _hanoi_moves(*puzzle)
-
-    def judge(self, puzzle: tuple[int, str, str], answer: str) -> float:
-        n, src, dst = puzzle
-        if not answer or len(answer) % 2 or set(answer) - set("ABC"):
-            return 0.0
-        pegs = {p: [] for p in "ABC"}
-        pegs[src] = list(range(n, 0, -1))
-        for a, b in zip(answer[::2], answer[1::2]):
-            if a == b or not pegs[a] or (pegs[b] and pegs[b][-1] < pegs[a][-1]):
-                return 0.0
-            pegs[b].append(pegs[a].pop())
-        return (2**n - 1) / (len(answer) // 2) if len(pegs[dst]) == n else 0.0
+    def judge_symbols(self, prompt: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+        dev, sym = prompt.device, self.symbols.index
+        prompt = _fit(prompt, 5)
+        n = prompt[:, 0] - sym("1") + 1  # the digits follow "ABC" in the symbols, in order
+        src, dst = prompt[:, 1], prompt[:, 2]  # peg ids 0, 1, 2 are the symbols A, B, C
+        ok = ((n >= 1) & (n <= 7) & (src <= 2) & (src >= 0) & (dst <= 2) & (dst >= 0) & (src != dst)
+              & (prompt[:, 3] == sym("=")) & (prompt[:, 4] == PAD_SYMBOL))
+        length = (answer != PAD_SYMBOL).sum(-1)
+        ok &= (length > 0) & (length % 2 == 0) & ((answer <= 2) | (answer == PAD_SYMBOL)).all(-1)
+        ok &= (answer >= 0).sum(-1) == length  # no unknown symbol
+        disc = torch.arange(7, device=dev)  # disc 0 the smallest; peg 3: not in this puzzle
+        peg = torch.where(disc < n[:, None], src[:, None], 3)
+        rows, moves = torch.arange(len(prompt), device=dev), length // 2
+        for t in range(int(torch.where(ok, moves, 0).max()) if len(moves) else 0):  # the longest readable answer
+            a, b = answer[:, 2 * t], answer[:, 2 * t + 1]
+            top_a = torch.where(peg == a[:, None], disc, 7).min(-1).values  # 7: the peg is empty
+            top_b = torch.where(peg == b[:, None], disc, 7).min(-1).values
+            moving = t < moves
+            ok &= ~moving | ((a != b) & (top_a < 7) & (top_b > top_a))
+            move = moving & ok
+            peg[rows, top_a.clamp(max=6)] = torch.where(move, b, peg[rows, top_a.clamp(max=6)])
+        ok &= ((peg == dst[:, None]) | (disc >= n[:, None])).all(-1)
+        return torch.where(ok, (2 ** n.clamp(1, 7) - 1) / moves.clamp(min=1), 0.0).float()
 
     def prompt_chars(self) -> int:
         return 4
 
     def answer_chars(self) -> int:
         return 2 * (2**self.difficulty - 1)
+
+
+@functools.cache
+def _hanoi_tables(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt and the optimal answer of each of the 6 puzzles of ``n`` discs, as symbol indices."""
+    task = HanoiTask(n)
+    return (task._symbol_rows([f"{n}{a}{b}=" for a, b in HanoiTask._PAIRS], device),
+            task._symbol_rows([_hanoi_moves(n, a, b) for a, b in HanoiTask._PAIRS], device))
 
 
 @functools.cache
@@ -216,6 +321,13 @@ def _hanoi_moves(n: int, src: str, dst: str) -> str:
 
     move(n, src, dst, ({"A", "B", "C"} - {src, dst}).pop())
     return "".join(moves)
+
+
+def _fit(symbols: torch.Tensor, width: int) -> torch.Tensor:
+    """Symbol indices cut or padded (with ``PAD_SYMBOL``) to ``width`` columns."""
+    if symbols.shape[1] >= width:
+        return symbols[:, :width]
+    return torch.cat([symbols, symbols.new_full((len(symbols), width - symbols.shape[1]), PAD_SYMBOL)], 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -604,7 +716,7 @@ def _maze_path(rows: tuple[str, ...]) -> str | None:
 _CELLS = "abcdefghijklmnopqrstuvwxy"
 
 
-class LightsOutTask(PuzzleTask):
+class LightsOutTask(TensorPuzzle):
     """Switch every light off: ``"110/100/000="`` → ``"a"``.
 
     The prompt shows the lights row by row (``1`` on, ``0`` off, ``/`` between rows). Pressing a
@@ -629,53 +741,92 @@ class LightsOutTask(PuzzleTask):
     def answer_alphabet(self) -> str:
         return _CELLS[: self.difficulty**2]  # the cells of this grid
 
-    def draw(self, rng: random.Random) -> tuple[int, int]:
-        n = self.difficulty
-        while True:
-            presses = [i for i in range(n * n) if rng.random() < 0.5]
-            lights = _lights_after(n, 0, presses)
-            if lights:
-                return n, lights
+    def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, dev = self.difficulty, keys.device
+        system = _lights_out_tensors(n, dev)
+        lights, dark, attempt = torch.zeros(len(keys), n * n, dtype=torch.int64, device=dev), keys >= 0, 0
+        while bool(dark.any()):  # presses that switch nothing on are drawn again (for the same key, the same way)
+            presses = self._draws(keys, n * n, attempt) >> 31  # each cell pressed with probability 1/2
+            lights = torch.where(dark[:, None], _gf2(presses, system["press"]), lights)
+            dark, attempt = (lights == 0).all(-1), attempt + 1
+        prompt = system["symbol"].repeat(len(keys), 1)
+        prompt[:, system["cell_at"]] = lights  # a light's 0 / 1 is the index of the symbol "0" / "1"
+        every = _solutions(lights, system)
+        best = every[torch.arange(len(keys), device=dev), every.sum(-1).argmin(-1)]  # the first of the shortest
+        cell = torch.arange(n * n, device=dev)
+        order = torch.where(best == 1, cell, n * n).sort(-1).values  # pressed cells first, in reading order
+        answer = torch.where(order < n * n, order + len("01/="), PAD_SYMBOL)
+        return prompt, answer
 
-    def prompt(self, puzzle: tuple[int, int]) -> str:
-        n, lights = puzzle
-        return "/".join("".join(str(lights >> (r * n + c) & 1) for c in range(n)) for r in range(n)) + "="
-
-    def parse(self, prompt: str) -> tuple[int, int]:
-        rows = _grid(prompt, "01")
-        return len(rows), sum(1 << i for i, ch in enumerate("".join(rows)) if ch == "1")
-
-    def solve(self, puzzle: tuple[int, int]) -> str:
-        n, lights = puzzle
-        rows, combined, pivots = _lights_out_system(n)
-        n2 = n * n
-        free = [c for c in range(n2) if c not in pivots]
-        best: list[int] | None = None
-        for choice in itertools.product((0, 1), repeat=len(free)):  # 2**nullity: at most 16 here
-            x = {c: v for c, v in zip(free, choice)}
-            for k, col in enumerate(pivots):
-                rest = sum(x[f] for f in free if rows[k] >> f & 1)
-                x[col] = ((combined[k] & lights).bit_count() & 1) ^ (rest & 1)
-            presses = sorted(c for c, v in x.items() if v)
-            if _lights_after(n, lights, presses) == 0 and (best is None or len(presses) < len(best)):
-                best = presses
-        if best is None:
-            raise ValueError("these lights cannot all be switched off")
-        return "".join(_CELLS[i] for i in best)
-
-    def judge(self, puzzle: tuple[int, int], answer: str) -> float:
-        n, lights = puzzle
-        if not answer or set(answer) - set(_CELLS[: n * n]):
-            return 0.0
-        if _lights_after(n, lights, [_CELLS.index(ch) for ch in answer]):
-            return 0.0
-        return min(1.0, len(self.solve(puzzle)) / len(answer))
+    def judge_symbols(self, prompt: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+        first_cell, rows = len("01/="), len(prompt)
+        length = (answer != PAD_SYMBOL).sum(-1)
+        size = (prompt == self.symbols.index("/")).sum(-1) + 1  # a grid of n rows has n - 1 "/"
+        out = torch.zeros(rows, device=prompt.device)
+        for n in size.unique().tolist():  # usually one size: a curriculum's window holds a few
+            if n not in self.difficulties:
+                continue
+            system, n2 = _lights_out_tensors(n, prompt.device), n * n
+            fixed, width = system["symbol"], len(system["symbol"])
+            shown = _fit(prompt, width + 1)
+            fits = torch.where(fixed >= 0, shown[:, :width] == fixed, (shown[:, :width] >= 0) & (shown[:, :width] <= 1))
+            fits = fits.all(-1) & (shown[:, width] == PAD_SYMBOL) & (size == n)
+            lights = shown[:, system["cell_at"]].clamp(0, 1)
+            cell = torch.where((answer >= first_cell) & (answer < first_cell + n2), answer - first_cell, n2)
+            readable = (length > 0) & ((answer == PAD_SYMBOL) | (cell < n2)).all(-1)
+            pressed = torch.zeros(rows, n2 + 1, dtype=torch.int64, device=prompt.device).scatter_add_(
+                1, cell, torch.ones_like(cell))[:, :n2] % 2  # a cell pressed twice is not pressed
+            solved = fits & readable & (lights == _gf2(pressed, system["press"])).all(-1)
+            if bool(solved.any()):  # most answers are not: no shortest solution to compare with
+                fewest = _solutions(lights, system).sum(-1).min(-1).values
+                out = torch.where(solved, (fewest / length.clamp(min=1)).clamp(max=1.0), out)
+        return out
 
     def prompt_chars(self) -> int:
         return self.difficulty * (self.difficulty + 1)
 
     def answer_chars(self) -> int:
         return self.difficulty**2
+
+
+@functools.cache
+def _lights_out_tensors(n: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """An ``n`` x ``n`` grid's tensors, once per size and device: ``press`` (cell pressed x light
+    toggled), ``particular`` (a solution's presses from the lights: each pivot's row of the reduced
+    system), ``choices`` (every solution's presses from the particular one: the free cells'
+    ``2**k`` choices times the null space), the prompt's fixed ``symbol`` at each position (-1 at a
+    cell) and the position of each cell (``cell_at``)."""
+    n2, rows, combined, pivots = n * n, *_lights_out_system(n)
+    press = torch.tensor([[m >> i & 1 for i in range(n2)] for m in _press_masks(n)])
+    particular = torch.zeros(n2, n2, dtype=torch.int64)  # (light, press): presses = lights @ particular
+    for k, col in enumerate(pivots):
+        for i in range(n2):
+            particular[i, col] = combined[k] >> i & 1
+    free = [c for c in range(n2) if c not in pivots]
+    null = torch.zeros(len(free), n2, dtype=torch.int64)
+    for j, f in enumerate(free):
+        null[j, f] = 1
+        for k, col in enumerate(pivots):
+            null[j, col] = rows[k] >> f & 1
+    picks = torch.tensor(list(itertools.product((0, 1), repeat=len(free))), dtype=torch.int64).view(2 ** len(free), len(free))
+    # The prompt's symbols: each cell's light ("0" or "1"), a "/" after each row but the last, "=".
+    symbol = [-1 if pos % (n + 1) < n else LightsOutTask.symbols.index("/") for pos in range(n * (n + 1))]
+    symbol[-1] = LightsOutTask.symbols.index("=")
+    tensors = {"press": press, "particular": particular, "choices": _gf2(picks, null), "symbol": torch.tensor(symbol),
+               "cell_at": torch.tensor([r * (n + 1) + c for r in range(n) for c in range(n)])}
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+def _gf2(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``x @ matrix`` over GF(2), for 0/1 int64 tensors (as floats: every sum is exact)."""
+    return ((x.float() @ matrix.float()).long() % 2) if x.shape[-1] else x.new_zeros((*x.shape[:-1], matrix.shape[-1]))
+
+
+def _solutions(lights: torch.Tensor, system: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Every solution's presses (0/1 per cell) for each row of lights that has one, ``(rows,
+    2**k, cells)``: the particular solution plus each of the null space's choices, in the order of
+    the free cells' choices."""
+    return (_gf2(lights, system["particular"])[:, None] + system["choices"]) % 2
 
 
 @functools.cache
@@ -714,11 +865,3 @@ def _press_masks(n: int) -> tuple[int, ...]:
                     mask |= 1 << ((r + dr) * n + c + dc)
             masks.append(mask)
     return tuple(masks)
-
-
-def _lights_after(n: int, lights: int, presses: Sequence[int]) -> int:
-    """The lights of an ``n`` x ``n`` grid after pressing ``presses`` (cell indices)."""
-    masks = _press_masks(n)
-    for i in presses:
-        lights ^= masks[i]
-    return lights
