@@ -222,8 +222,12 @@ class TensorPuzzle(PuzzleTask, SymbolTask):
 def _symbols_of(table: torch.Tensor, ids: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     """The symbol indices of the first ``length`` ids of each row, without the special tokens
     (as decoding drops them), padded at the end with ``-1``."""
-    sym = table[ids].masked_fill(torch.arange(ids.shape[1], device=ids.device) >= length[:, None], PAD_SYMBOL)
-    return sym.gather(1, (sym == PAD_SYMBOL).to(torch.int8).sort(dim=1, stable=True).indices)  # the kept ones first, in order
+    outside = torch.arange(ids.shape[1], device=ids.device) >= length[:, None]
+    sym = table[ids].masked_fill(outside, PAD_SYMBOL)
+    dropped = sym == PAD_SYMBOL
+    if not bool((dropped & ~outside).any()):  # no special token inside: nothing to move (the usual case)
+        return sym
+    return sym.gather(1, dropped.to(torch.int8).sort(dim=1, stable=True).indices)  # the kept ones first, in order
 
 
 def _grid(prompt: str, cells: str, size: int | None = None) -> list[str]:
