@@ -42,8 +42,8 @@ from textgym.tasks.puzzles import (
     LightsOutTask,
     MazeTask,
     PuzzleTask,
-    TensorPuzzle,
     SudokuTask,
+    TensorPuzzle,
 )
 from textgym.tasks.reasoning_gym import ReasoningGymTask
 from textgym.tasks.strings import CopyTask, ReverseTask, SortTask, StringTask

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from textgym.seeding import draws, hash32
-from textgym.tasks.core import PAD_SYMBOL, Example, SymbolTask, Task
+from textgym.tasks.core import PAD_SYMBOL, Example, SymbolTask, Task, fit_width
 from textgym.tokenizers import CharTokenizer, Tokenizer
 
 NOT_A_SYMBOL = -2
@@ -275,7 +275,7 @@ class HanoiTask(TensorPuzzle):
 
     def judge_symbols(self, prompt: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
         dev, sym = prompt.device, self.symbols.index
-        prompt = _fit(prompt, 5)
+        prompt = fit_width(prompt, 5, PAD_SYMBOL)
         n = prompt[:, 0] - sym("1") + 1  # the digits follow "ABC" in the symbols, in order
         src, dst = prompt[:, 1], prompt[:, 2]  # peg ids 0, 1, 2 are the symbols A, B, C
         ok = ((n >= 1) & (n <= 7) & (src <= 2) & (src >= 0) & (dst <= 2) & (dst >= 0) & (src != dst)
@@ -325,13 +325,6 @@ def _hanoi_moves(n: int, src: str, dst: str) -> str:
 
     move(n, src, dst, ({"A", "B", "C"} - {src, dst}).pop())
     return "".join(moves)
-
-
-def _fit(symbols: torch.Tensor, width: int) -> torch.Tensor:
-    """Symbol indices cut or padded (with ``PAD_SYMBOL``) to ``width`` columns."""
-    if symbols.shape[1] >= width:
-        return symbols[:, :width]
-    return torch.cat([symbols, symbols.new_full((len(symbols), width - symbols.shape[1]), PAD_SYMBOL)], 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -748,7 +741,8 @@ class LightsOutTask(TensorPuzzle):
     def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, dev = self.difficulty, keys.device
         system = _lights_out_tensors(n, dev)
-        lights, dark, attempt = torch.zeros(len(keys), n * n, dtype=torch.int64, device=dev), keys >= 0, 0
+        lights, attempt = torch.zeros(len(keys), n * n, dtype=torch.int64, device=dev), 0
+        dark = torch.ones(len(keys), dtype=torch.bool, device=dev)
         while bool(dark.any()):  # presses that switch nothing on are drawn again (for the same key, the same way)
             presses = self._draws(keys, n * n, attempt) >> 31  # each cell pressed with probability 1/2
             lights = torch.where(dark[:, None], _gf2(presses, system["press"]), lights)
@@ -772,7 +766,7 @@ class LightsOutTask(TensorPuzzle):
                 continue
             system, n2 = _lights_out_tensors(n, prompt.device), n * n
             fixed, width = system["symbol"], len(system["symbol"])
-            shown = _fit(prompt, width + 1)
+            shown = fit_width(prompt, width + 1, PAD_SYMBOL)
             fits = torch.where(fixed >= 0, shown[:, :width] == fixed, (shown[:, :width] >= 0) & (shown[:, :width] <= 1))
             fits = fits.all(-1) & (shown[:, width] == PAD_SYMBOL) & (size == n)
             lights = shown[:, system["cell_at"]].clamp(0, 1)
@@ -812,7 +806,8 @@ def _lights_out_tensors(n: int, device: torch.device) -> dict[str, torch.Tensor]
         null[j, f] = 1
         for k, col in enumerate(pivots):
             null[j, col] = rows[k] >> f & 1
-    picks = torch.tensor(list(itertools.product((0, 1), repeat=len(free))), dtype=torch.int64).view(2 ** len(free), len(free))
+    picks = torch.tensor(list(itertools.product((0, 1), repeat=len(free))), dtype=torch.int64)
+    picks = picks.view(2 ** len(free), len(free))  # 1 x 0 where the solution is unique
     # The prompt's symbols: each cell's light ("0" or "1"), a "/" after each row but the last, "=".
     symbol = [-1 if pos % (n + 1) < n else LightsOutTask.symbols.index("/") for pos in range(n * (n + 1))]
     symbol[-1] = LightsOutTask.symbols.index("=")
@@ -823,7 +818,7 @@ def _lights_out_tensors(n: int, device: torch.device) -> dict[str, torch.Tensor]
 
 def _gf2(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """``x @ matrix`` over GF(2), for 0/1 int64 tensors (as floats: every sum is exact)."""
-    return ((x.float() @ matrix.float()).long() % 2) if x.shape[-1] else x.new_zeros((*x.shape[:-1], matrix.shape[-1]))
+    return (x.float() @ matrix.float()).long() % 2
 
 
 def _solutions(lights: torch.Tensor, system: dict[str, torch.Tensor]) -> torch.Tensor:
