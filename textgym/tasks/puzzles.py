@@ -283,6 +283,8 @@ class HanoiTask(TensorPuzzle):
         length = (answer != PAD_SYMBOL).sum(-1)
         ok &= (length > 0) & (length % 2 == 0) & ((answer <= 2) | (answer == PAD_SYMBOL)).all(-1)
         ok &= (answer >= 0).sum(-1) == length  # no unknown symbol
+        if not bool(ok.any()):  # nothing to play out (a single env's wrong answer, often)
+            return torch.zeros(len(prompt), device=dev)
         disc = torch.arange(7, device=dev)  # disc 0 the smallest; peg 3: not in this puzzle
         peg = torch.where(disc < n[:, None], src[:, None], 3)
         rows, moves = torch.arange(len(prompt), device=dev), length // 2
