@@ -88,15 +88,18 @@ class PuzzleTask(Task):
 
     # -- the Task ---------------------------------------------------------------------------------
     def example(self, key: int) -> Example:
-        key = (self.difficulty, int(key))
-        found = self._examples.get(key)
+        found = self._examples.get((self.difficulty, int(key)))
         if found is None:
-            puzzle = self.draw(random.Random(f"{self.name}/{self.difficulty}/{key[1]}"))
-            found = Example(self.prompt(puzzle), (self.solve(puzzle),))
+            found = self._new_example(int(key))
             if len(self._examples) >= self._CACHE:
                 self._examples.clear()
-            self._examples[key] = found
+            self._examples[(self.difficulty, int(key))] = found
         return found
+
+    def _new_example(self, key: int) -> Example:
+        """The example of ``key`` at :attr:`difficulty`, made afresh (:meth:`example` keeps it)."""
+        puzzle = self.draw(random.Random(f"{self.name}/{self.difficulty}/{key}"))
+        return Example(self.prompt(puzzle), (self.solve(puzzle),))
 
     def score(self, example: Example, completion: str) -> float:
         """The judge's score of ``completion`` for the example's puzzle; 0 for an unreadable answer."""
@@ -105,12 +108,15 @@ class PuzzleTask(Task):
         except (ValueError, ZeroDivisionError, RecursionError, MemoryError, SyntaxError, IndexError, KeyError):
             return 0.0
 
+    def scores(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        """The judge's scores of many answers at once, as a float tensor."""
+        return torch.tensor([self.score(Example(p, ()), c) for p, c in zip(prompts, completions)])
+
     def text_metrics(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, float]:
         """``solved``: the share of answers that solve the puzzle (score above 0), optimal or not."""
         if not prompts:
             return {}
-        solved = sum(self.score(Example(p, ()), c) > 0 for p, c in zip(prompts, completions))
-        return {"solved": solved / len(prompts)}
+        return {"solved": float((self.scores(prompts, completions) > 0).double().mean())}
 
     def alphabet(self) -> str:
         return self.symbols
@@ -170,35 +176,16 @@ class TensorPuzzle(PuzzleTask, SymbolTask):
         return draws(hash32(keys) ^ hash32(torch.full_like(keys, self.difficulty * self._DIFFICULTY_SALT + attempt)),
                      count)
 
-    def _symbol_rows(self, texts: Sequence[str], device: torch.device) -> torch.Tensor:
-        """Texts as symbol indices, one row each, padded with ``-1``."""
-        index = {ch: i for i, ch in enumerate(self.symbols)}
-        width = max([len(t) for t in texts] + [1])
-        return torch.tensor([[index.get(ch, NOT_A_SYMBOL) for ch in t] + [PAD_SYMBOL] * (width - len(t)) for t in texts],
-                            dtype=torch.int64, device=device)
-
-    def example(self, key: int) -> Example:
-        found = self._examples.get((self.difficulty, int(key)))
-        if found is None:
-            found = self.examples_for([key])[0]
-            if len(self._examples) >= self._CACHE:
-                self._examples.clear()
-            self._examples[(self.difficulty, int(key))] = found
-        return found
+    def _new_example(self, key: int) -> Example:
+        return self.examples_for([key])[0]
 
     def score(self, example: Example, completion: str) -> float:
         """The judge's score of ``completion`` for the example's puzzle; 0 for an unreadable answer."""
         return float(self.scores([example.prompt], [completion])[0])
 
     def scores(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
-        """The judge's scores of many answers at once, as a float tensor."""
-        cpu = torch.device("cpu")
-        return self.judge_symbols(self._symbol_rows(prompts, cpu), self._symbol_rows(completions, cpu))
-
-    def text_metrics(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, float]:
-        if not prompts:
-            return {}
-        return {"solved": float((self.scores(prompts, completions) > 0).float().mean())}
+        cpu = torch.device("cpu")  # one batch for the judge
+        return self.judge_symbols(_symbol_rows(self.symbols, prompts, cpu), _symbol_rows(self.symbols, completions, cpu))
 
     def token_symbols(self, tokenizer: Tokenizer, device: torch.device) -> torch.Tensor | None:
         """Each token id's symbol index (``-1`` for a special token, which decoding drops,
@@ -217,6 +204,15 @@ class TensorPuzzle(PuzzleTask, SymbolTask):
         ``"task"`` reward scores a vector env's episodes with, as a batch on their device."""
         return self.judge_symbols(_symbols_of(table, prompt_ids, prompt_len),
                                   _symbols_of(table, completion_ids, completion_len))
+
+
+def _symbol_rows(symbols: str, texts: Sequence[str], device: torch.device) -> torch.Tensor:
+    """Texts as indices into ``symbols``, one row each, padded with ``-1`` (``NOT_A_SYMBOL`` for
+    any other character)."""
+    index = {ch: i for i, ch in enumerate(symbols)}
+    width = max([len(t) for t in texts] + [1])
+    return torch.tensor([[index.get(ch, NOT_A_SYMBOL) for ch in t] + [PAD_SYMBOL] * (width - len(t)) for t in texts],
+                        dtype=torch.int64, device=device)
 
 
 def _symbols_of(table: torch.Tensor, ids: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
@@ -295,7 +291,8 @@ class HanoiTask(TensorPuzzle):
             moving = t < moves
             ok &= ~moving | ((a != b) & (top_a < 7) & (top_b > top_a))
             move = moving & ok
-            peg[rows, top_a.clamp(max=6)] = torch.where(move, b, peg[rows, top_a.clamp(max=6)])
+            slot = top_a.clamp(max=6)
+            peg[rows, slot] = torch.where(move, b, peg[rows, slot])
         ok &= ((peg == dst[:, None]) | (disc >= n[:, None])).all(-1)
         return torch.where(ok, (2 ** n.clamp(1, 7) - 1) / moves.clamp(min=1), 0.0).float()
 
@@ -309,9 +306,9 @@ class HanoiTask(TensorPuzzle):
 @functools.cache
 def _hanoi_tables(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The prompt and the optimal answer of each of the 6 puzzles of ``n`` discs, as symbol indices."""
-    task = HanoiTask(n)
-    return (task._symbol_rows([f"{n}{a}{b}=" for a, b in HanoiTask._PAIRS], device),
-            task._symbol_rows([_hanoi_moves(n, a, b) for a, b in HanoiTask._PAIRS], device))
+    pairs, symbols = HanoiTask._PAIRS, HanoiTask.symbols
+    return (_symbol_rows(symbols, [f"{n}{a}{b}=" for a, b in pairs], device),
+            _symbol_rows(symbols, [_hanoi_moves(n, a, b) for a, b in pairs], device))
 
 
 @functools.cache
