@@ -286,7 +286,7 @@ def test_the_action_mask_needs_a_task_that_names_its_answers_characters():
     assert LightsOutTask(2).answer_alphabet() == "abcd"
 
 
-@pytest.mark.parametrize("env_id", ["textgym/Hanoi-v0", "textgym/LightsOut-v0"])
+@pytest.mark.parametrize("env_id", ["textgym/Hanoi-v0", "textgym/LightsOut-v0", "textgym/Maze-v0"])
 def test_a_tensor_puzzle_judges_token_ids_as_it_judges_their_text(env_id):
     # The vector env's "task" reward judges token ids on the device; it must pay what the text judge
     # pays, with a special token inside a completion dropped as decoding drops it.
@@ -336,6 +336,12 @@ def test_the_task_reward_judges_on_the_device_where_the_task_can():
     (LightsOutTask(), "110/100/00=", "a", 0.0), (LightsOutTask(), "110/100/000=0", "a", 0.0),
     (LightsOutTask(), "110/100/000=", "a ", 0.0), (LightsOutTask(), "12/10=", "a", 0.0),
     (LightsOutTask(), "111111/111111/111111/111111/111111/111111=", "a", 0.0),
+    (MazeTask(), "S.#/.#./..G=", "DDRR", 1.0), (MazeTask(), "S.#/.#./..G", "DDRR", 0.0),
+    (MazeTask(), "S.#/.#./...=", "DDRR", 0.0), (MazeTask(), "S.#/.#./.GG=", "DDRR", 0.0),
+    (MazeTask(), "S.#/.#./S.G=", "DDRR", 0.0), (MazeTask(), "S.#/.#/..G=", "DDR", 0.0),
+    (MazeTask(), "S.x/.#./..G=", "DDRR", 0.0), (MazeTask(), "SG/..=", "R", 0.0), (MazeTask(), "S.#/.#./..G=", "DDRR ", 0.0),
+    (MazeTask(), "S.#/.#./..G=", "", 0.0), (MazeTask(), "S.#/.#./..G==", "DDRR", 0.0),
+    (MazeTask(), "S...#/##.#./G....=", "RR", 0.0),
 ])
 def test_a_tensor_puzzle_reads_only_its_own_prompts(task, prompt, answer, score):
     assert _judge(task, prompt, answer) == pytest.approx(score)

@@ -20,7 +20,6 @@ import ast
 import functools
 import itertools
 import random
-from collections import deque
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
@@ -235,6 +234,34 @@ def _grid(prompt: str, cells: str, size: int | None = None) -> list[str]:
     if len(rows) != n or any(len(r) != n or set(r) - set(cells) for r in rows):
         raise ValueError(f"expected a square grid of {n} rows over {cells!r}")
     return rows
+
+
+@functools.cache
+def _grid_layout(symbols: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt of an ``n`` x ``n`` grid, written ``row/row/...=``: the symbol at each position
+    (-1 at a cell) and the position of each cell, in reading order."""
+    layout = [-1 if pos % (n + 1) < n else symbols.index("/") for pos in range(n * (n + 1))]
+    layout[-1] = symbols.index("=")
+    return torch.tensor(layout), torch.tensor([r * (n + 1) + c for r in range(n) for c in range(n)])
+
+
+def _grids_shown(prompt: torch.Tensor, symbols: str, sizes: Sequence[int], cells: str):
+    """The grids that prompts ``(rows, P)`` of :func:`_grid_layout`'s form show, a size at a time:
+    ``(n, fits, cells)`` for each size ``n`` of ``sizes`` that a prompt has (its count of ``/``
+    plus one), where ``fits`` says which prompts are an ``n`` x ``n`` grid whose cells are all of
+    ``cells``, and ``cells`` is each prompt's cells ``(rows, n * n)`` (meaningless where it does
+    not fit)."""
+    size = (prompt == symbols.index("/")).sum(-1) + 1
+    allowed = torch.zeros(len(symbols) + 2, dtype=torch.bool, device=prompt.device)  # by symbol index + 2
+    allowed[[symbols.index(ch) + 2 for ch in cells]] = True
+    for n in size.unique().tolist():  # usually one size: a curriculum's window holds a few
+        if n not in sizes:
+            continue
+        layout, cell_at = (t.to(prompt.device) for t in _grid_layout(symbols, n))
+        shown = fit_width(prompt, len(layout) + 1, PAD_SYMBOL)
+        head = shown[:, : len(layout)]
+        fits = torch.where(layout >= 0, head == layout, allowed[head + 2]).all(-1)
+        yield n, fits & (shown[:, len(layout)] == PAD_SYMBOL) & (size == n), shown[:, cell_at]
 
 
 # --------------------------------------------------------------------------------------------
@@ -613,17 +640,16 @@ def _sudoku4_grids() -> tuple[list[list[int]], list[list[int]]]:
 # Maze
 # --------------------------------------------------------------------------------------------
 
-_STEPS = {"U": (-1, 0), "D": (1, 0), "L": (0, -1), "R": (0, 1)}
-
-
-class MazeTask(PuzzleTask):
+class MazeTask(TensorPuzzle):
     """Walk from ``S`` to ``G`` on a grid with walls by a shortest path: ``"S.#/.#./..G="`` → ``"DDRR"``.
 
     The prompt shows the grid row by row (``/`` between rows; ``#`` a wall, ``.`` open, ``S``
     start, ``G`` goal). The answer is the moves, ``U``, ``D``, ``L``, ``R``, without spaces. A walk
     that stays on open cells and ends on ``G`` scores ``shortest / moves`` (1 for a shortest path);
-    leaving the grid, entering a wall or ending elsewhere scores 0. The expert walks the path
-    breadth-first search finds.
+    leaving the grid, entering a wall or ending elsewhere scores 0. Each cell is a wall with
+    probability 0.3, ``S`` and ``G`` are two different cells, and a maze without a path is drawn
+    again. The expert walks the path breadth-first search finds, trying the moves in the order
+    ``U``, ``D``, ``L``, ``R``.
 
     Args:
         difficulty: the side of the square grid, 3..8 (default 4).
@@ -633,45 +659,74 @@ class MazeTask(PuzzleTask):
     difficulties = range(3, 9)
     symbols = "#.SG/=UDLR"
     answer_symbols = "UDLR"
+    _WALL_BELOW = int(0.3 * 2**32)  # a cell whose draw is below it is a wall
 
     def __init__(self, difficulty: int = 4) -> None:
         super().__init__(difficulty)
 
-    def draw(self, rng: random.Random) -> list[str]:
-        n = self.difficulty
-        while True:
-            cells = ["#" if rng.random() < 0.3 else "." for _ in range(n * n)]
-            start, goal = rng.sample(range(n * n), 2)
-            cells[start], cells[goal] = "S", "G"
-            rows = ["".join(cells[r * n : (r + 1) * n]) for r in range(n)]
-            if _maze_path(tuple(rows)) is not None:
-                return rows
+    def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, dev, sym = self.difficulty, keys.device, self.symbols.index
+        n2, maze = n * n, _maze_tensors(n, keys.device)
+        cells = torch.zeros(len(keys), n2, dtype=torch.int64, device=dev)
+        dist = torch.zeros(len(keys), n2 + 1, dtype=torch.int64, device=dev)
+        start = torch.zeros(len(keys), dtype=torch.int64, device=dev)
+        todo, attempt, tries = torch.arange(len(keys), device=dev), 0, 4
+        while len(todo):  # mazes without a path are drawn again (for the same key, the same way)
+            # ``tries`` mazes per key at once: the first with a path is kept
+            u = self._draws(keys[todo], tries * (n2 + 2), attempt).view(len(todo) * tries, n2 + 2)
+            s0 = u[:, n2] % n2
+            goal = (s0 + 1 + u[:, n2 + 1] % (n2 - 1)) % n2  # any cell but the start
+            drawn = torch.where(u[:, :n2] < self._WALL_BELOW, sym("#"), sym("."))
+            drawn.scatter_(1, s0[:, None], sym("S")).scatter_(1, goal[:, None], sym("G"))
+            d = _maze_distances(drawn != sym("#"), goal, s0, maze)
+            found = (d[torch.arange(len(u), device=dev), s0] >= 0).view(len(todo), tries)
+            first = torch.arange(len(todo), device=dev) * tries + found.int().argmax(1)
+            cells[todo], dist[todo], start[todo] = drawn[first], d[first], s0[first]
+            todo, attempt = todo[~found.any(1)], attempt + 1
+        # The lexicographically first shortest path (U < D < L < R): from each cell, the first move
+        # one step nearer the goal. It is the path of a breadth-first search that tries U, D, L, R
+        # from each cell in a first-in first-out queue.
+        rows, length = torch.arange(len(keys), device=dev), dist[torch.arange(len(keys), device=dev), start]
+        answer = torch.full((len(keys), int(length.max()) if len(keys) else 0), PAD_SYMBOL, dtype=torch.int64,
+                            device=dev)
+        at = start
+        for j in range(answer.shape[1]):
+            nearer = dist.gather(1, maze["next"][at]) == (dist[rows, at] - 1)[:, None]
+            k = nearer.int().argmax(-1)  # the first move that is
+            answer[:, j] = torch.where(j < length, k + sym("U"), PAD_SYMBOL)
+            at = torch.where(j < length, maze["next"][at, k], at)
+        prompt = maze["layout"].repeat(len(keys), 1)
+        prompt[:, maze["cell_at"]] = cells
+        return prompt, answer
 
-    def prompt(self, puzzle: list[str]) -> str:
-        return "/".join(puzzle) + "="
-
-    def parse(self, prompt: str) -> list[str]:
-        rows = _grid(prompt, "#.SG")
-        if "".join(rows).count("S") != 1 or "".join(rows).count("G") != 1:
-            raise ValueError("a maze has one S and one G")
-        return rows
-
-    def solve(self, puzzle: list[str]) -> str:
-        path = _maze_path(tuple(puzzle))
-        if path is None:
-            raise ValueError("this maze has no path from S to G")
-        return path
-
-    def judge(self, puzzle: list[str], answer: str) -> float:
-        n = len(puzzle)
-        if not answer or set(answer) - set(_STEPS):
-            return 0.0
-        r, c = next((r, c) for r in range(n) for c in range(n) if puzzle[r][c] == "S")
-        for step in answer:
-            r, c = r + _STEPS[step][0], c + _STEPS[step][1]
-            if not (0 <= r < n and 0 <= c < n) or puzzle[r][c] == "#":
-                return 0.0
-        return len(self.solve(puzzle)) / len(answer) if puzzle[r][c] == "G" else 0.0
+    def judge_symbols(self, prompt: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+        sym, rows = self.symbols.index, torch.arange(len(prompt), device=prompt.device)
+        length = (answer != PAD_SYMBOL).sum(-1)
+        move = answer - sym("U")  # U, D, L, R: 0..3
+        readable = (length > 0) & ((answer == PAD_SYMBOL) | ((move >= 0) & (move < 4))).all(-1)
+        out = torch.zeros(len(prompt), device=prompt.device)
+        for n, fits, cells in _grids_shown(prompt, self.symbols, self.difficulties, "#.SG"):
+            maze = _maze_tensors(n, prompt.device)
+            fits &= ((cells == sym("S")).sum(-1) == 1) & ((cells == sym("G")).sum(-1) == 1)
+            ok = fits & readable
+            if not bool(ok.any()):
+                continue
+            open_ = cells != sym("#")
+            start, goal = (cells == sym("S")).int().argmax(-1), (cells == sym("G")).int().argmax(-1)
+            inside = torch.cat([open_, torch.zeros_like(open_[:, :1])], 1)  # the last column: off the grid
+            at = start
+            for j in range(int(torch.where(ok, length, 0).max())):  # the longest readable answer
+                walking = ok & (j < length)
+                nxt = maze["next"][at, move[:, j].clamp(0, 3)]
+                ok &= ~walking | inside[rows, nxt]
+                at = torch.where(walking & ok, nxt, at)
+            ok &= at == goal
+            arrived = ok.nonzero()[:, 0]  # most answers do not: no shortest path to compare with
+            if len(arrived):
+                shortest = _maze_distances(open_[arrived], start[arrived], goal[arrived], maze)[
+                    torch.arange(len(arrived), device=prompt.device), goal[arrived]]
+                out[arrived] = shortest / length[arrived]
+        return out
 
     def prompt_chars(self) -> int:
         return self.difficulty * (self.difficulty + 1)
@@ -680,29 +735,49 @@ class MazeTask(PuzzleTask):
         return self.difficulty * self.difficulty - 1  # a shortest path visits each cell at most once
 
 
-@functools.lru_cache(maxsize=4096)
-def _maze_path(rows: tuple[str, ...]) -> str | None:
-    """A shortest path from S to G (moves tried in the order U, D, L, R), or None; kept, so the
-    draw's search serves the solver and the judge."""
-    n = len(rows)
-    start = next((r, c) for r in range(n) for c in range(n) if rows[r][c] == "S")
-    came: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
-    queue = deque([start])
-    while queue:
-        r, c = queue.popleft()
-        if rows[r][c] == "G":
-            path = []
-            at = (r, c)
-            while came[at] is not None:
-                at, step = came[at]
-                path.append(step)
-            return "".join(reversed(path))
-        for step, (dr, dc) in _STEPS.items():
-            nxt = (r + dr, c + dc)
-            if 0 <= nxt[0] < n and 0 <= nxt[1] < n and rows[nxt[0]][nxt[1]] != "#" and nxt not in came:
-                came[nxt] = ((r, c), step)
-                queue.append(nxt)
-    return None
+@functools.cache
+def _maze_tensors(n: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """An ``n`` x ``n`` maze's tensors, once per size and device: ``next`` (the cell a move U, D, L,
+    R leads to from each cell; ``n * n`` off the grid, which it never leaves), each cell's ``bit`` in
+    an int64 bit set (:func:`_maze_distances`), the bit sets of the cells outside the first and the
+    last column, and the prompt's ``layout`` and ``cell_at`` (:func:`_grid_layout`)."""
+    n2, nxt = n * n, []
+    for r in range(n):
+        for c in range(n):
+            nxt.append([(r + dr) * n + c + dc if 0 <= r + dr < n and 0 <= c + dc < n else n2
+                        for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))])
+    nxt.append([n2] * 4)
+    layout, cell_at = _grid_layout(MazeTask.symbols, n)
+    bit = torch.tensor([1 << i if i < 63 else -(1 << 63) for i in range(n2)])  # cell i's bit of an int64
+    column = torch.arange(n2) % n
+    tensors = {"next": torch.tensor(nxt), "layout": layout, "cell_at": cell_at, "bit": bit,
+               "not_first_column": bit[column != 0].sum(), "not_last_column": bit[column != n - 1].sum()}
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+def _maze_distances(open_: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
+                    maze: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each cell's distance ``(rows, n * n + 1)`` from ``source`` over the ``open_`` cells ``(rows,
+    n * n)`` of many mazes at once, by breadth-first search a layer at a time until each maze
+    reaches its ``target`` or runs out of cells: -1 where not reached (and in the last column, off
+    the grid). A layer is a bit set of cells, one int64 per maze, grown by shifts."""
+    rows, n2 = open_.shape
+    n, bit = round(n2**0.5), maze["bit"]
+    open_bits = (open_.long() * bit).sum(-1)  # distinct bits: the sum is their union
+    seen = frontier = bit[source]
+    goal, layers = bit[target], [frontier]
+    for _ in range(1, n2):
+        f = frontier
+        near = (f << n) | ((f >> n) & ((1 << (64 - n)) - 1))  # down, up
+        near |= ((f << 1) & maze["not_first_column"]) | ((f >> 1) & maze["not_last_column"])  # right, left
+        frontier = near & open_bits & ~seen
+        seen = seen | frontier  # a new tensor: the first layer is ``seen`` at the start
+        layers.append(frontier)
+        if not bool(((frontier != 0) & ((seen & goal) == 0)).any()):
+            break
+    member = (torch.stack(layers, 1)[:, None, :] & bit[:, None]) != 0  # (rows, cell, layer): one layer at most
+    dist = torch.where(member.any(-1), (member * torch.arange(len(layers), device=open_.device)).sum(-1), -1)
+    return torch.cat([dist, dist.new_full((rows, 1), -1)], 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -746,8 +821,9 @@ class LightsOutTask(TensorPuzzle):
             presses = self._draws(keys, n * n, attempt) >> 31  # each cell pressed with probability 1/2
             lights = torch.where(dark[:, None], _gf2(presses, system["press"]), lights)
             dark, attempt = (lights == 0).all(-1), attempt + 1
-        prompt = system["symbol"].repeat(len(keys), 1)
-        prompt[:, system["cell_at"]] = lights  # a light's 0 / 1 is the index of the symbol "0" / "1"
+        layout, cell_at = (t.to(dev) for t in _grid_layout(self.symbols, n))
+        prompt = layout.repeat(len(keys), 1)
+        prompt[:, cell_at] = lights  # a light's 0 / 1 is the index of the symbol "0" / "1"
         every = _solutions(lights, system)
         best = every[torch.arange(len(keys), device=dev), every.sum(-1).argmin(-1)]  # the first of the shortest
         cell = torch.arange(n * n, device=dev)
@@ -758,17 +834,9 @@ class LightsOutTask(TensorPuzzle):
     def judge_symbols(self, prompt: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
         first_cell, rows = len("01/="), len(prompt)
         length = (answer != PAD_SYMBOL).sum(-1)
-        size = (prompt == self.symbols.index("/")).sum(-1) + 1  # a grid of n rows has n - 1 "/"
         out = torch.zeros(rows, device=prompt.device)
-        for n in size.unique().tolist():  # usually one size: a curriculum's window holds a few
-            if n not in self.difficulties:
-                continue
-            system, n2 = _lights_out_tensors(n, prompt.device), n * n
-            fixed, width = system["symbol"], len(system["symbol"])
-            shown = fit_width(prompt, width + 1, PAD_SYMBOL)
-            fits = torch.where(fixed >= 0, shown[:, :width] == fixed, (shown[:, :width] >= 0) & (shown[:, :width] <= 1))
-            fits = fits.all(-1) & (shown[:, width] == PAD_SYMBOL) & (size == n)
-            lights = shown[:, system["cell_at"]].clamp(0, 1)
+        for n, fits, lights in _grids_shown(prompt, self.symbols, self.difficulties, "01"):
+            system, n2 = _lights_out_tensors(n, prompt.device), n * n  # a light's 0 / 1 is its symbol's index
             cell = torch.where((answer >= first_cell) & (answer < first_cell + n2), answer - first_cell, n2)
             readable = (length > 0) & ((answer == PAD_SYMBOL) | (cell < n2)).all(-1)
             pressed = torch.zeros(rows, n2 + 1, dtype=torch.int64, device=prompt.device).scatter_add_(
@@ -791,8 +859,7 @@ def _lights_out_tensors(n: int, device: torch.device) -> dict[str, torch.Tensor]
     """An ``n`` x ``n`` grid's tensors, once per size and device: ``press`` (cell pressed x light
     toggled), ``particular`` (a solution's presses from the lights: each pivot's row of the reduced
     system), ``choices`` (every solution's presses from the particular one: the free cells'
-    ``2**k`` choices times the null space), the prompt's fixed ``symbol`` at each position (-1 at a
-    cell) and the position of each cell (``cell_at``)."""
+    ``2**k`` choices times the null space)."""
     n2, rows, combined, pivots = n * n, *_lights_out_system(n)
     press = torch.tensor([[m >> i & 1 for i in range(n2)] for m in _press_masks(n)])
     particular = torch.zeros(n2, n2, dtype=torch.int64)  # (light, press): presses = lights @ particular
@@ -807,11 +874,7 @@ def _lights_out_tensors(n: int, device: torch.device) -> dict[str, torch.Tensor]
             null[j, col] = rows[k] >> f & 1
     picks = torch.tensor(list(itertools.product((0, 1), repeat=len(free))), dtype=torch.int64)
     picks = picks.view(2 ** len(free), len(free))  # 1 x 0 where the solution is unique
-    # The prompt's symbols: each cell's light ("0" or "1"), a "/" after each row but the last, "=".
-    symbol = [-1 if pos % (n + 1) < n else LightsOutTask.symbols.index("/") for pos in range(n * (n + 1))]
-    symbol[-1] = LightsOutTask.symbols.index("=")
-    tensors = {"press": press, "particular": particular, "choices": _gf2(picks, null), "symbol": torch.tensor(symbol),
-               "cell_at": torch.tensor([r * (n + 1) + c for r in range(n) for c in range(n)])}
+    tensors = {"press": press, "particular": particular, "choices": _gf2(picks, null)}
     return {k: v.to(device) for k, v in tensors.items()}
 
 
