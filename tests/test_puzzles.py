@@ -45,32 +45,34 @@ def test_the_expert_solves_every_puzzle_optimally_at_every_difficulty(cls):
         assert task.examples_for(range(60)) == cls(difficulty).examples_for(range(60))  # from the key alone
 
 
+def _sudoku_grid(prompt):
+    """A Sudoku prompt's cells as digits 0.. (-1 empty)."""
+    return [-1 if ch == "." else int(ch) - 1 for ch in prompt[:-1].replace("/", "")]
+
+
 def test_sudoku_6x6_and_unique_solutions():
     for size in (4, 6):
         task = SudokuTask(task_most := SudokuTask._MOST_BLANKS[size], size=size)
         for ex in task.examples_for(range(20)):
-            puzzle = task.parse(ex.prompt)
-            assert puzzle.count(0) == task_most and task._count(puzzle, 3) == 1
+            grid = _sudoku_grid(ex.prompt)
+            search = list(itertools.islice(task._solutions([v + 1 for v in grid]), 3))
+            assert grid.count(-1) == task_most and len(search) == 1
+            assert ex.references[0] == "".join(str(v) for v, g in zip(search[0], grid) if g < 0)
             assert task.score(ex, ex.references[0]) == 1.0
 
 
 def test_sudoku_4x4_table_counts_as_the_search():
     task, rng = SudokuTask(6), random.Random(0)
-    grids = [task.parse(ex.prompt) for ex in task.examples_for(range(50))]
+    grids = [_sudoku_grid(ex.prompt) for ex in task.examples_for(range(50))]
     while len(grids) < 400:  # grids with several solutions, one, or none (no digit twice in a unit)
-        grid = [0] * 16
+        grid = [-1] * 16
         for cell in rng.sample(range(16), rng.randint(0, 10)):
-            grid[cell] = rng.randint(1, 4)
-        if all(len(given := [grid[i] for i in unit if grid[i]]) == len(set(given)) for unit in task._units):
+            grid[cell] = rng.randint(0, 3)
+        if all(len(given := [grid[i] for i in unit if grid[i] >= 0]) == len(set(given)) for unit in task._units):
             grids.append(grid)
-    counts = set()
-    for grid in grids:
-        search = sum(1 for _ in itertools.islice(task._solutions(list(grid)), 3))
-        assert task._count(grid, 3) == search, grid
-        counts.add(search)
-        if search == 1:
-            assert task.solve(grid) == "".join(str(v) for v, g in zip(next(task._solutions(list(grid))), grid) if not g)
-    assert counts == {0, 1, 2, 3}
+    search = [sum(1 for _ in itertools.islice(task._solutions([v + 1 for v in grid]), 3)) for grid in grids]
+    assert task._count_solutions(torch.tensor(grids), 3).tolist() == search
+    assert set(search) == {0, 1, 2, 3}
 
 
 def test_hanoi_judge_follows_the_rules():
@@ -286,7 +288,7 @@ def test_the_action_mask_needs_a_task_that_names_its_answers_characters():
     assert LightsOutTask(2).answer_alphabet() == "abcd"
 
 
-@pytest.mark.parametrize("env_id", ["textgym/Hanoi-v0", "textgym/LightsOut-v0", "textgym/Maze-v0"])
+@pytest.mark.parametrize("env_id", ["textgym/Hanoi-v0", "textgym/LightsOut-v0", "textgym/Maze-v0", "textgym/Sudoku-v0"])
 def test_a_tensor_puzzle_judges_token_ids_as_it_judges_their_text(env_id):
     # The vector env's "task" reward judges token ids on the device; it must pay what the text judge
     # pays, with a special token inside a completion dropped as decoding drops it.
@@ -342,6 +344,12 @@ def test_the_task_reward_judges_on_the_device_where_the_task_can():
     (MazeTask(), "S.x/.#./..G=", "DDRR", 0.0), (MazeTask(), "SG/..=", "R", 0.0), (MazeTask(), "S.#/.#./..G=", "DDRR ", 0.0),
     (MazeTask(), "S.#/.#./..G=", "", 0.0), (MazeTask(), "S.#/.#./..G==", "DDRR", 0.0),
     (MazeTask(), "S...#/##.#./G....=", "RR", 0.0),
+    (SudokuTask(), "12.4/34../2143/4.21=", "3123", 1.0), (SudokuTask(), "12.4/34../2143/4.21", "3123", 0.0),
+    (SudokuTask(), "12.4/34../2143/4.2=", "3123", 0.0), (SudokuTask(), "12.4/34../2143/4.215=", "3123", 0.0),
+    (SudokuTask(), "12.4/34../2143/4.21==", "3123", 0.0), (SudokuTask(), "12.4/35../2143/4.21=", "3123", 0.0),
+    (SudokuTask(), "12.4/34../2143/4.21=", "31235", 0.0), (SudokuTask(), "12.4/34../2143/4.21=", "3 23", 0.0),
+    (SudokuTask(), "1234/3412/2143/4321=", "", 1.0), (SudokuTask(), "1134/3412/2143/4321=", "", 0.0),
+    (SudokuTask(2, size=6), "12.4/34../2143/4.21=", "3123", 0.0),
 ])
 def test_a_tensor_puzzle_reads_only_its_own_prompts(task, prompt, answer, score):
     assert _judge(task, prompt, answer) == pytest.approx(score)

@@ -5,9 +5,10 @@ writes it as a prompt, reads a prompt back, solves it optimally (the expert's an
 reference) and judges any answer against the rules, not against the reference, so every correct
 answer scores. Play them through a token env with the ``"task"`` reward (the task's own judge):
 ``gym.make("textgym/Hanoi-v0")`` is ``TokenGeneration-v0`` with ``task="hanoi", reward="task"``.
-Tower of Hanoi and Lights Out are :class:`TensorPuzzle` s: drawn, solved and judged on tensors, a
-batch of episodes at once, so their vector envs never leave the device; the others one at a time
-in Python.
+Tower of Hanoi, Sudoku, Maze and Lights Out are :class:`TensorPuzzle` s: drawn, solved and judged
+on tensors, a batch of episodes at once, so their vector envs never leave the device (a 6x6
+Sudoku's draw counts solutions by a search, one grid at a time); Countdown one puzzle at a time in
+Python.
 
 Every puzzle has one ``difficulty`` knob, an integer in its :attr:`PuzzleTask.difficulties`
 (discs, numbers, blanks, grid size), and the same key gives the same puzzle at the same difficulty.
@@ -224,18 +225,6 @@ def _symbols_of(table: torch.Tensor, ids: torch.Tensor, length: torch.Tensor) ->
         return sym
     return sym.gather(1, dropped.to(torch.int8).sort(dim=1, stable=True).indices)  # the kept ones first, in order
 
-
-def _grid(prompt: str, cells: str, size: int | None = None) -> list[str]:
-    """The rows of a square grid written as ``row/row/...=`` over ``cells`` (``size`` x ``size`` if given)."""
-    if not prompt.endswith("="):
-        raise ValueError("a prompt ends with '='")
-    rows = prompt[:-1].split("/")
-    n = len(rows) if size is None else size
-    if len(rows) != n or any(len(r) != n or set(r) - set(cells) for r in rows):
-        raise ValueError(f"expected a square grid of {n} rows over {cells!r}")
-    return rows
-
-
 @functools.cache
 def _grid_layout(symbols: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The prompt of an ``n`` x ``n`` grid, written ``row/row/...=``: the symbol at each position
@@ -252,8 +241,7 @@ def _grids_shown(prompt: torch.Tensor, symbols: str, sizes: Sequence[int], cells
     ``cells``, and ``cells`` is each prompt's cells ``(rows, n * n)`` (meaningless where it does
     not fit)."""
     size = (prompt == symbols.index("/")).sum(-1) + 1
-    allowed = torch.zeros(len(symbols) + 2, dtype=torch.bool, device=prompt.device)  # by symbol index + 2
-    allowed[[symbols.index(ch) + 2 for ch in cells]] = True
+    allowed = _symbol_set(symbols, cells, prompt.device)
     for n in size.unique().tolist():  # usually one size: a curriculum's window holds a few
         if n not in sizes:
             continue
@@ -262,6 +250,15 @@ def _grids_shown(prompt: torch.Tensor, symbols: str, sizes: Sequence[int], cells
         head = shown[:, : len(layout)]
         fits = torch.where(layout >= 0, head == layout, allowed[head + 2]).all(-1)
         yield n, fits & (shown[:, len(layout)] == PAD_SYMBOL) & (size == n), shown[:, cell_at]
+
+
+
+@functools.cache
+def _symbol_set(symbols: str, some: str, device: torch.device) -> torch.Tensor:
+    """Which symbol indices (plus 2, so that ``NOT_A_SYMBOL`` and ``-1`` have a place) are in ``some``."""
+    member = torch.zeros(len(symbols) + 2, dtype=torch.bool)
+    member[[symbols.index(ch) + 2 for ch in some]] = True
+    return member.to(device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,13 +500,15 @@ def _countdown_search(items: list, target: int, ops: int, seen: set) -> str | No
 # --------------------------------------------------------------------------------------------
 
 
-class SudokuTask(PuzzleTask):
+class SudokuTask(TensorPuzzle):
     """Fill a Sudoku with a unique solution: ``"12.4/34../2143/4.21="`` → ``"3123"``.
 
     The prompt shows the grid row by row (``/`` between rows, ``.`` for an empty cell). The answer
     is the digits of the empty cells in reading order; it scores 1 when the filled grid has every
-    digit once in each row, column and box, else 0. The puzzles have exactly one solution, which
-    the expert finds by backtracking.
+    digit once in each row, column and box, else 0. A puzzle is a solved grid (a pattern with its
+    digits, bands, rows in a band, stacks and columns in a stack shuffled) with cells emptied in a
+    random order, each only if the solution stays unique, until ``difficulty`` cells are empty;
+    the expert writes that one solution.
 
     Args:
         difficulty: how many cells are empty, 1..10 on a 4x4 grid, 1..20 on a 6x6 one (default 6).
@@ -518,7 +517,7 @@ class SudokuTask(PuzzleTask):
 
     name = "sudoku"
     difficulties = range(1, 21)
-    symbols = "123456./="
+    symbols = "123456./="  # a digit d is the symbol d - 1
     _BOX = {4: (2, 2), 6: (2, 3)}
     _MOST_BLANKS = {4: 10, 6: 20}
 
@@ -534,51 +533,69 @@ class SudokuTask(PuzzleTask):
         cols = [[r * n + c for r in range(n)] for c in range(n)]
         boxes = [[(br + r) * n + bc + c for r in range(bh) for c in range(bw)]
                  for br in range(0, n, bh) for bc in range(0, n, bw)]
-        self._units = rows + cols + boxes  # the cells of each row, column and box
+        self._units = tuple(map(tuple, rows + cols + boxes))  # the cells of each row, column and box
         self._peers = [{j for unit in self._units if i in unit for j in unit} - {i} for i in range(n * n)]
 
-    def draw(self, rng: random.Random) -> list[int]:
-        n, (bh, bw) = self.size, self._BOX[self.size]
-        while True:
-            digits = rng.sample(range(1, n + 1), n)
-            bands = [b * bh + r for b in rng.sample(range(n // bh), n // bh) for r in rng.sample(range(bh), bh)]
-            stacks = [s * bw + c for s in rng.sample(range(n // bw), n // bw) for c in rng.sample(range(bw), bw)]
-            solution = [digits[(bw * (r % bh) + r // bh + c) % n] for r in bands for c in stacks]
-            grid, blanks = list(solution), 0
-            for cell in rng.sample(range(n * n), n * n):
-                grid[cell] = 0
-                if self._count(grid, 2) != 1:
-                    grid[cell] = solution[cell]  # that cell must stay: the solution would not be unique
-                    continue
-                blanks += 1
-                if blanks == self.difficulty:
-                    return grid
+    def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, (bh, bw), dev = self.size, self._BOX[self.size], keys.device
+        n2, count = n * n, len(keys)
+        puzzle = torch.zeros(count, n2, dtype=torch.int64, device=dev)
+        solution = torch.zeros_like(puzzle)
+        todo, attempt = torch.arange(count, device=dev), 0
+        while len(todo):  # too few cells could be emptied: drawn again (for the same key, the same way)
+            u = self._draws(keys[todo], 3 * n + n // bh + n // bw + n2, attempt).split(
+                [n, n // bh + n, n // bw + n, n2], dim=1)
+            digits, rows, cols = u[0].argsort(-1), self._shuffled(u[1], n, bh), self._shuffled(u[2], n, bw)
+            pattern = (bw * (rows % bh) + rows // bh)[:, :, None] + cols[:, None, :]  # a solved grid
+            solved = digits.gather(1, (pattern % n).view(len(todo), n2))
+            grid, blanks = solved.clone(), torch.zeros(len(todo), dtype=torch.int64, device=dev)
+            for cell in u[3].argsort(-1).T:  # the cells in a random order
+                active = (blanks < self.difficulty).nonzero()[:, 0]
+                if not len(active):
+                    break
+                emptied = grid[active].scatter(1, cell[active, None], -1)
+                keep = self._count_solutions(emptied, 2) == 1  # the solution stays unique
+                grid[active[keep]] = emptied[keep]
+                blanks[active[keep]] += 1
+            puzzle[todo], solution[todo] = grid, solved
+            todo, attempt = todo[blanks < self.difficulty], attempt + 1
+        layout, cell_at = (t.to(dev) for t in _grid_layout(self.symbols, n))
+        prompt = layout.repeat(count, 1)
+        prompt[:, cell_at] = torch.where(puzzle < 0, self.symbols.index("."), puzzle)
+        cell = torch.arange(n2, device=dev)
+        empty = torch.where(puzzle < 0, cell, n2).sort(-1).values[:, : self.difficulty]  # in reading order
+        return prompt, solution.gather(1, empty)
 
-    def _count(self, grid: list[int], most: int) -> int:
-        """How many solutions ``grid`` has, counting up to ``most``."""
+    @staticmethod
+    def _shuffled(u: torch.Tensor, n: int, per_group: int) -> torch.Tensor:
+        """A random order of ``n`` lines in groups of ``per_group`` (the bands' rows, the stacks'
+        columns), from ``n // per_group + n`` draws per row: the groups shuffled, and the lines
+        within each group."""
+        groups = u[:, : n // per_group].argsort(-1)  # which group comes first, second, ...
+        within = u[:, n // per_group :].reshape(len(u), n // per_group, per_group).argsort(-1)  # each group's own order
+        return (groups[:, :, None] * per_group + within).view(len(u), n)
+
+    def _count_solutions(self, grids: torch.Tensor, most: int) -> torch.Tensor:
+        """How many solutions each grid ``(rows, n * n)`` (digits 0.. , -1 empty) has, up to ``most``.
+
+        There are only 288 solved 4x4 grids, so a 4x4 count is one product with a table of them; a
+        6x6 count is a search, one grid at a time."""
         if self.size == 4:
-            return min(self._matches(grid).bit_count(), most)
-        return sum(1 for _ in itertools.islice(self._solutions(list(grid)), most))
-
-    def _matches(self, grid: list[int]) -> int:
-        """The 4x4 grids that agree with ``grid``'s filled cells: a bit set over :func:`_sudoku4_grids`.
-
-        There are only 288 solved 4x4 grids, so counting a puzzle's solutions is a few ANDs of
-        288-bit integers instead of a search (the draw counts them once per cell it empties)."""
-        grids, cells = _sudoku4_grids()
-        found = (1 << len(grids)) - 1
-        for i, v in enumerate(grid):
-            if v:
-                found &= cells[i][v]
-        return found
+            table = _sudoku4_table(grids.device)
+            given = (grids >= 0).sum(-1)
+            agree = torch.nn.functional.one_hot(grids + 1, 5)[..., 1:].flatten(1).float() @ table
+            return ((agree == given[:, None]).sum(-1)).clamp(max=most)
+        return torch.tensor([sum(1 for _ in itertools.islice(self._solutions([v + 1 for v in grid]), most))
+                             for grid in grids.tolist()], device=grids.device)
 
     def _solutions(self, grid: list[int]):
+        """Every solution of ``grid`` (digits 1..n, 0 empty) by backtracking, the fewest-candidate
+        empty cell first."""
         n, peers = self.size, self._peers
         empty = [i for i, v in enumerate(grid) if not v]
         if not empty:
             yield list(grid)
             return
-        # the empty cell with the fewest candidates first
         best, options = None, None
         for i in empty:
             cand = set(range(1, n + 1)) - {grid[p] for p in peers[i]}
@@ -591,31 +608,20 @@ class SudokuTask(PuzzleTask):
             yield from self._solutions(grid)
         grid[best] = 0
 
-    def prompt(self, puzzle: list[int]) -> str:
-        n = self.size
-        cells = "".join(str(v) if v else "." for v in puzzle)
-        return "/".join(cells[r * n : (r + 1) * n] for r in range(n)) + "="
-
-    def parse(self, prompt: str) -> list[int]:
-        rows = _grid(prompt, "123456"[: self.size] + ".", self.size)
-        return [0 if ch == "." else int(ch) for ch in "".join(rows)]
-
-    def solve(self, puzzle: list[int]) -> str:
-        found = self._matches(puzzle) if self.size == 4 else 0
-        if found and not found & (found - 1):  # the one solution (the search's first, were there more)
-            solution = _sudoku4_grids()[0][found.bit_length() - 1]
-        else:
-            solution = next(self._solutions(list(puzzle)))
-        return "".join(str(solution[i]) for i, v in enumerate(puzzle) if not v)
-
-    def judge(self, puzzle: list[int], answer: str) -> float:
-        empty = [i for i, v in enumerate(puzzle) if not v]
-        if len(answer) != len(empty) or set(answer) - set("123456"[: self.size]):
-            return 0.0
-        grid = list(puzzle)
-        for i, ch in zip(empty, answer):
-            grid[i] = int(ch)
-        return 1.0 if all(len({grid[i] for i in unit}) == self.size for unit in self._units) else 0.0
+    def judge_symbols(self, prompt: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+        n, dev = self.size, prompt.device
+        length = (answer != PAD_SYMBOL).sum(-1)
+        digits = ((answer == PAD_SYMBOL) | ((answer >= 0) & (answer < n))).all(-1)
+        units = _units_on(self._units, dev)
+        out = torch.zeros(len(prompt), device=dev)
+        for _, fits, cells in _grids_shown(prompt, self.symbols, [n], self.answer_symbols + "."):
+            empty = cells == self.symbols.index(".")
+            ok = fits & digits & (length == empty.sum(-1))
+            kth = (empty.cumsum(-1) - 1).clamp(min=0)  # an empty cell's place among them: its digit's in the answer
+            filled = torch.where(empty, fit_width(answer, n * n, PAD_SYMBOL).gather(1, kth), cells)
+            ok &= (filled[:, units].sort(-1).values == torch.arange(n, device=dev)).all(-1).all(-1)
+            out = torch.where(ok, 1.0, out)
+        return out
 
     def prompt_chars(self) -> int:
         return self.size * (self.size + 1)
@@ -628,12 +634,17 @@ class SudokuTask(PuzzleTask):
 
 
 @functools.cache
-def _sudoku4_grids() -> tuple[list[list[int]], list[list[int]]]:
-    """Every solved 4x4 Sudoku (288), and for each cell and digit the bit set of the grids that
-    hold that digit there."""
-    grids = list(SudokuTask(1, size=4)._solutions([0] * 16))
-    cells = [[sum(1 << g for g, grid in enumerate(grids) if grid[i] == v) for v in range(5)] for i in range(16)]
-    return grids, cells
+def _units_on(units: tuple[tuple[int, ...], ...], device: torch.device) -> torch.Tensor:
+    """A Sudoku's units (the cells of each row, column and box) as a tensor on ``device``, once."""
+    return torch.tensor(units, device=device)
+
+
+@functools.cache
+def _sudoku4_table(device: torch.device) -> torch.Tensor:
+    """Every solved 4x4 Sudoku (288) as a table ``(cell * 4 + digit, grid)`` of 0/1: which grids
+    hold which digit where."""
+    grids = torch.tensor(list(SudokuTask(1, size=4)._solutions([0] * 16))) - 1
+    return torch.nn.functional.one_hot(grids, 4).flatten(1).T.float().to(device)
 
 
 # --------------------------------------------------------------------------------------------
