@@ -3,10 +3,10 @@
     python benchmarks/puzzles.py [--threads 1] [--quick]
 
 Random actions, the same for both (see ``textgym.bench.bench_vector_env``): every episode's
-prompt is drawn and encoded, every finished one judged by the puzzle's rules. Countdown, Sudoku
-and Maze do that in Python, one puzzle at a time, in both; Hanoi and Lights Out on tensors, a
-batch of the vector env's episodes at once (a batch of one in a single env). The vector env steps
-the tokens of all envs as one tensor operation.
+prompt is drawn and encoded, every finished one judged by the puzzle's rules. Countdown does that
+in Python, one puzzle at a time, in both; Hanoi, Sudoku, Maze and Lights Out on tensors, a batch
+of the vector env's episodes at once (a batch of one in a single env). The vector env steps the
+tokens of all envs as one tensor operation.
 """
 
 import argparse
