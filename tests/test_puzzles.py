@@ -353,3 +353,15 @@ def test_the_task_reward_judges_on_the_device_where_the_task_can():
 ])
 def test_a_tensor_puzzle_reads_only_its_own_prompts(task, prompt, answer, score):
     assert _judge(task, prompt, answer) == pytest.approx(score)
+
+
+def test_a_tensor_puzzle_keeps_its_last_batch_only_for_the_same_keys_and_difficulty():
+    task = MazeTask(5)
+    first = task.examples_for(range(8))
+    assert task.examples_for(range(8)) == first and task.examples_for(range(1, 9)) == MazeTask(5).examples_for(range(1, 9))
+    task.difficulty = 3  # as a curriculum lowers it
+    assert task.examples_for(range(8)) == MazeTask(3).examples_for(range(8)) != first
+    enc = task.encode(torch.arange(8), CharTokenizer(task.symbols), 64, 64)
+    tok = CharTokenizer(task.symbols)
+    assert [tok.decode(enc.prompt_ids[i, : enc.prompt_len[i]].tolist()) for i in range(8)] == \
+        [ex.prompt for ex in MazeTask(3).examples_for(range(8))]

@@ -177,8 +177,12 @@ class SymbolTask(Task):
         return self.examples_for([key])[0]
 
     def examples_for(self, keys: Sequence[int]) -> list[Example]:
-        prompts, refs = self.generate(torch.tensor(list(keys), dtype=torch.int64))  # one batch
+        prompts, refs = self._generated(torch.tensor(list(keys), dtype=torch.int64))  # one batch
         return [Example(self._text(p), (self._text(r),)) for p, r in zip(prompts.tolist(), refs.tolist())]
+
+    def _generated(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`generate` of the keys, as :meth:`examples_for` and :meth:`encode` ask for it."""
+        return self.generate(keys)
 
     def _text(self, idx: list[int]) -> str:
         return "".join(self.symbols[i] for i in idx if i != PAD_SYMBOL)
@@ -190,7 +194,7 @@ class SymbolTask(Task):
             return super().encode(keys, tokenizer, prompt_capacity, reference_capacity)
         # One token per symbol: a lookup table turns symbol indices into token ids (pad -> pad_id).
         lookup = torch.tensor(tokenizer.encode(self.symbols) + [tokenizer.pad_id], device=keys.device)
-        prompt, ref = self.generate(keys)
+        prompt, ref = self._generated(keys)
         prompt_len = (prompt != PAD_SYMBOL).sum(-1)
         ref_len = (ref != PAD_SYMBOL).sum(-1)
         if prompt.shape[1] > prompt_capacity:

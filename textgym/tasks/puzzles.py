@@ -141,7 +141,7 @@ class PuzzleTask(Task):
         raise NotImplementedError
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_examples": {}}  # a pickled task travels without its cache
+        return {**self.__dict__, "_examples": {}, "_last": (None,)}  # a pickled task travels without its caches
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(difficulty={self.difficulty})"
@@ -178,6 +178,16 @@ class TensorPuzzle(PuzzleTask, SymbolTask):
 
     def _new_example(self, key: int) -> Example:
         return self.examples_for([key])[0]
+
+    def _generated(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The last batch on the CPU is kept: a single env encodes a block of keys, then asks for
+        # their texts. (Keys on an accelerator are not compared: that would wait for the device.)
+        if keys.device.type != "cpu":
+            return self.generate(keys)
+        asked = (self.difficulty, tuple(keys.tolist()))
+        if getattr(self, "_last", (None,))[0] != asked:
+            self._last = (asked, self.generate(keys))
+        return self._last[1]
 
     def score(self, example: Example, completion: str) -> float:
         """The judge's score of ``completion`` for the example's puzzle; 0 for an unreadable answer."""
@@ -550,13 +560,9 @@ class SudokuTask(TensorPuzzle):
             solved = digits.gather(1, (pattern % n).view(len(todo), n2))
             grid, blanks = solved.clone(), torch.zeros(len(todo), dtype=torch.int64, device=dev)
             for cell in u[3].argsort(-1).T:  # the cells in a random order
-                active = (blanks < self.difficulty).nonzero()[:, 0]
-                if not len(active):
-                    break
-                emptied = grid[active].scatter(1, cell[active, None], -1)
-                keep = self._count_solutions(emptied, 2) == 1  # the solution stays unique
-                grid[active[keep]] = emptied[keep]
-                blanks[active[keep]] += 1
+                emptied, active = grid.scatter(1, cell[:, None], -1), blanks < self.difficulty
+                keep = active & (self._count_solutions(emptied, 2, active) == 1)  # the solution stays unique
+                grid, blanks = torch.where(keep[:, None], emptied, grid), blanks + keep
             puzzle[todo], solution[todo] = grid, solved
             todo, attempt = todo[blanks < self.difficulty], attempt + 1
         layout, cell_at = (t.to(dev) for t in _grid_layout(self.symbols, n))
@@ -575,18 +581,20 @@ class SudokuTask(TensorPuzzle):
         within = u[:, n // per_group :].reshape(len(u), n // per_group, per_group).argsort(-1)  # each group's own order
         return (groups[:, :, None] * per_group + within).view(len(u), n)
 
-    def _count_solutions(self, grids: torch.Tensor, most: int) -> torch.Tensor:
-        """How many solutions each grid ``(rows, n * n)`` (digits 0.. , -1 empty) has, up to ``most``.
+    def _count_solutions(self, grids: torch.Tensor, most: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """How many solutions each grid ``(n_grids, n * n)`` (digits 0.., -1 empty) has, up to
+        ``most`` (0 for a grid left out by the mask ``rows``, when it is given and it matters).
 
-        There are only 288 solved 4x4 grids, so a 4x4 count is one product with a table of them; a
-        6x6 count is a search, one grid at a time."""
+        There are only 288 solved 4x4 grids, so a 4x4 count is one product with a table of them,
+        all grids at once; a 6x6 count is a search, one grid at a time."""
         if self.size == 4:
             table = _sudoku4_table(grids.device)
             given = (grids >= 0).sum(-1)
             agree = torch.nn.functional.one_hot(grids + 1, 5)[..., 1:].flatten(1).float() @ table
             return ((agree == given[:, None]).sum(-1)).clamp(max=most)
-        return torch.tensor([sum(1 for _ in itertools.islice(self._solutions([v + 1 for v in grid]), most))
-                             for grid in grids.tolist()], device=grids.device)
+        wanted = [True] * len(grids) if rows is None else rows.tolist()
+        return torch.tensor([sum(1 for _ in itertools.islice(self._solutions([v + 1 for v in grid]), most)) if w else 0
+                             for grid, w in zip(grids.tolist(), wanted)], dtype=torch.int64, device=grids.device)
 
     def _solutions(self, grid: list[int]):
         """Every solution of ``grid`` (digits 1..n, 0 empty) by backtracking, the fewest-candidate
