@@ -583,7 +583,8 @@ class SudokuTask(TensorPuzzle):
 
     def _count_solutions(self, grids: torch.Tensor, most: int, rows: torch.Tensor | None = None) -> torch.Tensor:
         """How many solutions each grid ``(n_grids, n * n)`` (digits 0.., -1 empty) has, up to
-        ``most`` (0 for a grid left out by the mask ``rows``, when it is given and it matters).
+        ``most``. ``rows``, a mask, names the grids whose count is needed: the search skips the
+        others (and counts them 0).
 
         There are only 288 solved 4x4 grids, so a 4x4 count is one product with a table of them,
         all grids at once; a 6x6 count is a search, one grid at a time."""
@@ -705,7 +706,8 @@ class MazeTask(TensorPuzzle):
         # The lexicographically first shortest path (U < D < L < R): from each cell, the first move
         # one step nearer the goal. It is the path of a breadth-first search that tries U, D, L, R
         # from each cell in a first-in first-out queue.
-        rows, length = torch.arange(len(keys), device=dev), dist[torch.arange(len(keys), device=dev), start]
+        rows = torch.arange(len(keys), device=dev)
+        length = dist[rows, start]
         answer = torch.full((len(keys), int(length.max()) if len(keys) else 0), PAD_SYMBOL, dtype=torch.int64,
                             device=dev)
         at = start
