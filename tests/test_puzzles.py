@@ -365,3 +365,16 @@ def test_a_tensor_puzzle_keeps_its_last_batch_only_for_the_same_keys_and_difficu
     tok = CharTokenizer(task.symbols)
     assert [tok.decode(enc.prompt_ids[i, : enc.prompt_len[i]].tolist()) for i in range(8)] == \
         [ex.prompt for ex in MazeTask(3).examples_for(range(8))]
+
+
+@pytest.mark.parametrize("cls", [MazeTask, LightsOutTask], ids=lambda c: c.name)
+def test_a_batch_of_several_grid_sizes_is_judged_as_each_alone(cls):
+    # A curriculum's window mixes levels, so one batch holds grids of several sizes.
+    rng = random.Random(0)
+    examples = [ex for d in (3, 4, 5) for ex in cls(d).examples_for(range(10))]
+    rng.shuffle(examples)
+    answers = [ex.references[0] if i % 3 else ex.references[0][::-1] + "x"[: i % 2] for i, ex in enumerate(examples)]
+    together = cls(5).scores([ex.prompt for ex in examples], answers).tolist()
+    alone = [cls(3).score(ex, a) for ex, a in zip(examples, answers)]
+    assert together == pytest.approx(alone)
+    assert together[1] == 1.0 and 0 < sum(together) < len(together)
