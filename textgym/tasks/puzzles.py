@@ -560,7 +560,10 @@ class SudokuTask(TensorPuzzle):
             solved = digits.gather(1, (pattern % n).view(len(todo), n2))
             grid, blanks = solved.clone(), torch.zeros(len(todo), dtype=torch.int64, device=dev)
             for cell in u[3].argsort(-1).T:  # the cells in a random order
-                emptied, active = grid.scatter(1, cell[:, None], -1), blanks < self.difficulty
+                active = blanks < self.difficulty
+                if not bool(active.any()):
+                    break
+                emptied = grid.scatter(1, cell[:, None], -1)
                 keep = active & (self._count_solutions(emptied, 2, active) == 1)  # the solution stays unique
                 grid, blanks = torch.where(keep[:, None], emptied, grid), blanks + keep
             puzzle[todo], solution[todo] = grid, solved
