@@ -235,6 +235,7 @@ def _symbols_of(table: torch.Tensor, ids: torch.Tensor, length: torch.Tensor) ->
         return sym
     return sym.gather(1, dropped.to(torch.int8).sort(dim=1, stable=True).indices)  # the kept ones first, in order
 
+
 @functools.cache
 def _grid_layout(symbols: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The prompt of an ``n`` x ``n`` grid, written ``row/row/...=``: the symbol at each position
@@ -260,7 +261,6 @@ def _grids_shown(prompt: torch.Tensor, symbols: str, sizes: Sequence[int], cells
         head = shown[:, : len(layout)]
         fits = torch.where(layout >= 0, head == layout, allowed[head + 2]).all(-1)
         yield n, fits & (shown[:, len(layout)] == PAD_SYMBOL) & (size == n), shown[:, cell_at]
-
 
 
 @functools.cache
