@@ -245,6 +245,16 @@ def _grid_layout(symbols: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(layout), torch.tensor([r * (n + 1) + c for r in range(n) for c in range(n)])
 
 
+def _grid_prompts(symbols: str, cells: torch.Tensor) -> torch.Tensor:
+    """The prompts ``(rows, n * (n + 1))`` of :func:`_grid_layout`'s form that show the grids'
+    cells ``(rows, n * n)``, symbol indices in reading order."""
+    n = round(cells.shape[1] ** 0.5)
+    layout, cell_at = (t.to(cells.device) for t in _grid_layout(symbols, n))
+    prompt = layout.repeat(len(cells), 1)
+    prompt[:, cell_at] = cells
+    return prompt
+
+
 def _grids_shown(prompt: torch.Tensor, symbols: str, sizes: Sequence[int], cells: str):
     """The grids that prompts ``(rows, P)`` of :func:`_grid_layout`'s form show, a size at a time:
     ``(n, fits, cells)`` for each size ``n`` of ``sizes`` that a prompt has (its count of ``/``
@@ -568,9 +578,7 @@ class SudokuTask(TensorPuzzle):
                 grid, blanks = torch.where(keep[:, None], emptied, grid), blanks + keep
             puzzle[todo], solution[todo] = grid, solved
             todo, attempt = todo[blanks < self.difficulty], attempt + 1
-        layout, cell_at = (t.to(dev) for t in _grid_layout(self.symbols, n))
-        prompt = layout.repeat(count, 1)
-        prompt[:, cell_at] = torch.where(puzzle < 0, self.symbols.index("."), puzzle)
+        prompt = _grid_prompts(self.symbols, torch.where(puzzle < 0, self.symbols.index("."), puzzle))
         cell = torch.arange(n2, device=dev)
         empty = torch.where(puzzle < 0, cell, n2).sort(-1).values[:, : self.difficulty]  # in reading order
         return prompt, solution.gather(1, empty)
@@ -719,9 +727,7 @@ class MazeTask(TensorPuzzle):
             k = nearer.int().argmax(-1)  # the first move that is
             answer[:, j] = torch.where(j < length, k + sym("U"), PAD_SYMBOL)
             at = torch.where(j < length, maze["next"][at, k], at)
-        prompt = maze["layout"].repeat(len(keys), 1)
-        prompt[:, maze["cell_at"]] = cells
-        return prompt, answer
+        return _grid_prompts(self.symbols, cells), answer
 
     def judge_symbols(self, prompt: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
         sym, rows = self.symbols.index, torch.arange(len(prompt), device=prompt.device)
@@ -763,18 +769,17 @@ class MazeTask(TensorPuzzle):
 def _maze_tensors(n: int, device: torch.device) -> dict[str, torch.Tensor]:
     """An ``n`` x ``n`` maze's tensors, once per size and device: ``next`` (the cell a move U, D, L,
     R leads to from each cell; ``n * n`` off the grid, which it never leaves), each cell's ``bit`` in
-    an int64 bit set (:func:`_maze_distances`), the bit sets of the cells outside the first and the
-    last column, and the prompt's ``layout`` and ``cell_at`` (:func:`_grid_layout`)."""
+    an int64 bit set (:func:`_maze_distances`) and the bit sets of the cells outside the first and the
+    last column."""
     n2, nxt = n * n, []
     for r in range(n):
         for c in range(n):
             nxt.append([(r + dr) * n + c + dc if 0 <= r + dr < n and 0 <= c + dc < n else n2
                         for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))])
     nxt.append([n2] * 4)
-    layout, cell_at = _grid_layout(MazeTask.symbols, n)
     bit = torch.tensor([1 << i if i < 63 else -(1 << 63) for i in range(n2)])  # cell i's bit of an int64
     column = torch.arange(n2) % n
-    tensors = {"next": torch.tensor(nxt), "layout": layout, "cell_at": cell_at, "bit": bit,
+    tensors = {"next": torch.tensor(nxt), "bit": bit,
                "not_first_column": bit[column != 0].sum(), "not_last_column": bit[column != n - 1].sum()}
     return {k: v.to(device) for k, v in tensors.items()}
 
@@ -845,9 +850,7 @@ class LightsOutTask(TensorPuzzle):
             presses = self._draws(keys, n * n, attempt) >> 31  # each cell pressed with probability 1/2
             lights = torch.where(dark[:, None], _gf2(presses, system["press"]), lights)
             dark, attempt = (lights == 0).all(-1), attempt + 1
-        layout, cell_at = (t.to(dev) for t in _grid_layout(self.symbols, n))
-        prompt = layout.repeat(len(keys), 1)
-        prompt[:, cell_at] = lights  # a light's 0 / 1 is the index of the symbol "0" / "1"
+        prompt = _grid_prompts(self.symbols, lights)  # a light's 0 / 1 is the index of the symbol "0" / "1"
         every = _solutions(lights, system)
         best = every[torch.arange(len(keys), device=dev), every.sum(-1).argmin(-1)]  # the first of the shortest
         cell = torch.arange(n * n, device=dev)
