@@ -141,6 +141,16 @@ def test_a_separate_value_model_gives_values_of_its_own():
     assert not any(p is q for p in policy.value_trunk.parameters() for q in policy.lm.parameters())
 
 
+@pytest.mark.parametrize("value_model", ["shared", "separate"])
+def test_a_policy_is_built_on_its_models_device(value_model):
+    """A model already on a device (here ``meta``, which needs no GPU) keeps the whole policy there:
+    the value head and the rollout's cache too, so ``HFPolicy(lm.cuda())`` needs no ``.cuda()``."""
+    lm = tiny_lm("gpt2", 20, 1, 0).to("meta")
+    policy = HFPolicy(lm, value_model=value_model)
+    assert {p.device.type for p in policy.parameters()} == {"meta"}
+    assert policy.new_cache(3).slot_pos.device.type == "meta"
+
+
 @pytest.mark.parametrize("algo", [sft, ppo, reinforce, grpo])
 def test_every_trainer_trains_an_hf_policy(algo):
     envs, view, policy = env_policy("gpt2")

@@ -154,9 +154,9 @@ class HFPolicy(nn.Module):
         self.max_len = _context_length(config) or 2**31 - 1
         self.n_features = 0
         self.eos_ids = _eos_ids(config, tokenizer)
-        hidden = model.get_output_embeddings().weight.shape[1]
+        hidden, device = model.get_output_embeddings().weight.shape[1], model.get_output_embeddings().weight.device
         self.value_trunk = copy.deepcopy(model.base_model).requires_grad_(True) if value_model == "separate" else None
-        self.value_head = nn.Linear(hidden, 1)
+        self.value_head = nn.Linear(hidden, 1, device=device)  # beside the model: a policy wrapped on a GPU is on it
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
         self._cache_arg = "cache" if "cache" in inspect.signature(model.base_model.forward).parameters else "past_key_values"
