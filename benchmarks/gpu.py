@@ -5,21 +5,24 @@ iteration's split, bf16 and ``torch.compile``, and two-process NCCL when there a
     python benchmarks/gpu.py --device cpu        # the CPU sizes, each figure's counterpart to a GPU run
     python benchmarks/gpu.py --quick             # tiny sizes, to check that it runs (CI runs this)
     python benchmarks/gpu.py --json results.jsonl
+    python benchmarks/gpu.py --only rollout      # one section (vector_env, rollout, ppo or nccl); repeatable
+    python benchmarks/gpu.py --only ppo --ppo-envs 8192 --ppo-steps 2000000   # PPO at another size
 
 Each line it prints is one measurement as JSON (``--json FILE`` appends them to FILE too):
 
-1. ``vector_env``: random-action steps/s of Reverse-v0's torch vector env at 1k, 16k and 64k envs
-   (CPU: 1k and 4k).
+1. ``vector_env``: random-action steps/s of Reverse-v0's torch vector env at 1k, 16k, 64k and 256k
+   envs (CPU: 1k and 4k).
 2. ``rollout``: tokens/s of textgym's rollout (with the env, KV cache, sampling) for the default
    policy and for a GPT-2-small-sized ``HFPolicy`` (12 layers, width 768), and of
    ``model.generate`` for the same GPT-2 on the same prompts, batch and length (eos forbidden, so
-   every sequence writes every token). GPU batch 256, CPU 32 (and a 4-layer, 256-wide GPT-2).
+   every sequence writes every token). GPU batches 256 and 1,024, CPU 32 (and a 4-layer, 256-wide GPT-2).
 3. ``ppo``: a PPO run's env steps/s on Reverse-v0 and the share of its time in the rollouts, with
    bf16 autocast and ``torch.compile`` each off and on (compile on the CPU needs a C++ compiler;
    a failure is reported, not raised).
 4. ``nccl``: on a machine with two or more GPUs, ``torchrun --nproc-per-node 2`` of the same PPO run
    against one process; skipped otherwise.
 
+A section that fails prints its error as a row and the script goes on to the next.
 Run it alone: on a shared CPU torch's threads slow down badly beside another busy process.
 """
 
@@ -42,11 +45,14 @@ from textgym.agents import ppo
 from textgym.agents.common import resolve_device
 from textgym.bench import sync, vector_env_sps
 
+SECTIONS = ("vector_env", "rollout", "ppo", "nccl")
 SIZES = {  # per device kind: (vector env sizes, rollout batch, GPT-2 layers/width/heads, tokens, PPO steps, envs)
-    "cuda": {"vec": (1024, 16384, 65536), "batch": 256, "gpt2": (12, 768, 12), "tokens": 32, "ppo_steps": 400_000,
-             "ppo_envs": 1024},
-    "cpu": {"vec": (1024, 4096), "batch": 32, "gpt2": (4, 256, 4), "tokens": 16, "ppo_steps": 60_000, "ppo_envs": 256},
-    "quick": {"vec": (64,), "batch": 4, "gpt2": (1, 32, 2), "tokens": 4, "ppo_steps": 600, "ppo_envs": 16},
+    "cuda": {"vec": (1024, 16384, 65536, 262144), "batch": (256, 1024), "gpt2": (12, 768, 12), "tokens": 32, "ppo_steps": 400_000,
+             "ppo_envs": 1024, "compile": ("default", "reduce-overhead")},
+    "cpu": {"vec": (1024, 4096), "batch": (32,), "gpt2": (4, 256, 4), "tokens": 16, "ppo_steps": 60_000, "ppo_envs": 256,
+            "compile": ()},
+    "quick": {"vec": (64,), "batch": (4,), "gpt2": (1, 32, 2), "tokens": 4, "ppo_steps": 600, "ppo_envs": 16,
+              "compile": ()},
 }
 
 
@@ -55,12 +61,14 @@ def vector_env(device: torch.device, sizes: tuple[int, ...], steps: int) -> list
              "steps_per_s": round(vector_env_sps("textgym/Reverse-v0", n, steps, device))} for n in sizes]
 
 
-def rollout(device: torch.device, batch: int, tokens: int, gpt2: tuple[int, int, int], repeats: int) -> list[dict]:
-    """Tokens/s of the rollout (default policy; GPT-2) and of ``generate`` (GPT-2), eos forbidden:
-    ``benchmarks/hf_policy.py``'s measurement at this device's sizes."""
+def rollout(device: torch.device, batch: int, tokens: int, gpt2: tuple[int, int, int], repeats: int,
+            compile_modes: tuple[str, ...] = ()) -> list[dict]:
+    """Tokens/s of the rollout (default policy; textgym's Policy and an HF GPT-2 of GPT-2's size) and
+    of ``generate`` (the GPT-2), eos forbidden: ``benchmarks/hf_policy.py``'s measurement at this
+    device's sizes; ``compile_modes`` add the Policy with its step compiled in each mode."""
     shape = "x".join(map(str, gpt2))
     return [{"benchmark": "rollout", "batch": batch, "gpt2": shape, **row}
-            for row in throughput(False, device, batch, tokens, gpt2, repeats)]
+            for row in throughput(False, device, batch, tokens, gpt2, repeats, compile_modes)]
 
 
 def ppo_split(device: torch.device, steps: int, num_envs: int, bf16: bool, compile: bool) -> dict:
@@ -113,9 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (the GPU when there is one)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
     p.add_argument("--json", help="append every measurement to this JSONL file")
+    p.add_argument("--only", action="append", choices=SECTIONS, help="run this section only (repeatable)")
+    p.add_argument("--ppo-envs", type=int, help="the PPO runs' number of envs (default: the device's size)")
+    p.add_argument("--ppo-steps", type=int, help="the PPO runs' env steps (default: the device's size)")
     args = p.parse_args(argv)
+    run = set(args.only or SECTIONS)
     device = resolve_device(args.device)
-    size = SIZES["quick" if args.quick else "cuda" if device.type == "cuda" else "cpu"]
+    size = dict(SIZES["quick" if args.quick else "cuda" if device.type == "cuda" else "cpu"])
+    size["ppo_envs"], size["ppo_steps"] = args.ppo_envs or size["ppo_envs"], args.ppo_steps or size["ppo_steps"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
 
     def emit(*rows: dict) -> None:  # as soon as measured: a run cut short keeps what it has
@@ -125,17 +138,25 @@ def main(argv: list[str] | None = None) -> None:
                 with open(args.json, "a") as f:
                     f.write(json.dumps(row) + "\n")
 
+    def guarded(benchmark: str, measure, **row) -> None:  # one failing section costs only its own rows
+        try:
+            emit(*measure())
+        except Exception as e:
+            emit({"benchmark": benchmark, **row, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
+
     emit({"benchmark": "device", "device": name, "torch": torch.__version__, "quick": args.quick})
-    emit(*vector_env(device, size["vec"], 5 if args.quick else 100))
-    emit(*rollout(device, size["batch"], size["tokens"], size["gpt2"], 1 if args.quick else 3))
-    for bf16, compile in ((False, False), (True, False), (False, True)):
+    if "vector_env" in run:
+        guarded("vector_env", lambda: vector_env(device, size["vec"], 5 if args.quick else 100))
+    for batch in size["batch"] if "rollout" in run else ():
+        guarded("rollout", lambda b=batch: rollout(device, b, size["tokens"], size["gpt2"], 1 if args.quick else 3,
+                                                    size["compile"]), batch=batch)
+    for bf16, compile in ((False, False), (True, False), (False, True)) if "ppo" in run else ():
         if compile and args.quick:
             emit({"benchmark": "ppo", "compile": True, "skipped": "--quick (compiling takes minutes)"})
             continue
         emit(ppo_split(device, size["ppo_steps"], size["ppo_envs"], bf16, compile))
-    if device.type == "cuda":
-        emit(nccl(size["ppo_steps"], size["ppo_envs"]))
-
+    if device.type == "cuda" and "nccl" in run:
+        guarded("nccl", lambda: [nccl(size["ppo_steps"], size["ppo_envs"])])
 
 if __name__ == "__main__":
     main()

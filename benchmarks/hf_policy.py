@@ -56,10 +56,13 @@ def learning(quick: bool, seeds: list[int]) -> list[dict]:
 
 
 def throughput(quick: bool, device: str | torch.device = "cpu", batch: int | None = None, length: int | None = None,
-               gpt2: tuple[int, int, int] = (2, 64, 4), repeats: int | None = None) -> list[dict]:
+               gpt2: tuple[int, int, int] = (2, 64, 4), repeats: int | None = None,
+               compile_modes: tuple[str, ...] = ()) -> list[dict]:
     """Tokens per second: sampling ``length`` tokens for ``batch`` prompts (eos forbidden, so every
     sequence writes them all), by textgym's rollout with each policy and by ``generate`` alone, on
-    ``device``; ``gpt2`` is the GPT-2's (layers, width, heads), textgym's default policy size unless given."""
+    ``device``; ``gpt2`` is the GPT-2's (layers, width, heads), textgym's default policy size unless given.
+    Each of ``compile_modes`` adds a row of the GPT-2-sized Policy whose cached step is
+    ``torch.compile``'d in that mode (e.g. ``"default"``, ``"reduce-overhead"``: CUDA graphs)."""
     device = torch.device(device)
     batch, length = batch or (32 if quick else 256), length or (8 if quick else 16)
     kwargs = {"task_kwargs": {"min_length": length - 1, "max_length": length - 1}}  # + eos: `length` tokens
@@ -71,6 +74,18 @@ def throughput(quick: bool, device: str | torch.device = "cpu", batch: int | Non
     native = make_policy(**view.policy_spec()).to(device).eval()
     lm = gpt2_for(view, tok.eos_id, tok.pad_id, *gpt2).to(device).eval()
     hf = HFPolicy(lm).eval()
+    policies = [("textgym Policy, rollout with env", native), ("HF GPT-2, rollout with env", hf)]
+    shape = dict(n_layers=gpt2[0], d_model=gpt2[1], n_heads=gpt2[2])
+    if any(getattr(native.cfg, k) != v for k, v in shape.items()):  # the same arithmetic as the GPT-2, in textgym's Policy
+        sized = make_policy(**view.policy_spec(), **shape).to(device).eval()
+        policies.insert(1, ("textgym Policy of the GPT-2's size, rollout with env", sized))
+    else:
+        sized = native
+    steps = {name: None for name, _ in policies}
+    for mode in compile_modes:
+        name = f"textgym Policy of the GPT-2's size, step compiled ({mode}), rollout with env"
+        policies.insert(-1, (name, sized))
+        steps[name] = torch.compile(sized.step, dynamic=True, mode=mode)
     repeats = repeats or (2 if quick else 5)
     rows = []
 
@@ -83,9 +98,16 @@ def throughput(quick: bool, device: str | torch.device = "cpu", batch: int | Non
         sync(device)
         return (time.perf_counter() - start) / repeats
 
-    for name, policy in (("textgym Policy, rollout with env", native), ("HF GPT-2, rollout with env", hf)):
-        tokens = int(collect(envs, view, policy, seed=0, logits_fn=no_eos).mask.sum())
-        seconds = timed(lambda p=policy: collect(envs, view, p, seed=0, logits_fn=no_eos))
+    for name, policy in policies:
+        go = lambda p=policy, s=steps[name]: collect(envs, view, p, seed=0, logits_fn=no_eos, step=s)  # noqa: E731
+        try:
+            tokens = int(go().mask.sum())
+            seconds = timed(go)
+        except Exception as e:  # a compiled step that fails here (no C++ compiler, say) is a row, not the end
+            if steps[name] is None:
+                raise
+            rows.append({"what": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
+            continue
         rows.append({"what": name, "tokens": tokens, "seconds": round(seconds, 4), "tokens_per_s": round(tokens / seconds)})
     obs, _ = envs.reset(seed=0)
     prompt = obs["input_ids"][:, : int(obs["attention_mask"].sum(1).max())]  # equal-length prompts: no padding
@@ -101,7 +123,8 @@ def throughput(quick: bool, device: str | torch.device = "cpu", batch: int | Non
                  "tokens_per_s": round(tokens / seconds)})
     base = rows[-1]["tokens_per_s"]
     for row in rows:
-        row["vs_generate"] = round(row["tokens_per_s"] / base, 2)
+        if "tokens_per_s" in row:
+            row["vs_generate"] = round(row["tokens_per_s"] / base, 2)
     return rows
 
 

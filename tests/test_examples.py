@@ -208,13 +208,20 @@ def test_gpu_benchmark_quick_runs_on_the_cpu(tmp_path):
                           "--json", str(results)], check=True, capture_output=True, text=True).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [json.loads(line) for line in results.read_text().splitlines()] == rows
-    assert [r["benchmark"] for r in rows] == ["device", "vector_env", "rollout", "rollout", "rollout", "ppo", "ppo", "ppo"]
-    assert rows[1]["steps_per_s"] > 0 and all(r["tokens_per_s"] > 0 for r in rows[2:5])
-    assert rows[3]["vs_generate"] > 0 and rows[2]["tokens"] == rows[3]["tokens"] == rows[4]["tokens"] == 4 * 4
-    plain, bf16, compiled = rows[5:]
+    assert [r["benchmark"] for r in rows] == ["device", "vector_env"] + ["rollout"] * 4 + ["ppo"] * 3
+    assert rows[1]["steps_per_s"] > 0 and all(r["tokens_per_s"] > 0 for r in rows[2:6])
+    assert [r["what"].split(",")[0] for r in rows[2:6]] == ["textgym Policy", "textgym Policy of the GPT-2's size",
+                                                            "HF GPT-2", "HF GPT-2"]
+    assert rows[4]["vs_generate"] > 0 and {r["tokens"] for r in rows[2:6]} == {4 * 4}
+    plain, bf16, compiled = rows[6:]
     assert plain["steps_per_s"] > 0 and 0 < plain["rollout_share"] < 1 and not plain["bf16"]
     assert bf16["bf16"] and (bf16.get("steps_per_s", 0) > 0 or "error" in bf16)
     assert "skipped" in compiled
+    only = subprocess.run([sys.executable, str(EXAMPLES.parent / "benchmarks" / "gpu.py"), "--quick", "--device", "cpu",
+                           "--only", "ppo", "--ppo-envs", "8", "--ppo-steps", "200"], check=True, capture_output=True,
+                          text=True).stdout
+    rows = [json.loads(line) for line in only.splitlines() if line.startswith("{")]
+    assert [r["benchmark"] for r in rows] == ["device", "ppo", "ppo", "ppo"] and rows[1]["num_envs"] == 8
 
 
 def test_reverse_positions_benchmark_quick():
