@@ -95,11 +95,24 @@ def test_countdown_judge_and_search():
     assert _judge(task, "1,3,4:16=", "4/(1-3/4)") == 0.0  # 4 twice
     assert _judge(task, "3,8,9:24=", "8/(1/3)") == 0.0
     assert _judge(task, "3,8,2:12=", "8/(2/3)") == 1.0  # exact fractions along the way
-    for bad in ["", "2**5", "3*5+", "x", "7/0", "-3*5+7+0", "((((((", "3;5"]:
+    for bad in ["", "2**5", "3*5+", "x", "7/0", "-3*5+7+0", "((((((", "3;5", "35", "3*(5+7", "3*5)+7", "()3*5+7",
+                "3(5)+7", "3*5+7=", "3,5"]:
         assert _judge(task, "3,5,7:22=", bad) == 0.0
+    assert _judge(task, "3,5,7:22=", " 3 * 5 + 7 ") == _judge(task, "3,5,7:22=", "((3)*(5))+(7)") == 1.0
+    assert _judge(task, "3,5,7:22=", "5/(7-7)+3") == 0.0  # 7 twice
+    assert _judge(task, "2,2,5:10=", "5/(2-2)+7") == 0.0  # 7 not given
+    assert _judge(task, "2,2,5,9:10=", "5/(2-2)+9") == 0.0  # a division by zero
+    assert _judge(task, "2,3,4,5,6,7:1=", "(2-3/4)*(5-6/7)-(2-3/4)*(5-6/7)+1") == 0.0  # numbers twice
+    assert _judge(task, "9,8,7,6,5,4:336=", "9*8*7*6/(5+4)") == 1.0
+    assert _judge(task, "9,8,7,6,5,4:84=", "9*8*7*6/(5+4)/4") == 0.0  # 4 twice
+    assert _judge(task, "9,8,7,6,5,4:105=", "9/(8/(7/(6/(5/4))))*64") == 0.0  # 105/64 * 64, but 64 is not given
+    assert _judge(task, "9,8,2,6,5,4:21=", "9/(8/(2/(6/(5/4))))*8") == 0.0  # 8 twice
+    assert _judge(task, "8,4,6,3,1:4=", "8/(4/(6/(3/1)))") == 1.0  # nested four deep
+    assert _judge(task, "9,8:9=", "((((9))))") == 1.0
     # the expert uses the fewest numbers: no pair of them reaches a target it reaches with three
     for ex in CountdownTask(3).examples_for(range(200)):
-        numbers, target = task.parse(ex.prompt)
+        listed, _, shown = ex.prompt[:-1].partition(":")
+        numbers, target = [int(x) for x in listed.split(",")], int(shown)
         used = sum(ch.isdigit() for ch in ex.references[0])
         if used == 3:
             pairs = {a + b for a, b in itertools.combinations(numbers, 2)} | {a * b for a, b in itertools.combinations(numbers, 2)}
@@ -288,7 +301,8 @@ def test_the_action_mask_needs_a_task_that_names_its_answers_characters():
     assert LightsOutTask(2).answer_alphabet() == "abcd"
 
 
-@pytest.mark.parametrize("env_id", ["textgym/Hanoi-v0", "textgym/LightsOut-v0", "textgym/Maze-v0", "textgym/Sudoku-v0"])
+@pytest.mark.parametrize("env_id", ["textgym/Hanoi-v0", "textgym/LightsOut-v0", "textgym/Maze-v0", "textgym/Sudoku-v0",
+                                    "textgym/Countdown-v0"])
 def test_a_tensor_puzzle_judges_token_ids_as_it_judges_their_text(env_id):
     # The vector env's "task" reward judges token ids on the device; it must pay what the text judge
     # pays, with a special token inside a completion dropped as decoding drops it.
@@ -326,7 +340,7 @@ def test_the_task_reward_judges_on_the_device_where_the_task_can():
     make = gym.make_vec
     assert make("textgym/TokenGeneration-v0", num_envs=2, task="hanoi", reward=[["task", 1.0], ["token_accuracy", 0.5]]
                 ).unwrapped.setup.reward.on_device
-    assert not make("textgym/Countdown-v0", num_envs=2).unwrapped.setup.reward.on_device  # judged in Python
+    assert make("textgym/Countdown-v0", num_envs=2).unwrapped.setup.reward.on_device
     assert TaskScore(LightsOutTask(), CharTokenizer("01/=")).on_device is False  # a tokenizer without its symbols
 
 
@@ -350,6 +364,14 @@ def test_the_task_reward_judges_on_the_device_where_the_task_can():
     (SudokuTask(), "12.4/34../2143/4.21=", "31235", 0.0), (SudokuTask(), "12.4/34../2143/4.21=", "3 23", 0.0),
     (SudokuTask(), "1234/3412/2143/4321=", "", 1.0), (SudokuTask(), "1134/3412/2143/4321=", "", 0.0),
     (SudokuTask(2, size=6), "12.4/34../2143/4.21=", "3123", 0.0),
+    (CountdownTask(), "3,5,7:22=", "3*5+7", 1.0), (CountdownTask(), "3,5,7:22", "3*5+7", 0.0),
+    (CountdownTask(), "3,5,7,:22=", "3*5+7", 0.0), (CountdownTask(), "3,5,0:22=", "3*5+7", 0.0),
+    (CountdownTask(), "3,5,7:=", "3*5+7", 0.0), (CountdownTask(), "3,5,7:2222=", "3*5+7", 0.0),
+    (CountdownTask(), "3,5,7:22==", "3*5+7", 0.0), (CountdownTask(), "3,57:22=", "3*5+7", 0.0),
+    (CountdownTask(), "3:22=", "3", 0.0), (CountdownTask(), "1,2,3,4,5,6,7:28=", "1+2+3+4+5+6+7", 0.0),
+    (CountdownTask(), "3,5,7:022=", "3*5+7", 1.0), (CountdownTask(), "3,5,7:7=", "7", 1.0),
+    (CountdownTask(2), "3,5,7,9:22=", "3*5+7", 1.0), (CountdownTask(), "3;5,7:22=", "3*5+7", 0.0),
+    (CountdownTask(), ",3,5,7:22=", "3*5+7", 0.0), (CountdownTask(), "3,5,7:22=", "3*5+7 =", 0.0),
 ])
 def test_a_tensor_puzzle_reads_only_its_own_prompts(task, prompt, answer, score):
     assert _judge(task, prompt, answer) == pytest.approx(score)

@@ -17,12 +17,10 @@ A judge never raises: an answer it cannot read scores 0.
 
 from __future__ import annotations
 
-import ast
 import functools
 import itertools
 import random
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Any
 
 import torch
@@ -374,20 +372,19 @@ def _hanoi_moves(n: int, src: str, dst: str) -> str:
 # Countdown
 # --------------------------------------------------------------------------------------------
 
-_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-        ast.Div: lambda a, b: a / b}
-
-
-class CountdownTask(PuzzleTask):
+class CountdownTask(TensorPuzzle):
     """Reach a target from some numbers with ``+ - * /``, each number used at most once:
     ``"3,5,7:22="`` → ``"3*5+7"``.
 
     The prompt lists ``difficulty`` numbers in 1..9 and the target (made by combining some of
-    them, so a solution exists). The answer is an arithmetic expression: integers, ``+ - * /`` and
-    parentheses. It scores 1 when it uses each given number at most once (no other numbers) and its
-    exact value (fractions allowed) is the target; anything else scores 0. The expert searches for
-    an expression with the fewest numbers whose every step is a positive integer, the rules of the
-    TV game, and writes it with the fewest parentheses.
+    them, so a solution exists). The answer is an arithmetic expression: the given numbers,
+    ``+ - * /`` and parentheses (spaces are ignored). It scores 1 when it uses each given number at
+    most once (no other numbers) and its exact value (fractions allowed) is the target; anything
+    else scores 0. The expert searches for an expression with the fewest numbers whose every step
+    is a positive integer, the rules of the TV game, and writes it with the fewest parentheses.
+
+    The draw and the judge run on tensors, a batch at once; the expert's search runs in Python,
+    once per distinct puzzle (its answers are kept: at the default difficulty puzzles recur).
 
     Args:
         difficulty: how many numbers are given, 2..6 (default 3).
@@ -397,52 +394,82 @@ class CountdownTask(PuzzleTask):
     difficulties = range(2, 7)
     symbols = "0123456789+-*/(),:="
     answer_symbols = "0123456789+-*/()"
+    _TRIES = 4  # candidate puzzles per key and round: the first whose target is in 10..999 is kept
 
     def __init__(self, difficulty: int = 3) -> None:
         super().__init__(difficulty)
 
-    def draw(self, rng: random.Random) -> tuple[tuple[int, ...], int]:
-        while True:
-            numbers = tuple(rng.randint(1, 9) for _ in range(self.difficulty))
-            items = list(numbers)
-            rng.shuffle(items)
-            value = items.pop()
-            for other in items[: rng.randint(1, len(items))]:  # combine 2..n of them, left to right
-                a, b = (value, other) if rng.random() < 0.5 else (other, value)
-                op = rng.choice("+-*/")
-                if op == "-" and a <= b or op == "/" and a % b:
-                    op = "+" if rng.random() < 0.5 else "*"
-                value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
-            if 10 <= value <= 999:  # at least two digits: never one of the numbers themselves
-                return numbers, value
+    def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, dev, tries = self.difficulty, keys.device, self._TRIES
+        numbers = torch.zeros(len(keys), n, dtype=torch.int64, device=dev)
+        target = torch.zeros(len(keys), dtype=torch.int64, device=dev)
+        todo, attempt, per = torch.arange(len(keys), device=dev), 0, 2 * n + 1 + 3 * (n - 1)
+        while len(todo):  # targets outside 10..999 are drawn again (for the same key, the same way)
+            u = self._draws(keys[todo], tries * per, attempt).view(len(todo) * tries, per)
+            drawn = u[:, :n] % 9 + 1
+            items = drawn.gather(1, u[:, n : 2 * n].argsort(1))  # shuffled
+            value, combined = items[:, -1], 1 + u[:, 2 * n] % (n - 1)  # the last, then 1..n-1 of the others
+            for j in range(n - 1):  # left to right, each on either side
+                c = u[:, 2 * n + 1 + 3 * j : 2 * n + 4 + 3 * j]
+                left = c[:, 0] % 2 == 0
+                a, b = torch.where(left, value, items[:, j]), torch.where(left, items[:, j], value)
+                op = c[:, 1] % 4  # + - * /
+                op = torch.where((op == 1) & (a <= b) | (op == 3) & (a % b != 0), 2 * (c[:, 2] % 2), op)  # else + or *
+                made = torch.stack([a + b, a - b, a * b, a // b], 1).gather(1, op[:, None])[:, 0]
+                value = torch.where(j < combined, made, value)
+            found = ((value >= 10) & (value <= 999)).view(len(todo), tries)
+            first = torch.arange(len(todo), device=dev) * tries + found.int().argmax(1)
+            numbers[todo], target[todo] = drawn[first], value[first]
+            todo, attempt = todo[~found.any(1)], attempt + 1
+        sym = self.symbols.index
+        prompt = torch.full((len(keys), 2 * n + 4), PAD_SYMBOL, dtype=torch.int64, device=dev)
+        prompt[:, 0 : 2 * n : 2] = numbers  # a digit is its own symbol index
+        prompt[:, 1 : 2 * n - 2 : 2] = sym(",")
+        prompt[:, 2 * n - 1] = sym(":")
+        three = target >= 100
+        digits = torch.stack([target // 100, target // 10 % 10, target % 10], 1)
+        prompt[:, 2 * n : 2 * n + 3] = torch.where(three[:, None], digits, digits.roll(-1, 1))
+        prompt[:, 2 * n + 2] = torch.where(three, prompt[:, 2 * n + 2], sym("="))
+        prompt[:, 2 * n + 3] = torch.where(three, sym("="), PAD_SYMBOL)
+        answers = [_countdown_answer(tuple(sorted(row)), t) for row, t in zip(numbers.tolist(), target.tolist())]
+        width = max(map(len, answers), default=0)
+        answer = torch.tensor([row + (PAD_SYMBOL,) * (width - len(row)) for row in answers], dtype=torch.int64)
+        return prompt, answer.view(len(keys), width).to(dev)
 
-    def prompt(self, puzzle: tuple[tuple[int, ...], int]) -> str:
-        numbers, target = puzzle
-        return ",".join(map(str, numbers)) + f":{target}="
+    def scores(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        return super().scores(prompts, [c.replace(" ", "") for c in completions])
 
-    def parse(self, prompt: str) -> tuple[tuple[int, ...], int]:
-        numbers, _, target = prompt.removesuffix("=").partition(":")
-        return tuple(int(x) for x in numbers.split(",")), int(target)
-
-    def solve(self, puzzle: tuple[tuple[int, ...], int]) -> str:
-        numbers, target = puzzle
-        found = _countdown_solution(tuple(numbers), target)
-        if found is None:
-            raise ValueError(f"Countdown {numbers} -> {target} has no solution")  # draw() makes solvable ones
-        return found
-
-    def judge(self, puzzle: tuple[tuple[int, ...], int], answer: str) -> float:
-        numbers, target = puzzle
-        if not answer or set(answer) - set("0123456789+-*/() "):
-            return 0.0
-        used: list[int] = []
-        value = _evaluate(ast.parse(answer, mode="eval").body, used)
-        left = list(numbers)
-        for n in used:
-            if n not in left:
-                return 0.0
-            left.remove(n)
-        return 1.0 if value == target else 0.0
+    def judge_symbols(self, prompt: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+        dev, sym, rows = prompt.device, self.symbols.index, len(prompt)
+        # The prompt: n digits 1..9 with commas between, ":", a target of 1..3 digits, "=".
+        shown = fit_width(prompt, 2 * self.difficulties[-1] + 5, PAD_SYMBOL)
+        col = torch.arange(shown.shape[1], device=dev)
+        n = (shown == sym(",")).sum(-1) + 1
+        colon, equals = 2 * n - 1, (shown == sym("=")).int().argmax(-1)
+        digit = (shown >= 0) & (shown <= 9)
+        listed, in_target = col < colon[:, None], (col > colon[:, None]) & (col < equals[:, None])
+        fits = torch.where(listed, torch.where(col % 2 == 0, digit & (shown >= 1), shown == sym(",")),
+                           torch.where(col == colon[:, None], shown == sym(":"),
+                                       torch.where(in_target, digit, torch.where(col == equals[:, None], shown == sym("="),
+                                                                                 shown == PAD_SYMBOL)))).all(-1)
+        fits &= (n >= self.difficulties[0]) & (n <= self.difficulties[-1]) & (equals - colon >= 2) & (equals - colon <= 4)
+        given = _digit_counts(shown, listed & (col % 2 == 0))
+        goal = (shown.clamp(0, 9) * torch.where(in_target, 10 ** (equals[:, None] - 1 - col).clamp(0, 3), 0)).sum(-1)
+        # The answer: a well-formed expression whose digits are given numbers, each at most as often.
+        length = (answer != PAD_SYMBOL).sum(-1)
+        kind = _KINDS.to(dev)[answer + 2]
+        ends = torch.full((rows, 1), _END, dtype=torch.int64, device=dev)
+        kind = torch.cat([ends, kind, ends], 1)  # before the first token and after the last: the ends
+        ok = fits & (length > 0) & _FOLLOWS.to(dev)[kind[:, :-1], kind[:, 1:]].all(-1)
+        depth = (kind == _OPEN).long().cumsum(-1) - (kind == _CLOSE).long().cumsum(-1)
+        ok &= (depth >= 0).all(-1) & (depth[:, -1] == 0)
+        ok &= (_digit_counts(answer, (answer >= 0) & (answer <= 9)) <= given).all(-1)
+        out = torch.zeros(rows, device=dev)
+        well_formed = ok.nonzero()[:, 0]
+        if len(well_formed):  # most random answers are not: only these are evaluated
+            num, den = _countdown_values(answer[well_formed], length[well_formed], sym)
+            out[well_formed] = ((den != 0) & (num == goal[well_formed] * den)).float()
+        return out
 
     def prompt_chars(self) -> int:
         return 2 * self.difficulty + 4
@@ -452,14 +479,72 @@ class CountdownTask(PuzzleTask):
         return 4 * self.difficulty - 5 if self.difficulty > 1 else 1
 
 
-def _evaluate(node: ast.AST, used: list[int]) -> Fraction:
-    """The exact value of an expression of integers and ``+ - * /``; the integers go to ``used``."""
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        used.append(node.value)
-        return Fraction(node.value)
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-        return _OPS[type(node.op)](_evaluate(node.left, used), _evaluate(node.right, used))
-    raise ValueError("only integers, + - * / and parentheses")
+# The kind of each answer symbol (indexed by symbol index + 2, so that -2 and -1 have a place), and
+# which kind may follow which; the ends stand before the first token and after the last (padding
+# is an end, so nothing but padding may follow one). A number is one digit: two digits in a row are
+# no given number.
+_NUMBER, _OPERATOR, _OPEN, _CLOSE, _END, _BAD = range(6)
+_KINDS = torch.tensor([_BAD, _END] + [_NUMBER] * 10 + [_OPERATOR] * 4 + [_OPEN, _CLOSE, _BAD, _BAD, _BAD])
+_FOLLOWS = torch.zeros(6, 6, dtype=torch.bool)
+for _a, _b in [(_END, _NUMBER), (_END, _OPEN), (_OPERATOR, _NUMBER), (_OPERATOR, _OPEN), (_OPEN, _NUMBER),
+               (_OPEN, _OPEN), (_NUMBER, _OPERATOR), (_NUMBER, _CLOSE), (_NUMBER, _END), (_CLOSE, _OPERATOR),
+               (_CLOSE, _CLOSE), (_CLOSE, _END), (_END, _END)]:
+    _FOLLOWS[_a, _b] = True
+
+
+def _digit_counts(symbols: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """How often each digit 0..9 is among ``symbols (m, W)`` where ``where``: ``(m, 10)``."""
+    return torch.zeros(len(symbols), 10, dtype=torch.int64, device=symbols.device).scatter_add_(
+        1, symbols.clamp(0, 9), where.long())
+
+
+def _countdown_values(answer: torch.Tensor, length: torch.Tensor, sym) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact values ``num / den`` of well-formed expressions (symbol indices ``(m, A)``), read
+    left to right with ``*`` and ``/`` before ``+`` and ``-``. Each open parenthesis starts a level
+    that keeps its sum so far, the sign of the term being built, the term, and whether the next
+    number starts, multiplies or divides that term; a close parenthesis ends the level and is a
+    number to the level below. A division by zero leaves ``den`` 0. The numbers are given digits,
+    each used once at most, so every product stays far inside int64."""
+    m, dev = len(answer), answer.device
+    rows = torch.arange(m, device=dev)
+    fresh = torch.tensor([0, 1, 1, 0, 1, 0], device=dev)  # sum 0/1, sign +, term 0/1, the next number starts it
+    state = fresh.repeat(m, 1 + int((answer == sym("(")).sum(-1).max()), 1)  # (m, levels, 6)
+    at = torch.zeros(m, dtype=torch.int64, device=dev)  # each row's level
+
+    def total(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # sum + sign * term
+        return s[:, 0] * s[:, 4] + s[:, 2] * s[:, 3] * s[:, 1], s[:, 1] * s[:, 4]
+
+    for t in range(int(length.max())):
+        tok, live = answer[:, t], t < length
+        number, close = live & (tok >= 0) & (tok <= 9), live & (tok == sym(")"))
+        closed_num, closed_den = total(state[rows, at])
+        at = at - close.long()
+        v_num, v_den = torch.where(number, tok, closed_num), torch.where(number, 1, closed_den)
+        s = state[rows, at]
+        op = s[:, 5]  # 0: the number starts the term, 1: multiplies it, 2: divides it
+        term_num = torch.where(op == 0, v_num, s[:, 3] * torch.where(op == 1, v_num, v_den))
+        term_den = torch.where(op == 0, v_den, s[:, 4] * torch.where(op == 1, v_den, v_num))
+        s = torch.where((number | close)[:, None], torch.stack([s[:, 0], s[:, 1], s[:, 2], term_num, term_den, op], 1), s)
+        plus, minus = live & (tok == sym("+")), live & (tok == sym("-"))
+        sum_num, sum_den = total(s)
+        added = torch.stack([sum_num, sum_den, torch.where(plus, 1, -1), s[:, 3], s[:, 4], torch.zeros_like(op)], 1)
+        s = torch.where((plus | minus)[:, None], added, s)
+        s[:, 5] = torch.where(live & (tok == sym("*")), 1, torch.where(live & (tok == sym("/")), 2, s[:, 5]))
+        state[rows, at] = s
+        opened = live & (tok == sym("("))
+        at = at + opened.long()
+        state[rows, at] = torch.where(opened[:, None], fresh, state[rows, at])
+    return total(state[:, 0])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _countdown_answer(numbers: tuple[int, ...], target: int) -> tuple[int, ...]:
+    """The expert's answer to a puzzle as symbol indices (kept: puzzles recur, so the numbers come
+    sorted, and the answer does not depend on the order they are listed in)."""
+    found = _countdown_solution(numbers, target)
+    if found is None:
+        raise ValueError(f"Countdown {numbers} -> {target} has no solution")  # generate() makes solvable ones
+    return tuple(CountdownTask.symbols.index(ch) for ch in found)
 
 
 def _combine(a: tuple[int, str, int], b: tuple[int, str, int], op: str) -> tuple[int, str, int] | None:
