@@ -3,8 +3,7 @@
     python benchmarks/puzzles.py [--threads 1] [--quick]
 
 Random actions, the same for both (see ``textgym.bench.bench_vector_env``): every episode's
-prompt is drawn and encoded, every finished one judged by the puzzle's rules. Countdown does that
-in Python, one puzzle at a time, in both; Hanoi, Sudoku, Maze and Lights Out on tensors, a batch
+prompt is drawn and encoded, every finished one judged by the puzzle's rules, on tensors, a batch
 of the vector env's episodes at once (a batch of one in a single env). The vector env steps the
 tokens of all envs as one tensor operation.
 """

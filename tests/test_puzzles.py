@@ -18,6 +18,7 @@ from textgym.tasks import (
     HanoiTask,
     LightsOutTask,
     MazeTask,
+    PuzzleTask,
     SudokuTask,
     make_task,
 )
@@ -400,3 +401,51 @@ def test_a_batch_of_several_grid_sizes_is_judged_as_each_alone(cls):
     alone = [cls(3).score(ex, a) for ex, a in zip(examples, answers)]
     assert together == pytest.approx(alone)
     assert together[1] == 1.0 and 0 < sum(together) < len(together)
+
+
+class _Divisors(PuzzleTask):
+    """A puzzle of one's own, written in Python: name a divisor of n, 1 < d < n (the smallest pays 1)."""
+
+    name, difficulties, symbols, answer_symbols = "divisors", range(1, 3), "0123456789=", "0123456789"
+
+    def draw(self, rng):
+        while True:
+            n = rng.randint(4, 10 ** (self.difficulty + 1) - 1)
+            if any(n % d == 0 for d in range(2, n)):
+                return n
+
+    def prompt(self, n):
+        return f"{n}="
+
+    def parse(self, prompt):
+        return int(prompt.removesuffix("="))
+
+    def solve(self, n):
+        return str(next(d for d in range(2, n) if n % d == 0))
+
+    def judge(self, n, answer):
+        d = int(answer)  # a ValueError for an answer that is not a number: score() pays 0
+        return 1.0 if str(d) == self.solve(n) else 0.5 if 1 < d < n and n % d == 0 else 0.0
+
+    def prompt_chars(self):
+        return self.difficulty + 2
+
+    def answer_chars(self):
+        return self.difficulty + 1
+
+
+def test_a_puzzle_of_ones_own_in_python_plays_in_the_envs():
+    task = _Divisors(2)
+    examples = task.examples_for(range(40))
+    assert examples == _Divisors(2).examples_for(range(40)) != _Divisors(1).examples_for(range(40))
+    for ex in examples:
+        n = task.parse(ex.prompt)
+        assert task.score(ex, ex.references[0]) == 1.0 and task.score(ex, str(n)) == 0.0
+        assert task.score(ex, "") == task.score(ex, "x") == task.score(ex, "1") == 0.0
+    assert task.score(Example("12=", ()), "4") == 0.5
+    assert task.scores(["12=", "12=", "nope="], ["2", "6", "2"]).tolist() == [1.0, 0.5, 0.0]
+    vec = gym.make_vec("textgym/TokenGeneration-v0", num_envs=4, task=task, reward="task")
+    assert not vec.unwrapped.setup.reward.on_device  # judged from the text
+    result = sft.train(sft.SFTConfig(env_id="textgym/TokenGeneration-v0", env_kwargs={"task": task, "reward": "task"},
+                                     num_envs=8, total_steps=200, eval_episodes=8), progress=False)
+    assert 0.0 <= result.eval["mean_return"] <= 1.0

@@ -5,10 +5,10 @@ writes it as a prompt, reads a prompt back, solves it optimally (the expert's an
 reference) and judges any answer against the rules, not against the reference, so every correct
 answer scores. Play them through a token env with the ``"task"`` reward (the task's own judge):
 ``gym.make("textgym/Hanoi-v0")`` is ``TokenGeneration-v0`` with ``task="hanoi", reward="task"``.
-Tower of Hanoi, Sudoku, Maze and Lights Out are :class:`TensorPuzzle` s: drawn, solved and judged
-on tensors, a batch of episodes at once, so their vector envs never leave the device (a 6x6
-Sudoku's draw counts solutions by a search, one grid at a time); Countdown one puzzle at a time in
-Python.
+Every puzzle here is a :class:`TensorPuzzle`: drawn, solved and judged on tensors, a batch of
+episodes at once, so its vector env judges on the device. Two steps stay in Python: a 6x6 Sudoku's
+draw counts solutions by a search, one grid at a time, and Countdown's expert searches once per
+distinct puzzle (its answers are kept).
 
 Every puzzle has one ``difficulty`` knob, an integer in its :attr:`PuzzleTask.difficulties`
 (discs, numbers, blanks, grid size), and the same key gives the same puzzle at the same difficulty.
