@@ -457,10 +457,11 @@ class CountdownTask(TensorPuzzle):
         goal = (shown.clamp(0, 9) * torch.where(in_target, 10 ** (equals[:, None] - 1 - col).clamp(0, 3), 0)).sum(-1)
         # The answer: a well-formed expression whose digits are given numbers, each at most as often.
         length = (answer != PAD_SYMBOL).sum(-1)
-        kind = _KINDS.to(dev)[answer + 2]
+        kinds, follows = _countdown_grammar(dev)
+        kind = kinds[answer + 2]
         ends = torch.full((rows, 1), _END, dtype=torch.int64, device=dev)
         kind = torch.cat([ends, kind, ends], 1)  # before the first token and after the last: the ends
-        ok = fits & (length > 0) & _FOLLOWS.to(dev)[kind[:, :-1], kind[:, 1:]].all(-1)
+        ok = fits & (length > 0) & follows[kind[:, :-1], kind[:, 1:]].all(-1)
         depth = (kind == _OPEN).long().cumsum(-1) - (kind == _CLOSE).long().cumsum(-1)
         ok &= (depth >= 0).all(-1) & (depth[:, -1] == 0)
         ok &= (_digit_counts(answer, (answer >= 0) & (answer <= 9)) <= given).all(-1)
@@ -479,17 +480,22 @@ class CountdownTask(TensorPuzzle):
         return 4 * self.difficulty - 5 if self.difficulty > 1 else 1
 
 
-# The kind of each answer symbol (indexed by symbol index + 2, so that -2 and -1 have a place), and
-# which kind may follow which; the ends stand before the first token and after the last (padding
-# is an end, so nothing but padding may follow one). A number is one digit: two digits in a row are
-# no given number.
 _NUMBER, _OPERATOR, _OPEN, _CLOSE, _END, _BAD = range(6)
-_KINDS = torch.tensor([_BAD, _END] + [_NUMBER] * 10 + [_OPERATOR] * 4 + [_OPEN, _CLOSE, _BAD, _BAD, _BAD])
-_FOLLOWS = torch.zeros(6, 6, dtype=torch.bool)
-for _a, _b in [(_END, _NUMBER), (_END, _OPEN), (_OPERATOR, _NUMBER), (_OPERATOR, _OPEN), (_OPEN, _NUMBER),
-               (_OPEN, _OPEN), (_NUMBER, _OPERATOR), (_NUMBER, _CLOSE), (_NUMBER, _END), (_CLOSE, _OPERATOR),
-               (_CLOSE, _CLOSE), (_CLOSE, _END), (_END, _END)]:
-    _FOLLOWS[_a, _b] = True
+
+
+@functools.cache
+def _countdown_grammar(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kind of each answer symbol (indexed by symbol index + 2, so that -2 and -1 have a place),
+    and which kind may follow which; the ends stand before the first token and after the last
+    (padding is an end, so nothing but padding may follow one). A number is one digit: two digits
+    in a row are no given number."""
+    kinds = torch.tensor([_BAD, _END] + [_NUMBER] * 10 + [_OPERATOR] * 4 + [_OPEN, _CLOSE, _BAD, _BAD, _BAD])
+    follows = torch.zeros(6, 6, dtype=torch.bool)
+    for a, b in [(_END, _NUMBER), (_END, _OPEN), (_OPERATOR, _NUMBER), (_OPERATOR, _OPEN), (_OPEN, _NUMBER),
+                 (_OPEN, _OPEN), (_NUMBER, _OPERATOR), (_NUMBER, _CLOSE), (_NUMBER, _END), (_CLOSE, _OPERATOR),
+                 (_CLOSE, _CLOSE), (_CLOSE, _END), (_END, _END)]:
+        follows[a, b] = True
+    return kinds.to(device), follows.to(device)
 
 
 def _digit_counts(symbols: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
