@@ -13,9 +13,11 @@ Each line it prints is one measurement as JSON (``--json FILE`` appends them to 
 1. ``vector_env``: random-action steps/s of Reverse-v0's torch vector env at 1k, 16k, 64k and 256k
    envs (CPU: 1k and 4k).
 2. ``rollout``: tokens/s of textgym's rollout (with the env, KV cache, sampling) for the default
-   policy and for a GPT-2-small-sized ``HFPolicy`` (12 layers, width 768), and of
-   ``model.generate`` for the same GPT-2 on the same prompts, batch and length (eos forbidden, so
-   every sequence writes every token). GPU batches 256 and 1,024, CPU 32 (and a 4-layer, 256-wide GPT-2).
+   policy, for textgym's ``Policy`` of GPT-2 small's size (12 layers, width 768; on a GPU also with
+   its cached step ``torch.compile``'d, ``default`` and ``reduce-overhead``) and for a GPT-2 small
+   as ``HFPolicy``, and of ``model.generate`` for the same GPT-2 on the same prompts, batch and
+   length (eos forbidden, so every sequence writes every token). GPU batches 256 and 1,024, CPU 32
+   (and a 4-layer, 256-wide GPT-2).
 3. ``ppo``: a PPO run's env steps/s on Reverse-v0 and the share of its time in the rollouts, with
    bf16 autocast and ``torch.compile`` each off and on (compile on the CPU needs a C++ compiler;
    a failure is reported, not raised).
@@ -46,7 +48,8 @@ from textgym.agents.common import resolve_device
 from textgym.bench import sync, vector_env_sps
 
 SECTIONS = ("vector_env", "rollout", "ppo", "nccl")
-SIZES = {  # per device kind: (vector env sizes, rollout batch, GPT-2 layers/width/heads, tokens, PPO steps, envs)
+SIZES = {  # per device kind: vector env sizes, rollout batches, GPT-2 layers/width/heads, tokens, PPO steps and
+    # envs, and the modes the GPT-2-sized Policy's step is compiled in
     "cuda": {"vec": (1024, 16384, 65536, 262144), "batch": (256, 1024), "gpt2": (12, 768, 12), "tokens": 32, "ppo_steps": 400_000,
              "ppo_envs": 1024, "compile": ("default", "reduce-overhead")},
     "cpu": {"vec": (1024, 4096), "batch": (32,), "gpt2": (4, 256, 4), "tokens": 16, "ppo_steps": 60_000, "ppo_envs": 256,
@@ -157,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         emit(ppo_split(device, size["ppo_steps"], size["ppo_envs"], bf16, compile))
     if device.type == "cuda" and "nccl" in run:
         guarded("nccl", lambda: [nccl(size["ppo_steps"], size["ppo_envs"])])
+
 
 if __name__ == "__main__":
     main()
