@@ -390,9 +390,10 @@ def test_a_tensor_puzzle_keeps_its_last_batch_only_for_the_same_keys_and_difficu
         [ex.prompt for ex in MazeTask(3).examples_for(range(8))]
 
 
-@pytest.mark.parametrize("cls", [MazeTask, LightsOutTask], ids=lambda c: c.name)
-def test_a_batch_of_several_grid_sizes_is_judged_as_each_alone(cls):
-    # A curriculum's window mixes levels, so one batch holds grids of several sizes.
+@pytest.mark.parametrize("cls", [MazeTask, LightsOutTask, CountdownTask], ids=lambda c: c.name)
+def test_a_batch_of_several_levels_is_judged_as_each_alone(cls):
+    # A curriculum's window mixes levels, so one batch holds grids of several sizes (or several
+    # counts of numbers).
     rng = random.Random(0)
     examples = [ex for d in (3, 4, 5) for ex in cls(d).examples_for(range(10))]
     rng.shuffle(examples)
