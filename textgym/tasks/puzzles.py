@@ -571,9 +571,9 @@ def _combine(a: tuple[int, str, int], b: tuple[int, str, int], op: str) -> tuple
     return value, f"{left}{op}{right}", prec
 
 
-@functools.lru_cache(maxsize=8192)
 def _countdown_solution(numbers: tuple[int, ...], target: int) -> str | None:
-    """An expression for ``target`` with the fewest operations, or None (kept: puzzles recur)."""
+    """An expression for ``target`` with the fewest operations, or None (:func:`_countdown_answer`
+    keeps its answers)."""
     start = [(n, str(n), 3) for n in numbers]  # (value, expression, precedence)
     for ops in range(1, len(numbers)):
         found = _countdown_search(start, target, ops, set())
