@@ -45,7 +45,7 @@ from hf_policy import throughput  # this folder's: python benchmarks/gpu.py puts
 import textgym  # noqa: F401  (registers the envs)
 from textgym.agents import ppo
 from textgym.agents.common import resolve_device
-from textgym.bench import sync, vector_env_sps
+from textgym.bench import error_text, sync, vector_env_sps
 
 SECTIONS = ("vector_env", "rollout", "ppo", "nccl")
 SIZES = {  # per device kind: vector env sizes, rollout batches, GPT-2 layers/width/heads, tokens, PPO steps and
@@ -94,7 +94,7 @@ def ppo_split(device: torch.device, steps: int, num_envs: int, bf16: bool, compi
     try:
         history = ppo.train(cfg, progress=False).history
     except Exception as e:  # e.g. compile on a CPU without a C++ compiler
-        return {**row, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+        return {**row, "error": error_text(e, 200)}
     finally:
         ppo.collect_batch = real
     last = history[-1]
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             emit(*measure())
         except Exception as e:
-            emit({"benchmark": benchmark, **row, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
+            emit({"benchmark": benchmark, **row, "error": error_text(e)})
 
     emit({"benchmark": "device", "device": name, "torch": torch.__version__, "quick": args.quick})
     if "vector_env" in run:

@@ -24,7 +24,7 @@ import torch
 from textgym.agents import evaluate_policy, ppo
 from textgym.agents.common import seed_everything
 from textgym.agents.rollout import SequenceView, collect, make_envs
-from textgym.bench import gpt2_for, sync
+from textgym.bench import error_text, gpt2_for, sync
 from textgym.policies import HFPolicy, make_policy
 from textgym.recipes import find_recipe
 
@@ -106,7 +106,7 @@ def throughput(quick: bool, device: str | torch.device = "cpu", batch: int | Non
         except Exception as e:  # a compiled step that fails here (no C++ compiler, say) is a row, not the end
             if steps[name] is None:
                 raise
-            rows.append({"what": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
+            rows.append({"what": name, "error": error_text(e)})
             continue
         rows.append({"what": name, "tokens": tokens, "seconds": round(seconds, 4), "tokens_per_s": round(tokens / seconds)})
     obs, _ = envs.reset(seed=0)

@@ -83,6 +83,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def error_text(e: BaseException, limit: int = 300) -> str:
+    """An exception as one short line for a benchmark's row: its type and its message's first line."""
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:limit]}"
+
+
 def vector_env_sps(env_id: str, num_envs: int, steps: int, device: torch.device) -> float:
     """Random-action steps per second of ``env_id``'s torch vector env of ``num_envs`` on ``device``
     (after one untimed step, which pays for first-call set-up on a GPU)."""
