@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from textgym.agents import grpo, ppo, reinforce, sft
+from textgym.agents.optim import Adam
 from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs, sample
 from textgym.policies import make_policy
 
@@ -122,8 +123,8 @@ def test_a_policy_without_value_parameters_cannot_warm_up_a_critic():
 
 def test_rloo_takes_epochs_of_minibatches_and_its_plain_form_is_one_reinforce_step(monkeypatch):
     steps = []
-    real = torch.optim.Adam.step
-    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), real(self, *a, **k))[1])
+    real = Adam.step
+    monkeypatch.setattr(Adam, "step", lambda self, *a, **k: (steps.append(1), real(self, *a, **k))[1])
     cfg = reinforce.ReinforceConfig(env_id="textgym/Reverse-v0", total_steps=1, rloo_k=4, update_epochs=3,
                                     num_minibatches=4, **TINY)
     reinforce.train(cfg, progress=False)
@@ -134,7 +135,7 @@ def test_rloo_takes_epochs_of_minibatches_and_its_plain_form_is_one_reinforce_st
     view = SequenceView(envs)
     start = a_policy(view)
     grads = []
-    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: grads.append(
+    monkeypatch.setattr(Adam, "step", lambda self, *a, **k: grads.append(
         [torch.zeros_like(p) if p.grad is None else p.grad.clone() for g in self.param_groups for p in g["params"]]))
     cfg = reinforce.ReinforceConfig(env_id="textgym/Reverse-v0", env_kwargs={"shaping": True}, total_steps=1, rloo_k=4,
                                     update_epochs=1, num_minibatches=1, norm_adv=False, ent_coef=0.0,
@@ -158,8 +159,8 @@ def test_rloo_takes_epochs_of_minibatches_and_its_plain_form_is_one_reinforce_st
 
 def test_sft_takes_epochs_of_minibatches_and_they_must_divide_the_batch(monkeypatch):
     steps = []
-    real = torch.optim.AdamW.step
-    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: (steps.append(1), real(self, *a, **k))[1])
+    real = Adam.step
+    monkeypatch.setattr(Adam, "step", lambda self, *a, **k: (steps.append(1), real(self, *a, **k))[1])
     cfg = sft.SFTConfig(env_id="textgym/Reverse-v0", total_steps=1, update_epochs=2, num_minibatches=4, **TINY)
     result = sft.train(cfg, progress=False)
     assert len(steps) == 2 * 4
@@ -204,10 +205,8 @@ def test_grpo_forms_train_and_log_the_informative_groups(advantage, zero_varianc
                                         (sft, sft.SFTConfig)])
 def test_anneal_lr_decays_the_step_size_linearly_over_the_budget(monkeypatch, module, cls):
     lrs = []
-    for opt in (torch.optim.Adam, torch.optim.AdamW):
-        real = opt.step
-        monkeypatch.setattr(opt, "step", lambda self, *a, _real=real, **k: (lrs.append(self.param_groups[0]["lr"]),
-                                                                            _real(self, *a, **k))[1])
+    real = Adam.step
+    monkeypatch.setattr(Adam, "step", lambda self, *a, **k: (lrs.append(self.param_groups[0]["lr"]), real(self, *a, **k))[1])
     extra = {"group_size": 4} if cls is grpo.GRPOConfig else {}
     history = module.train(cls(env_id="textgym/Reverse-v0", total_steps=200, learning_rate=1e-3, anneal_lr=True,
                                **extra, **TINY), progress=False).history

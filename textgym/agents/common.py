@@ -14,6 +14,7 @@ from torch import nn
 
 from textgym.agents.configs import KLConfig, TrainConfig
 from textgym.agents.losses import kl_penalty
+from textgym.agents.optim import Adam
 from textgym.agents.rollout import Rollout, SequenceView, collect, evaluate_logprobs, make_envs
 from textgym.distributed import Ranks, init_ranks, rank_device
 from textgym.policies import load_policy, make_policy
@@ -136,7 +137,7 @@ def precision(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
 
-def anneal(optimizer: torch.optim.Optimizer, cfg: TrainConfig, env_steps: int) -> None:
+def anneal(optimizer: Adam | torch.optim.Optimizer, cfg: TrainConfig, env_steps: int) -> None:
     """With ``cfg.anneal_lr``, set the step size for the iteration that starts after ``env_steps``:
     ``learning_rate * (1 - env_steps / total_steps)``. A function of the run's progress alone, so a
     resumed run takes the same steps."""
@@ -190,7 +191,7 @@ def update_minibatches(batch: Any, mask: torch.Tensor, cfg: Any, device: torch.d
             yield idx, batch.index(idx), mask[idx]
 
 
-def gradient_step(loss: torch.Tensor, policy: nn.Module, optimizer: torch.optim.Optimizer, ranks, max_grad_norm: float,
+def gradient_step(loss: torch.Tensor, policy: nn.Module, optimizer: Adam | torch.optim.Optimizer, ranks, max_grad_norm: float,
                   only: set[int] | None = None) -> None:
     """One optimizer step on ``loss``: the gradients averaged over the ranks (one all-reduce when
     there are several) and clipped to ``max_grad_norm``. With ``only`` (ids of parameters), every

@@ -62,6 +62,7 @@ from textgym.agents.losses import (
     returns_to_go,
     sequence_loss,
 )
+from textgym.agents.optim import Adam
 from textgym.agents.rollout import evaluate_logprobs
 from textgym.agents.run import env_metrics, iteration_metrics, save_and_evaluate, start_run
 from textgym.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
@@ -146,7 +147,7 @@ def train(cfg: GRPOConfig, policy: nn.Module | None = None, out: str | Path | No
     device, envs, view, policy, generator, ranks = setup(cfg, policy)
     per_token = advantage_form(cfg, envs)
     reference = frozen_reference(policy, cfg)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    optimizer = Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
     checkpointer, run, logger = start_run("grpo", cfg, policy, optimizer, generator, envs, ranks, out, progress, save_every,
                                           resume, reference)  # where the run stands: restored with resume
     score, step = compiled(cfg, policy)  # the policy's forward and cached step, compiled with cfg.compile

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import torch
 from torch import nn
 
 from textgym.agents.common import (
@@ -52,6 +51,7 @@ from textgym.agents.losses import (
     ppo_policy_loss,
     value_loss,
 )
+from textgym.agents.optim import Adam
 from textgym.agents.rollout import evaluate_logprobs
 from textgym.agents.run import env_metrics, iteration_metrics, save_and_evaluate, start_run
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
@@ -139,7 +139,7 @@ def train(cfg: PPOConfig, policy: nn.Module | None = None, out: str | Path | Non
     critic = critic_parameters(policy) if cfg.critic_warmup else None
     reference = frozen_reference(policy, cfg)
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.adaptive_kl_target, cfg.adaptive_kl_horizon) if cfg.adaptive_kl_target else None
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    optimizer = Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
     checkpointer, run, logger = start_run("ppo", cfg, policy, optimizer, generator, envs, ranks, out, progress, save_every,
                                           resume, reference)  # where the run stands: restored with resume
     kl_coef = run.extra.get("kl_coef", cfg.kl_coef)

@@ -51,6 +51,7 @@ from textgym.agents.losses import (
     returns_to_go,
     rloo_baseline,
 )
+from textgym.agents.optim import Adam
 from textgym.agents.rollout import evaluate_logprobs
 from textgym.agents.run import env_metrics, iteration_metrics, save_and_evaluate, start_run
 from textgym.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, Check
@@ -121,7 +122,7 @@ def train(cfg: ReinforceConfig, policy: nn.Module | None = None, out: str | Path
     # 1. Setup. With RLOO, sub-envs come in groups of k that play the same examples.
     device, envs, view, policy, generator, ranks = setup(cfg, policy)
     reference = frozen_reference(policy, cfg)  # the KL penalty's, when kl_coef > 0 (SFT-then-RL)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
+    optimizer = Adam(policy.parameters(), lr=cfg.learning_rate)
     reset_options = {"group_size": cfg.rloo_k} if cfg.baseline == "rloo" else None
     checkpointer, run, logger = start_run("reinforce", cfg, policy, optimizer, generator, envs, ranks, out, progress,
                                           save_every, resume, reference)  # where the run stands: restored with resume

@@ -25,6 +25,7 @@ from torch import nn
 import textgym
 from textgym.agents.configs import TrainConfig
 from textgym.agents.evaluate import TrainResult, evaluate_policy
+from textgym.agents.optim import Adam
 from textgym.agents.state import Checkpointer, Progress
 from textgym.files import read_jsonl, replacing, write_json, write_jsonl
 from textgym.tokenizers import TOKENIZER_DIR, save_tokenizer
@@ -38,7 +39,7 @@ class RunStart(NamedTuple):
     logger: RunLogger
 
 
-def start_run(name: str, cfg: TrainConfig, policy: nn.Module, optimizer: torch.optim.Optimizer,
+def start_run(name: str, cfg: TrainConfig, policy: nn.Module, optimizer: Adam | torch.optim.Optimizer,
               generator: torch.Generator, envs, ranks, out: str | os.PathLike | None, progress: bool, save_every: int,
               resume: bool, reference: Any = None) -> RunStart:
     """A run's checkpointer, where it stands (restored from ``out`` with ``resume``) and its logger

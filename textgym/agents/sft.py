@@ -35,6 +35,7 @@ from textgym.agents.common import (
 from textgym.agents.configs import TrainConfig
 from textgym.agents.evaluate import TrainResult, evaluate_policy
 from textgym.agents.losses import masked_mean
+from textgym.agents.optim import Adam
 from textgym.agents.rollout import SequenceView, collect, evaluate_logprobs, make_envs
 from textgym.agents.run import save_and_evaluate, start_run
 from textgym.agents.scripted import vector_expert
@@ -133,7 +134,7 @@ def train(cfg: SFTConfig, policy: nn.Module | None = None, out: str | Path | Non
     device, envs, view, policy, generator, ranks = setup(cfg, policy)
     sources = replays(data, cfg, device, min_return) if data is not None else None
     expert = vector_expert(envs) if sources is None else None
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    optimizer = Adam(policy.parameters(), lr=cfg.learning_rate, weight_decay=0.01, decoupled_weight_decay=True)
     checkpointer, run, logger = start_run("sft", cfg, policy, optimizer, generator, envs, ranks, out, progress, save_every,
                                           resume)  # where the run stands: restored with resume
     evaluation = run.extra.get("evaluation", {})

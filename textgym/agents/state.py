@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 import textgym
+from textgym.agents.optim import Adam
 from textgym.distributed import Ranks
 from textgym.files import acquire_run, release_run, remove_leftovers, replacing
 
@@ -214,7 +215,7 @@ class Checkpointer:
         ranks: with torchrun, every rank's streams and envs are gathered and rank 0 writes them.
     """
 
-    def __init__(self, out: str | os.PathLike | None, every: int, policy: nn.Module, optimizer: torch.optim.Optimizer,
+    def __init__(self, out: str | os.PathLike | None, every: int, policy: nn.Module, optimizer: Adam | torch.optim.Optimizer,
                  generator: torch.Generator, envs: Any, reference: Any = None, ranks: Any = None) -> None:
         self.ranks = ranks if ranks is not None else Ranks()
         self.out = Path(out) if out is not None else None
