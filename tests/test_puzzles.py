@@ -149,6 +149,23 @@ def _lights_after(n, lights, presses):
     return lights
 
 
+def test_lights_out_difficulty_caps_the_presses_and_its_top_level_caps_none():
+    """A board of level k is made of at most k presses, the k-press boards being the most common
+    (a 3x3 solution is unique, so the expert's answer has exactly the board's presses); the top
+    level draws every cell pressed with probability 1/2, capped nowhere."""
+    lengths = {k: [len(ex.references[0]) for ex in LightsOutTask(k).examples_for(range(2000))] for k in (1, 3, 9)}
+    assert set(lengths[1]) == {1}
+    assert max(lengths[3]) == 3 and lengths[3].count(3) > 1600  # P(fewer than 3 of 9 pressed) = 46/512
+    assert max(lengths[9]) >= 8 and 4.2 < sum(lengths[9]) / 2000 < 4.8  # Binomial(9, 1/2), no empty board: 4.51
+    for size in (4, 5):
+        top = LightsOutTask(size=size)
+        assert top.difficulty == size * size
+        assert all(len(ex.references[0]) <= 2 for ex in LightsOutTask(2, size=size).examples_for(range(200)))
+    # the levels draw apart: a key's board at level 3 is not its board at level 9
+    assert sum(a.prompt != b.prompt for a, b in zip(LightsOutTask(3).examples_for(range(200)),
+                                                   LightsOutTask(9).examples_for(range(200)))) > 100
+
+
 def test_lights_out_judge_and_the_expert_is_shortest():
     task = LightsOutTask(3)
     assert _judge(task, "110/100/000=", "a") == 1.0
@@ -156,7 +173,7 @@ def test_lights_out_judge_and_the_expert_is_shortest():
     assert _judge(task, "110/100/000=", "b") == 0.0
     assert _judge(task, "110/100/000=", "z") == 0.0
     for n in (3, 4):
-        task = LightsOutTask(n)
+        task = LightsOutTask(size=n)
         for ex in task.examples_for(range(25)):
             lights = sum(1 << i for i, ch in enumerate(ex.prompt.replace("/", "")) if ch == "1")
             fewest = min(len(p) for k in range(n * n + 1) for p in itertools.combinations(range(n * n), k)
@@ -187,6 +204,11 @@ def test_a_difficulty_out_of_range_is_refused(cls):
             cls(bad)
     with pytest.raises(ValueError, match="size must be 4 or 6"):
         SudokuTask(size=5)
+    for bad in (1, 6, 3.0):
+        with pytest.raises(ValueError, match=f"LightsOutTask: size must be an integer in 2..5, got {bad!r}"):
+            LightsOutTask(size=bad)
+    with pytest.raises(ValueError, match=r"difficulty must be an integer in 1\.\.4, got 5"):
+        LightsOutTask(5, size=2)
     with pytest.raises(ValueError, match=r"1\.\.10"):
         SudokuTask(11)
 
@@ -299,7 +321,7 @@ def test_the_action_mask_needs_a_task_that_names_its_answers_characters():
     with pytest.raises(ValueError, match="action_mask must be true or false, got 'yes'"):
         gym.make("textgym/Hanoi-v0", action_mask="yes")
     assert set(SudokuTask(size=6).answer_alphabet()) == set("123456")
-    assert LightsOutTask(2).answer_alphabet() == "abcd"
+    assert LightsOutTask(size=2).answer_alphabet() == "abcd"
 
 
 @pytest.mark.parametrize("env_id", ["textgym/Hanoi-v0", "textgym/LightsOut-v0", "textgym/Maze-v0", "textgym/Sudoku-v0",
@@ -390,16 +412,17 @@ def test_a_tensor_puzzle_keeps_its_last_batch_only_for_the_same_keys_and_difficu
         [ex.prompt for ex in MazeTask(3).examples_for(range(8))]
 
 
-@pytest.mark.parametrize("cls", [MazeTask, LightsOutTask, CountdownTask], ids=lambda c: c.name)
-def test_a_batch_of_several_levels_is_judged_as_each_alone(cls):
+@pytest.mark.parametrize("make", [MazeTask, CountdownTask, LightsOutTask, lambda d: LightsOutTask(size=d)],
+                         ids=["maze", "countdown", "lights_out", "lights_out_sizes"])
+def test_a_batch_of_several_levels_is_judged_as_each_alone(make):
     # A curriculum's window mixes levels, so one batch holds grids of several sizes (or several
-    # counts of numbers).
+    # counts of numbers, or boards of several caps on presses).
     rng = random.Random(0)
-    examples = [ex for d in (3, 4, 5) for ex in cls(d).examples_for(range(10))]
+    examples = [ex for d in (3, 4, 5) for ex in make(d).examples_for(range(10))]
     rng.shuffle(examples)
     answers = [ex.references[0] if i % 3 else ex.references[0][::-1] + "x"[: i % 2] for i, ex in enumerate(examples)]
-    together = cls(5).scores([ex.prompt for ex in examples], answers).tolist()
-    alone = [cls(3).score(ex, a) for ex, a in zip(examples, answers)]
+    together = make(5).scores([ex.prompt for ex in examples], answers).tolist()
+    alone = [make(3).score(ex, a) for ex, a in zip(examples, answers)]
     assert together == pytest.approx(alone)
     assert together[1] == 1.0 and 0 < sum(together) < len(together)
 

@@ -60,7 +60,8 @@ ENVS: tuple[EnvInfo, ...] = (
         ("Maze", "maze", "a shortest path from S to G on a 4x4 grid: 'S.#/.#./..G=' -> 'DDRR'; "
          "difficulty = grid side (3-8)", "shortest / moves if it arrives"),
         ("LightsOut", "lights_out", "switch off a 3x3 Lights Out board: '110/100/000=' -> 'a'; "
-         "difficulty = grid side (2-5)", "fewest presses / presses if solved"),
+         "difficulty = most presses a board is made of (1-9, default 9: no cap); size = grid side (2-5)",
+         "fewest presses / presses if solved"),
     )),
     EnvInfo("textgym/Review-v0", _TOKEN, _TOKEN_VEC,
             "RLHF teaching task: review an item, 'tea:' -> 'tea is very good'; a hidden rule prefers positive words",

@@ -168,11 +168,11 @@ class TensorPuzzle(PuzzleTask, SymbolTask):
         none of :attr:`symbols`. A prompt or an answer it cannot read scores 0."""
         raise NotImplementedError
 
-    def _draws(self, keys: torch.Tensor, count: int, attempt: int = 0) -> torch.Tensor:
-        """``count`` uniform integers in ``[0, 2**32)`` per key at this difficulty (``attempt``: a
-        fresh set for a puzzle drawn again)."""
-        return draws(hash32(keys) ^ hash32(torch.full_like(keys, self.difficulty * self._DIFFICULTY_SALT + attempt)),
-                     count)
+    def _draws(self, keys: torch.Tensor, count: int, attempt: int = 0, level: int | None = None) -> torch.Tensor:
+        """``count`` uniform integers in ``[0, 2**32)`` per key at this difficulty, or at ``level``
+        (``attempt``: a fresh set for a puzzle drawn again)."""
+        level = self.difficulty if level is None else level
+        return draws(hash32(keys) ^ hash32(torch.full_like(keys, level * self._DIFFICULTY_SALT + attempt)), count)
 
     def _new_example(self, key: int) -> Example:
         return self.examples_for([key])[0]
@@ -918,27 +918,46 @@ class LightsOutTask(TensorPuzzle):
     other 0. The expert solves the linear system over GF(2) and, where the grid has several
     solutions (4x4, 5x5), writes a shortest one, in alphabetical order.
 
+    A board is the lights that random presses switch on, each cell pressed with probability 1/2
+    (presses that switch nothing on are drawn again); ``difficulty`` caps how many: where more
+    cells were pressed, a random ``difficulty`` of them are kept. At the top level, ``size**2``,
+    nothing is capped: every board the grid can show is equally likely. On a 3x3 grid the
+    solution is unique, so a board of ``k`` presses needs exactly ``k``; on 4x4 and 5x5 a board
+    may have a shorter solution than the presses that made it.
+
     Args:
-        difficulty: the side of the square grid, 2..5 (default 3).
+        difficulty: the most presses a board is made of, 1..size**2 (default: size**2, no cap).
+        size: the side of the square grid, 2..5 (default 3).
     """
 
     name = "lights_out"
-    difficulties = range(2, 6)
+    sizes = range(2, 6)
     symbols = "01/=" + _CELLS
 
-    def __init__(self, difficulty: int = 3) -> None:
-        super().__init__(difficulty)
+    def __init__(self, difficulty: int | None = None, size: int = 3) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size not in self.sizes:
+            raise ValueError(f"LightsOutTask: size must be an integer in 2..5, got {size!r}")
+        self.size = size
+        self.difficulties = range(1, size * size + 1)
+        super().__init__(size * size if difficulty is None else difficulty)
 
     def answer_alphabet(self) -> str:
-        return _CELLS[: self.difficulty**2]  # the cells of this grid
+        return _CELLS[: self.size**2]  # the cells of this grid
 
     def generate(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, dev = self.difficulty, keys.device
+        n, dev = self.size, keys.device
         system = _lights_out_tensors(n, dev)
         lights, attempt = torch.zeros(len(keys), n * n, dtype=torch.int64, device=dev), 0
         dark = torch.ones(len(keys), dtype=torch.bool, device=dev)
         while bool(dark.any()):  # presses that switch nothing on are drawn again (for the same key, the same way)
-            presses = self._draws(keys, n * n, attempt) >> 31  # each cell pressed with probability 1/2
+            # The presses are drawn for the grid whatever the level (salted by its side, so a
+            # board of the top level is the one the grid always drew); the cap keeps a random
+            # `difficulty` of them, from draws of its own.
+            presses = self._draws(keys, n * n, attempt, level=n) >> 31  # each cell pressed with probability 1/2
+            if self.difficulty < n * n:
+                kept = self._draws(keys, n * n, attempt, level=-self.difficulty)
+                order = torch.where(presses == 1, kept, 2**32).argsort(-1).argsort(-1)
+                presses = presses * (order < self.difficulty)
             lights = torch.where(dark[:, None], _gf2(presses, system["press"]), lights)
             dark, attempt = (lights == 0).all(-1), attempt + 1
         prompt = _grid_prompts(self.symbols, lights)  # a light's 0 / 1 is the index of the symbol "0" / "1"
@@ -953,7 +972,7 @@ class LightsOutTask(TensorPuzzle):
         first_cell, rows = len("01/="), len(prompt)
         length = (answer != PAD_SYMBOL).sum(-1)
         out = torch.zeros(rows, device=prompt.device)
-        for n, fits, lights in _grids_shown(prompt, self.symbols, self.difficulties, "01"):
+        for n, fits, lights in _grids_shown(prompt, self.symbols, self.sizes, "01"):
             system, n2 = _lights_out_tensors(n, prompt.device), n * n  # a light's 0 / 1 is its symbol's index
             cell = torch.where((answer >= first_cell) & (answer < first_cell + n2), answer - first_cell, n2)
             readable = (length > 0) & ((answer == PAD_SYMBOL) | (cell < n2)).all(-1)
@@ -966,10 +985,13 @@ class LightsOutTask(TensorPuzzle):
         return out
 
     def prompt_chars(self) -> int:
-        return self.difficulty * (self.difficulty + 1)
+        return self.size * (self.size + 1)
 
     def answer_chars(self) -> int:
-        return self.difficulty**2
+        return self.size**2
+
+    def __repr__(self) -> str:
+        return f"LightsOutTask(difficulty={self.difficulty}, size={self.size})"
 
 
 @functools.cache
