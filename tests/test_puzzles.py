@@ -247,6 +247,24 @@ def test_the_env_pays_the_judge_and_the_knob_reaches_it(env_id):
 def test_make_task_by_name_with_the_knob():
     assert make_task("hanoi", difficulty=4).difficulty == 4
     assert make_task("sudoku", difficulty=12, size=6).size == 6
+    assert make_task("lights_out", size=4).difficulty == 16
+
+
+def test_lights_out_env_of_another_size_and_a_curriculum_over_its_presses():
+    env = gym.make("textgym/LightsOut-v0", task_kwargs={"size": 4}, action_mask=True)
+    u = env.unwrapped
+    obs, _ = env.reset(seed=0)
+    assert u.tokenizer.decode(obs["input_ids"][obs["attention_mask"] == 1].tolist()).count("/") == 3
+    assert sum(env.action_masks()) == 16 + 1  # the cells a..p and eos
+    envs = gym.make_vec("textgym/LightsOut-v0", num_envs=64, vectorization_mode="vector_entry_point").unwrapped
+    envs.set_curriculum({"window": 2})
+    obs, _ = envs.reset(seed=0)
+    assert envs.difficulties == range(1, 10) and envs.difficulty == 1
+    # level 1: every board is one press, so the expert writes one cell and eos
+    obs, reward, terminated, _, _ = envs.step(envs.expert(obs))
+    assert not terminated.any()
+    _, reward, terminated, _, _ = envs.step(envs.expert(obs))
+    assert terminated.all() and (reward == 1.0).all()
 
 
 def test_sft_learns_hanoi_from_its_expert():
