@@ -3,6 +3,7 @@
     python benchmarks/scaling.py threads      # PPO steps/s alone and beside 1 and 2 busy processes (~4 min)
     python benchmarks/scaling.py ddp          # PPO on 1 process (2 threads) and on 1 and 2 ranks (1 thread each) (~10 min)
     python benchmarks/scaling.py efficiency   # FLOP/s of PPO's update passes against a dense matmul (~1 min)
+    python benchmarks/scaling.py profile      # where a PPO and an SFT iteration spend their time: torch.profiler (~1 min)
     python benchmarks/scaling.py compile      # PPO's Reverse-v0 recipe, eager and with --set compile=true (~5 min)
     python benchmarks/scaling.py all --quick  # tiny versions, to check that it runs
 
@@ -168,12 +169,72 @@ def efficiency(quick: bool) -> list[dict]:
     return rows
 
 
+# Where the profiler puts the time of a matrix product and of attention (self time: an op's own,
+# not that of the ops it calls, so nothing is counted twice).
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+ATTENTION_OPS = ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                 "aten::_scaled_dot_product_flash_attention_for_cpu_backward", "aten::_softmax",
+                 "aten::_softmax_backward_data")
+
+
+def profile(quick: bool) -> list[dict]:
+    """One PPO and one SFT iteration on Reverse-v0 at the default sizes under ``torch.profiler``
+    (CPU): the share of their wall time in matrix products, in attention, in other ops, and
+    outside any op (Python between ops, and the profiler's own cost per op), and the ops that
+    take the most. Iterations 3 to 6 of a run are profiled (the first two warm up), the clock read
+    when the trainer logs each one."""
+    import torch
+    from torch.profiler import ProfilerActivity, schedule
+    from torch.profiler import profile as torch_profile
+
+    from textgym.agents import ppo, sft
+    from textgym.agents.run import RunLogger
+
+    active = 1 if quick else 4
+    steps = 8_000 if quick else 40_000
+    runs = (("PPO", ppo.train, ppo.PPOConfig(env_id="textgym/Reverse-v0", env_kwargs={"shaping": True},
+                                            total_steps=steps, eval_episodes=16)),
+            ("SFT", sft.train, sft.SFTConfig(env_id="textgym/Reverse-v0", total_steps=steps, eval_episodes=16)))
+    rows = []
+    for name, train, cfg in runs:
+        ends: list[float] = []
+        with torch_profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=1, warmup=1, active=active, repeat=1)) as prof:
+            log = RunLogger.log
+
+            def logged(self, metrics, _log=log, _prof=prof, _ends=ends):  # an iteration ends: the profiler steps
+                _log(self, metrics)
+                _ends.append(time.perf_counter())
+                _prof.step()
+
+            RunLogger.log = logged
+            try:
+                torch.manual_seed(0)
+                train(cfg, progress=False)
+            finally:
+                RunLogger.log = log
+        if len(ends) < 2 + active:
+            raise RuntimeError(f"{name}: {len(ends)} iterations in {steps} steps, fewer than the {2 + active} profiled")
+        wall = (ends[1 + active] - ends[1]) * 1e6  # microseconds, as the profiler counts
+        ops = {e.key: e.self_cpu_time_total for e in prof.key_averages() if not e.key.startswith("ProfilerStep")}
+        total = sum(ops.values())
+        matmul = sum(ops.get(k, 0.0) for k in MATMUL_OPS)
+        attention = sum(ops.get(k, 0.0) for k in ATTENTION_OPS)
+        top = sorted(ops.items(), key=lambda kv: -kv[1])[:8]
+        rows.append({"what": f"{name} iteration, Reverse-v0", "ms": round(wall / active / 1e3, 1),
+                     "matmul": round(matmul / wall, 3), "attention": round(attention / wall, 3),
+                     "other_ops": round((total - matmul - attention) / wall, 3),
+                     "outside_ops": round(1 - total / wall, 3),
+                     "top": [[k, round(v / wall, 3)] for k, v in top]})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["threads", "ddp", "efficiency", "compile", "all"])
+    parser.add_argument("what", choices=["threads", "ddp", "efficiency", "compile", "profile", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to check that it runs")
     args = parser.parse_args()
-    for name, fn in (("threads", threads), ("ddp", ddp), ("efficiency", efficiency), ("compile", ppo_compile)):
+    for name, fn in (("threads", threads), ("ddp", ddp), ("efficiency", efficiency), ("compile", ppo_compile),
+                     ("profile", profile)):
         if args.what in (name, "all"):
             for row in fn(args.quick):
                 print(json.dumps({"benchmark": name, **row}), flush=True)

@@ -3,6 +3,8 @@
 import importlib.util
 import pathlib
 
+import pytest
+
 import textgym
 
 IDS = [info.id for info in textgym.ENVS]
@@ -193,9 +195,12 @@ def test_scaling_benchmark_quick():
                          check=True, capture_output=True, text=True).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     kinds = [r["benchmark"] for r in rows]
-    assert kinds == ["threads"] * 4 + ["ddp"] * 3 + ["efficiency"] * 5 + ["compile"] * 2
+    assert kinds == ["threads"] * 4 + ["ddp"] * 3 + ["efficiency"] * 5 + ["compile"] * 2 + ["profile"] * 2
     assert all(r["steps_per_s"] > 0 for r in rows if "steps_per_s" in r)
     assert all(r.get("gflop_per_s", 0) > 0 or "error" in r for r in rows if r["benchmark"] == "efficiency")
+    for r in rows[-2:]:  # the shares of an iteration's time add up, and its matrix products are among them
+        assert r["matmul"] > 0 and r["ms"] > 0 and "aten::mm" in dict(r["top"])
+        assert r["matmul"] + r["attention"] + r["other_ops"] + r["outside_ops"] == pytest.approx(1.0, abs=0.002)
 
 
 def test_gpu_benchmark_quick_runs_on_the_cpu(tmp_path):
