@@ -65,7 +65,12 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One Adam step on every parameter that has a gradient; the others stay as they are."""
+        """One Adam step on every parameter that has a gradient; the others stay as they are
+        (named ``Adam.step`` under ``torch.profiler``, as ``torch.optim`` names its steps)."""
+        with torch.autograd.profiler.record_function("Adam.step"):
+            self._step()
+
+    def _step(self) -> None:
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
