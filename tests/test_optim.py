@@ -131,14 +131,12 @@ def test_a_state_of_other_parameters_is_refused_and_nothing_changes():
     good = optimizer.state_dict()
     other = nn.Linear(6, 8)
     wrong_count = Adam(other.parameters())
-    train_other = torch.randn(2, 6)
-    other(train_other).sum().backward()
+    other(torch.randn(2, 6)).sum().backward()
     wrong_count.step()
     with pytest.raises(ValueError, match=r"parameter groups of \[2\] parameters, this optimizer \[6\]"):
         optimizer.load_state_dict(wrong_count.state_dict())
     swapped = Adam(reversed(list(a_model().parameters())))
-    train_swapped = swapped.param_groups[0]["params"]
-    for p in train_swapped:
+    for p in swapped.param_groups[0]["params"]:
         p.grad = torch.zeros_like(p)
     swapped.step()
     with pytest.raises(ValueError, match=r"exp_avg of parameter 0 has shape \(3,\), the parameter \(8, 6\)"):

@@ -142,7 +142,8 @@ class PuzzleTask(Task):
         return {**self.__dict__, "_examples": {}, "_last": (None,)}  # a pickled task travels without its caches
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(difficulty={self.difficulty})"
+        size = f", size={self.size}" if hasattr(self, "size") else ""  # a puzzle whose grid has a side of its own
+        return f"{type(self).__name__}(difficulty={self.difficulty}{size})"
 
 
 class TensorPuzzle(PuzzleTask, SymbolTask):
@@ -740,9 +741,6 @@ class SudokuTask(TensorPuzzle):
     def answer_chars(self) -> int:
         return self.difficulty
 
-    def __repr__(self) -> str:
-        return f"SudokuTask(difficulty={self.difficulty}, size={self.size})"
-
 
 @functools.cache
 def _units_on(units: tuple[tuple[int, ...], ...], device: torch.device) -> torch.Tensor:
@@ -989,9 +987,6 @@ class LightsOutTask(TensorPuzzle):
 
     def answer_chars(self) -> int:
         return self.size**2
-
-    def __repr__(self) -> str:
-        return f"LightsOutTask(difficulty={self.difficulty}, size={self.size})"
 
 
 @functools.cache
